@@ -1,0 +1,1 @@
+//! Typed Platos stream events.

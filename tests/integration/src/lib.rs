@@ -1,0 +1,1 @@
+//! Integration, conformance and parity suites live in tests/.

@@ -1,0 +1,1 @@
+//! A Platos-compatible in-memory server.
