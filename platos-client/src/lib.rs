@@ -5,3 +5,16 @@
 #[rustfmt::skip]
 #[allow(clippy::all, clippy::pedantic, missing_docs, dead_code, unused_imports)]
 mod generated;
+
+mod auth;
+mod client;
+mod config;
+mod error;
+mod retry;
+mod tls;
+mod transport;
+
+pub use auth::RefreshContext;
+pub use client::{DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, PlatosClient, PlatosClientBuilder, USER_AGENT};
+pub use config::{ReconnectConfig, RetryConfig, Scope, Secret};
+pub use error::{ApiError, BoxError, DecodeError, Error, Result, StreamError, TransportError};

@@ -1,0 +1,235 @@
+//! Credentials and single-flight token refresh (wire.md §1.1, §1.3).
+//!
+//! One [`Auth`] is shared by every clone of a client and by its realtime
+//! streams, so a token refreshed by one call is the token every later call and
+//! every reconnect uses. Refresh is coalesced: however many calls fail with
+//! the same token at once, the callback runs once and all of them replay with
+//! its answer. A refresh that failed for a token is not tried again for that
+//! token, so N calls failing together cost one callback call either way.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::config::Secret;
+use crate::error::BoxError;
+
+/// What the refresh callback is told.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RefreshContext {
+    /// The token the server refused.
+    pub current_token: Secret,
+    /// The HTTP status that triggered the refresh (401 or 403; 401 for
+    /// realtime refusals, which carry no status).
+    pub status: u16,
+}
+
+impl fmt::Debug for RefreshContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshContext")
+            .field("current_token", &"***")
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+type RefreshFuture = Pin<Box<dyn Future<Output = Result<Option<String>, BoxError>> + Send>>;
+
+/// The token-refresh callback, type-erased.
+pub(crate) type Refresher = Arc<dyn Fn(RefreshContext) -> RefreshFuture + Send + Sync>;
+
+pub(crate) fn refresher<F, Fut, E>(f: F) -> Refresher
+where
+    F: Fn(RefreshContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<String>, E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    Arc::new(move |ctx| {
+        let fut = f(ctx);
+        Box::pin(async move { fut.await.map_err(Into::into) })
+    })
+}
+
+/// Which credential the client presents.
+#[derive(Clone, Debug)]
+pub(crate) enum Mode {
+    /// `X-Platos-Session-Token`, refreshable.
+    Session,
+    /// `Authorization: Bearer` plus scope headers; never refreshed.
+    ApiKey(Secret),
+}
+
+pub(crate) struct Auth {
+    mode: Mode,
+    state: Mutex<TokenState>,
+    refresher: Option<Refresher>,
+    /// Held while the callback runs so concurrent failures wait for its answer.
+    refresh_gate: tokio::sync::Mutex<()>,
+}
+
+struct TokenState {
+    token: Option<Secret>,
+    /// The token whose refresh already failed: don't ask again for it.
+    failed: Option<Secret>,
+}
+
+impl Auth {
+    pub(crate) fn session(token: Secret, refresher: Option<Refresher>) -> Self {
+        Auth {
+            mode: Mode::Session,
+            state: Mutex::new(TokenState {
+                token: Some(token),
+                failed: None,
+            }),
+            refresher,
+            refresh_gate: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn api_key(key: Secret) -> Self {
+        Auth {
+            mode: Mode::ApiKey(key),
+            state: Mutex::new(TokenState {
+                token: None,
+                failed: None,
+            }),
+            refresher: None,
+            refresh_gate: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn mode(&self) -> &Mode {
+        &self.mode
+    }
+
+    /// The session token now in force (None in api-key mode).
+    pub(crate) fn session_token(&self) -> Option<Secret> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .token
+            .clone()
+    }
+
+    /// Whether a refused call may be refreshed and replayed.
+    pub(crate) fn can_refresh(&self) -> bool {
+        matches!(self.mode, Mode::Session) && self.refresher.is_some()
+    }
+
+    /// Called after `refused` was refused with `status`. Returns the token to
+    /// replay with, or None when the refusal stands.
+    pub(crate) async fn refresh_after(&self, refused: &Secret, status: u16) -> Option<Secret> {
+        let refresher = self.refresher.as_ref().filter(|_| self.can_refresh())?;
+        let _gate = self.refresh_gate.lock().await;
+        {
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            match &state.token {
+                // Someone refreshed while we waited: replay with theirs.
+                Some(current) if current != refused => return Some(current.clone()),
+                _ => {}
+            }
+            if state.failed.as_ref() == Some(refused) {
+                return None;
+            }
+        }
+        let answer = refresher(RefreshContext {
+            current_token: refused.clone(),
+            status,
+        })
+        .await;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match answer {
+            Ok(Some(new)) if !new.is_empty() && new != refused.expose() => {
+                let new = Secret::new(new);
+                state.token = Some(new.clone());
+                state.failed = None;
+                Some(new)
+            }
+            Ok(_) => {
+                state.failed = Some(refused.clone());
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "token refresh callback failed");
+                state.failed = Some(refused.clone());
+                None
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.mode {
+            Mode::Session => "session-token",
+            Mode::ApiKey(_) => "api-key",
+        };
+        f.debug_struct("Auth")
+            .field("mode", &mode)
+            .field("refresh", &self.refresher.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_refreshes_coalesce() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let auth = Arc::new(Auth::session(
+            Secret::new("old"),
+            Some(refresher(move |_ctx| {
+                let c = c.clone();
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    Ok::<_, BoxError>(Some("new".to_string()))
+                }
+            })),
+        ));
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.refresh_after(&Secret::new("old"), 401).await })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().expose(), "new");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(auth.session_token().unwrap().expose(), "new");
+    }
+
+    #[tokio::test]
+    async fn failed_or_same_token_refresh_is_not_retried() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let auth = Auth::session(
+            Secret::new("old"),
+            Some(refresher(move |ctx: RefreshContext| {
+                c.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, BoxError>(Some(ctx.current_token.expose().to_string())) }
+            })),
+        );
+        assert!(auth.refresh_after(&Secret::new("old"), 401).await.is_none());
+        assert!(auth.refresh_after(&Secret::new("old"), 401).await.is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let auth = Auth::api_key(Secret::new("sk_live_very_secret"));
+        assert!(!format!("{auth:?}").contains("very_secret"));
+        let ctx = RefreshContext {
+            current_token: Secret::new("tok_secret"),
+            status: 401,
+        };
+        assert!(!format!("{ctx:?}").contains("tok_secret"));
+    }
+}

@@ -1,0 +1,329 @@
+//! [`PlatosClient`] and its builder.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::{Auth, Mode, RefreshContext, Refresher, refresher};
+use crate::config::{ReconnectConfig, RetryConfig, Scope, Secret};
+use crate::error::{BoxError, Error, Result};
+use crate::generated;
+use crate::tls::Tls;
+use crate::transport::Inner;
+
+/// The default per-try timeout (wire.md §2).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The realtime namespace served by current gateways.
+pub const DEFAULT_NAMESPACE: &str = "/agent";
+/// Events buffered between the socket task and a slow consumer by default.
+pub const DEFAULT_STREAM_BUFFER: usize = 1024;
+/// The `User-Agent` every request carries.
+pub const USER_AGENT: &str = concat!("platos-client-rust/", env!("CARGO_PKG_VERSION"));
+
+/// Settings shared by every handle of one client and by its streams.
+pub(crate) struct Shared {
+    pub(crate) base_url: String,
+    pub(crate) auth: Auth,
+    pub(crate) retry: RetryConfig,
+    pub(crate) reconnect: ReconnectConfig,
+    pub(crate) timeout: Duration,
+    pub(crate) user_agent: String,
+    pub(crate) namespace: String,
+    pub(crate) idempotency_keys: bool,
+    pub(crate) stream_buffer: usize,
+    pub(crate) tls: Tls,
+}
+
+/// A Platos client. Cheap to clone; clones share connections, settings and
+/// the current session token.
+///
+/// ```no_run
+/// # async fn demo() -> platos_client::Result<()> {
+/// let client = platos_client::PlatosClient::builder()
+///     .base_url("https://platos.example.com")
+///     .session_token("<minted by your backend>")
+///     .build()?;
+/// for agent in client.agents().list().send().await? {
+///     println!("{:?}", agent.name);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PlatosClient {
+    pub(crate) api: generated::Client,
+}
+
+impl PlatosClient {
+    /// Starts configuring a client.
+    pub fn builder() -> PlatosClientBuilder {
+        PlatosClientBuilder::default()
+    }
+
+    /// A handle whose calls act in `scope` instead of the default scope.
+    /// Shares everything else (connections, token, settings) with `self`.
+    pub fn with_scope(&self, scope: Scope) -> Self {
+        let inner = Inner {
+            shared: self.shared().clone(),
+            scope: Some(scope),
+        };
+        PlatosClient {
+            api: generated::Client::new_with_client(
+                &inner.shared.base_url,
+                self.http().clone(),
+                inner,
+            ),
+        }
+    }
+
+    /// The base URL calls go to (without a trailing `/`).
+    pub fn base_url(&self) -> &str {
+        &self.shared().base_url
+    }
+
+    /// The scope calls made through this handle act in.
+    pub fn scope(&self) -> Option<&Scope> {
+        self.inner().scope.as_ref()
+    }
+
+    /// The session token now in force (after any refresh); `None` in api-key mode.
+    pub fn session_token(&self) -> Option<Secret> {
+        self.shared().auth.session_token()
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        progenitor_client::ClientInfo::inner(&self.api)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner().shared
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        progenitor_client::ClientInfo::client(&self.api)
+    }
+}
+
+impl fmt::Debug for PlatosClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlatosClient")
+            .field("base_url", &self.shared().base_url)
+            .field("auth", &self.shared().auth)
+            .field("scope", &self.inner().scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`PlatosClient`]. Every setting but the base URL and one
+/// credential has a default.
+#[derive(Default)]
+#[must_use]
+pub struct PlatosClientBuilder {
+    base_url: Option<String>,
+    session_token: Option<Secret>,
+    api_key: Option<Secret>,
+    scope: Option<Scope>,
+    refresher: Option<Refresher>,
+    retry: Option<RetryConfig>,
+    reconnect: Option<ReconnectConfig>,
+    timeout: Option<Duration>,
+    user_agent: Option<String>,
+    namespace: Option<String>,
+    idempotency_keys: Option<bool>,
+    stream_buffer: Option<usize>,
+    extra_root_certs: Vec<Vec<u8>>,
+}
+
+impl PlatosClientBuilder {
+    /// Where Platos runs, e.g. `https://platos.example.com`. A trailing `/`
+    /// is dropped; a path prefix is kept.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// Authenticate with a session token minted by your backend (recommended).
+    pub fn session_token(mut self, token: impl Into<Secret>) -> Self {
+        self.session_token = Some(token.into());
+        self
+    }
+
+    /// Authenticate server-to-server with an api key; requires a [`scope`](Self::scope).
+    pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The default scope of every call (per-call: [`PlatosClient::with_scope`]).
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// Called when the server refuses the session token (401/403, or an
+    /// expired token on the realtime socket). Return `Ok(Some(new_token))`
+    /// to replay the call with it; `Ok(None)` lets the refusal stand.
+    /// Concurrent refusals share one call.
+    pub fn on_token_refresh<F, Fut, E>(mut self, callback: F) -> Self
+    where
+        F: Fn(RefreshContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<Option<String>, E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.refresher = Some(refresher(callback));
+        self
+    }
+
+    /// Retry policy for REST calls.
+    pub fn retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Reconnect policy for realtime streams.
+    pub fn reconnect(mut self, reconnect: ReconnectConfig) -> Self {
+        self.reconnect = Some(reconnect);
+        self
+    }
+
+    /// Time limit of one try of a REST call (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Replaces the `User-Agent` (default `platos-client-rust/<version>`).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// The realtime namespace (default `/agent`).
+    pub fn realtime_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Whether POST/PATCH calls carry an auto-minted `idempotency-key`
+    /// (default on). Without one they are sent once, never retried.
+    pub fn idempotency_keys(mut self, enabled: bool) -> Self {
+        self.idempotency_keys = Some(enabled);
+        self
+    }
+
+    /// How many events a realtime stream buffers for a slow consumer before
+    /// failing with an explicit error (default 1024).
+    pub fn stream_buffer(mut self, events: usize) -> Self {
+        self.stream_buffer = Some(events);
+        self
+    }
+
+    /// Trusts an extra root certificate (PEM or DER) for REST and realtime.
+    pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
+        self.extra_root_certs.push(pem_or_der.into());
+        self
+    }
+
+    /// Checks the configuration and builds the client. Fails, before
+    /// anything is sent, on a missing base URL, a missing or double
+    /// credential, or api-key mode without a complete scope.
+    pub fn build(self) -> Result<PlatosClient> {
+        let raw_url = self
+            .base_url
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| Error::config("a base URL is required"))?;
+        let base_url = raw_url.trim().trim_end_matches('/').to_owned();
+        let parsed = url::Url::parse(&base_url)
+            .map_err(|e| Error::config(format!("base URL `{base_url}` is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::config(format!(
+                "base URL `{base_url}` must start with http:// or https://"
+            )));
+        }
+
+        if let Some(scope) = &self.scope {
+            if !scope.is_complete() {
+                return Err(Error::config(
+                    "scope needs non-empty organizationId, projectId and environmentId",
+                ));
+            }
+        }
+        let auth = match (self.session_token, self.api_key) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "give either a session token or an api key, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(Error::config(
+                    "a credential is required: a session token or an api key",
+                ));
+            }
+            (Some(token), None) if token.expose().trim().is_empty() => {
+                return Err(Error::config("the session token is empty"));
+            }
+            (Some(token), None) => Auth::session(token, self.refresher),
+            (None, Some(key)) if key.expose().trim().is_empty() => {
+                return Err(Error::config("the api key is empty"));
+            }
+            (None, Some(key)) => {
+                if self.scope.is_none() {
+                    return Err(Error::config(
+                        "api-key mode needs a scope (organizationId, projectId, environmentId)",
+                    ));
+                }
+                Auth::api_key(key)
+            }
+        };
+        if matches!(auth.mode(), Mode::ApiKey(_)) && self.refresher.is_some() {
+            tracing::debug!("token refresh is ignored in api-key mode");
+        }
+
+        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let tls = Tls::new(&self.extra_root_certs)?;
+        let http = tls
+            .configure_http(reqwest::Client::builder())
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| Error::config(format!("building the HTTP client: {e}")))?;
+
+        let mut namespace = self
+            .namespace
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        if !namespace.starts_with('/') {
+            namespace.insert(0, '/');
+        }
+
+        let shared = Arc::new(Shared {
+            base_url,
+            auth,
+            retry: self.retry.unwrap_or_default(),
+            reconnect: self.reconnect.unwrap_or_default(),
+            timeout,
+            user_agent: self.user_agent.unwrap_or_else(|| USER_AGENT.to_owned()),
+            namespace,
+            idempotency_keys: self.idempotency_keys.unwrap_or(true),
+            stream_buffer: self.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER).max(1),
+            tls,
+        });
+        let inner = Inner {
+            shared,
+            scope: self.scope,
+        };
+        Ok(PlatosClient {
+            api: generated::Client::new_with_client(&inner.shared.base_url, http, inner),
+        })
+    }
+}
+
+impl fmt::Debug for PlatosClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlatosClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("scope", &self.scope)
+            .field("refresh", &self.refresher.is_some())
+            .finish_non_exhaustive()
+    }
+}

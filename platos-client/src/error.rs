@@ -1,0 +1,540 @@
+//! The one error type of the SDK.
+//!
+//! Every failure, REST or realtime, is a [`Error`]. Its variants are the
+//! classes callers branch on (the same classes the Python and TypeScript SDKs
+//! use); the accessors on [`Error`] answer the common questions without a
+//! `match`. Server answers are parsed from all three error-body shapes Platos
+//! uses (wire.md §3.1), so the message and code are the same whichever shape
+//! a given route happens to send.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error from a lower layer, kept as the `source()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of every fallible SDK call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How much of a non-JSON error body becomes the message.
+const MESSAGE_BODY_CHARS: usize = 200;
+/// How much of a raw body an error keeps for [`Error::body`].
+const KEPT_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything that can go wrong talking to Platos.
+///
+/// New classes may be added: match with a `_` arm, or use the accessors
+/// ([`status`](Error::status), [`code`](Error::code),
+/// [`is_retryable`](Error::is_retryable)).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// 401 or 403: the credential is missing, expired, refused or not
+    /// allowed to do this (operator-only routes answer end users with 403).
+    Auth(Box<ApiError>),
+    /// 404 on a call where "absent" is not a normal answer.
+    NotFound(Box<ApiError>),
+    /// 400 or 422: the request was malformed; see
+    /// [`Error::validation_errors`].
+    Validation(Box<ApiError>),
+    /// 429, or a realtime rate-limit refusal; see [`Error::retry_after`].
+    RateLimited(Box<ApiError>),
+    /// 5xx after the configured retries.
+    Server(Box<ApiError>),
+    /// Any other refusal (409 conflict, other 4xx, unexpected statuses).
+    Refused(Box<ApiError>),
+    /// The request or connection failed below HTTP (DNS, refused, reset, TLS).
+    Network(Box<TransportError>),
+    /// A try exceeded its time limit (after the configured retries).
+    Timeout(Box<TransportError>),
+    /// The server answered, but not with what the API describes.
+    Decode(Box<DecodeError>),
+    /// The client was configured in a way that cannot work; nothing was sent.
+    Config(String),
+    /// A realtime stream failed in a way that is not one of the above
+    /// (protocol violation, consumer too slow, server refused the namespace).
+    Stream(Box<StreamError>),
+}
+
+/// What the server said when it refused a call.
+#[derive(Clone, PartialEq)]
+pub struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) code: Option<String>,
+    pub(crate) message: String,
+    pub(crate) body: String,
+    pub(crate) request_id: Option<String>,
+    pub(crate) validation_errors: Vec<String>,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+/// A failure below HTTP.
+#[derive(Debug)]
+pub struct TransportError {
+    pub(crate) message: String,
+    pub(crate) source: Option<BoxError>,
+}
+
+/// A response (or stream frame) that did not match the expected shape.
+#[derive(Clone, PartialEq)]
+pub struct DecodeError {
+    pub(crate) status: Option<u16>,
+    pub(crate) path: String,
+    pub(crate) message: String,
+    pub(crate) body: String,
+}
+
+/// A realtime failure with the server's code, when it gave one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamError {
+    pub(crate) code: Option<String>,
+    pub(crate) message: String,
+}
+
+impl Error {
+    /// The HTTP status the server answered with, if the error came from an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Auth(e)
+            | Error::NotFound(e)
+            | Error::Validation(e)
+            | Error::RateLimited(e)
+            | Error::Server(e)
+            | Error::Refused(e) => (e.status != 0).then_some(e.status),
+            Error::Decode(e) => e.status,
+            _ => None,
+        }
+    }
+
+    /// The machine-readable code: the V1 envelope's `error.code`, else a
+    /// legacy `code`, else a legacy `error` that looks like a code
+    /// (`OPERATOR_ONLY`); for realtime errors, the socket error's `code`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Auth(e)
+            | Error::NotFound(e)
+            | Error::Validation(e)
+            | Error::RateLimited(e)
+            | Error::Server(e)
+            | Error::Refused(e) => e.code.as_deref(),
+            Error::Stream(e) => e.code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A human-readable message (the rule of wire.md §3.1 for server answers).
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Auth(e)
+            | Error::NotFound(e)
+            | Error::Validation(e)
+            | Error::RateLimited(e)
+            | Error::Server(e)
+            | Error::Refused(e) => &e.message,
+            Error::Network(e) | Error::Timeout(e) => &e.message,
+            Error::Decode(e) => &e.message,
+            Error::Config(m) => m,
+            Error::Stream(e) => &e.message,
+        }
+    }
+
+    /// The raw response body (capped at 64 KiB), when there was one.
+    pub fn body(&self) -> Option<&str> {
+        match self {
+            Error::Auth(e)
+            | Error::NotFound(e)
+            | Error::Validation(e)
+            | Error::RateLimited(e)
+            | Error::Server(e)
+            | Error::Refused(e) => Some(&e.body),
+            Error::Decode(e) => Some(&e.body),
+            _ => None,
+        }
+    }
+
+    /// The server's request id (`x-request-id` header, else the V1 `errorId`).
+    pub fn request_id(&self) -> Option<&str> {
+        self.api().and_then(|e| e.request_id.as_deref())
+    }
+
+    /// `validationErrors` (or V1 `fields`) the server sent with a 400/422.
+    pub fn validation_errors(&self) -> &[String] {
+        self.api().map_or(&[], |e| &e.validation_errors)
+    }
+
+    /// How long the server asked us to wait before trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.api().and_then(|e| e.retry_after)
+    }
+
+    /// For a decode error, the JSON path of the field that did not fit.
+    pub fn decode_path(&self) -> Option<&str> {
+        match self {
+            Error::Decode(e) => Some(&e.path),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same call again later may succeed: network
+    /// failures, timeouts, 5xx and rate limits.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Network(_) | Error::Timeout(_) | Error::Server(_) | Error::RateLimited(_)
+        )
+    }
+
+    fn api(&self) -> Option<&ApiError> {
+        match self {
+            Error::Auth(e)
+            | Error::NotFound(e)
+            | Error::Validation(e)
+            | Error::RateLimited(e)
+            | Error::Server(e)
+            | Error::Refused(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::Config(message.into())
+    }
+
+    pub(crate) fn network(message: impl Into<String>, source: Option<BoxError>) -> Self {
+        Error::Network(Box::new(TransportError {
+            message: message.into(),
+            source,
+        }))
+    }
+
+    pub(crate) fn timeout(message: impl Into<String>, source: Option<BoxError>) -> Self {
+        Error::Timeout(Box::new(TransportError {
+            message: message.into(),
+            source,
+        }))
+    }
+
+    pub(crate) fn stream(code: Option<String>, message: impl Into<String>) -> Self {
+        Error::Stream(Box::new(StreamError {
+            code,
+            message: message.into(),
+        }))
+    }
+
+    pub(crate) fn decode(
+        status: Option<u16>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        body: &[u8],
+    ) -> Self {
+        Error::Decode(Box::new(DecodeError {
+            status,
+            path: path.into(),
+            message: message.into(),
+            body: keep_body(body),
+        }))
+    }
+
+    /// Classifies a server answer by status (wire.md §3.1).
+    pub(crate) fn from_api(api: ApiError) -> Self {
+        let api = Box::new(api);
+        match api.status {
+            401 | 403 => Error::Auth(api),
+            404 => Error::NotFound(api),
+            400 | 422 => Error::Validation(api),
+            429 => Error::RateLimited(api),
+            s if s >= 500 => Error::Server(api),
+            _ => Error::Refused(api),
+        }
+    }
+
+    /// A realtime rate-limit refusal (`error {code:"rate_limit"}` on the socket).
+    pub(crate) fn rate_limited(
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+        raw: String,
+    ) -> Self {
+        Error::RateLimited(Box::new(ApiError {
+            status: 0,
+            code,
+            message,
+            body: raw,
+            request_id: None,
+            validation_errors: Vec::new(),
+            retry_after,
+        }))
+    }
+
+    /// A realtime auth refusal (refused or expired token that refresh could not fix).
+    pub(crate) fn auth_refused(code: Option<String>, message: String, raw: String) -> Self {
+        Error::Auth(Box::new(ApiError {
+            status: 0,
+            code,
+            message,
+            body: raw,
+            request_id: None,
+            validation_errors: Vec::new(),
+            retry_after: None,
+        }))
+    }
+}
+
+impl ApiError {
+    /// Parses an error answer. `retry_after_header` is the already-parsed
+    /// `Retry-After` header, which wins over a V1 body's `retryAfterSec`.
+    pub(crate) fn parse(
+        status: u16,
+        reason: Option<&str>,
+        request_id: Option<String>,
+        retry_after_header: Option<Duration>,
+        body: &[u8],
+    ) -> Self {
+        let text = String::from_utf8_lossy(body);
+        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let obj = json.as_ref().and_then(|v| v.as_object());
+
+        let v1 = obj
+            .and_then(|o| o.get("error"))
+            .and_then(|e| e.as_object());
+        let str_field = |key: &str| {
+            obj.and_then(|o| o.get(key))
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+        };
+
+        let code = if let Some(v1) = v1 {
+            v1.get("code").and_then(|c| c.as_str()).map(str::to_owned)
+        } else if let Some(code) = str_field("code") {
+            Some(code.to_owned())
+        } else if obj.is_some_and(|o| o.contains_key("statusCode")) {
+            // The framework shape's `error` is the reason phrase, not a code.
+            None
+        } else {
+            str_field("error").filter(|e| looks_like_code(e)).map(str::to_owned)
+        };
+
+        let message = if let Some(v1) = v1 {
+            let code = v1.get("code").and_then(|c| c.as_str()).unwrap_or("error");
+            match v1.get("title").and_then(|t| t.as_str()) {
+                Some(title) if !title.is_empty() => format!("{code}: {title}"),
+                _ => code.to_owned(),
+            }
+        } else if let Some(m) = str_field("message") {
+            m.to_owned()
+        } else if let Some(e) = str_field("error") {
+            e.to_owned()
+        } else if json.is_none() && !text.trim().is_empty() {
+            text.chars().take(MESSAGE_BODY_CHARS).collect()
+        } else {
+            reason.unwrap_or("request failed").to_owned()
+        };
+
+        let mut validation_errors: Vec<String> = obj
+            .and_then(|o| o.get("validationErrors"))
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(fields) = v1.and_then(|v| v.get("fields")).and_then(|f| f.as_array()) {
+            validation_errors.extend(fields.iter().filter_map(|f| {
+                let field = f.get("field").and_then(|x| x.as_str()).unwrap_or("");
+                let msg = f.get("message").and_then(|x| x.as_str()).unwrap_or("");
+                (!field.is_empty() || !msg.is_empty()).then(|| format!("{field}: {msg}"))
+            }));
+        }
+
+        let retry_after = retry_after_header.or_else(|| {
+            v1.and_then(|v| v.get("retryAfterSec"))
+                .and_then(|s| s.as_f64())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(Duration::from_secs_f64)
+        });
+
+        let request_id = request_id.or_else(|| {
+            v1.and_then(|v| v.get("errorId"))
+                .and_then(|s| s.as_str())
+                .map(str::to_owned)
+        });
+
+        ApiError {
+            status,
+            code,
+            message,
+            body: keep_body(body),
+            request_id,
+            validation_errors,
+            retry_after,
+        }
+    }
+
+    /// The HTTP status (0 for realtime refusals, which have none).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+/// `OPERATOR_ONLY` is a code; `Agent not found` is a message.
+fn looks_like_code(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn keep_body(body: &[u8]) -> String {
+    let end = body.len().min(KEPT_BODY_BYTES);
+    String::from_utf8_lossy(&body[..end]).into_owned()
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Auth(e) => write!(f, "authentication failed ({}): {}", e.status, e.message),
+            Error::NotFound(e) => write!(f, "not found ({}): {}", e.status, e.message),
+            Error::Validation(e) => write!(f, "invalid request ({}): {}", e.status, e.message),
+            Error::RateLimited(e) => match e.retry_after {
+                Some(d) => write!(f, "rate limited: {} (retry after {:?})", e.message, d),
+                None => write!(f, "rate limited: {}", e.message),
+            },
+            Error::Server(e) => write!(f, "server error ({}): {}", e.status, e.message),
+            Error::Refused(e) => write!(f, "request refused ({}): {}", e.status, e.message),
+            Error::Network(e) => write!(f, "network error: {}", e.message),
+            Error::Timeout(e) => write!(f, "timed out: {}", e.message),
+            Error::Decode(e) => write!(f, "unexpected response at `{}`: {}", e.path, e.message),
+            Error::Config(m) => write!(f, "invalid client configuration: {m}"),
+            Error::Stream(e) => match &e.code {
+                Some(code) => write!(f, "stream error ({code}): {}", e.message),
+                None => write!(f, "stream error: {}", e.message),
+            },
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Network(e) | Error::Timeout(e) => e
+                .source
+                .as_ref()
+                .map(|s| s.as_ref() as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
+}
+
+// Bodies can be large; Debug shows their size, not their bytes.
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError")
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("request_id", &self.request_id)
+            .field("validation_errors", &self.validation_errors)
+            .field("retry_after", &self.retry_after)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecodeError")
+            .field("status", &self.status)
+            .field("path", &self.path)
+            .field("message", &self.message)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(status: u16, body: &str) -> Error {
+        Error::from_api(ApiError::parse(
+            status,
+            Some("Reason"),
+            None,
+            None,
+            body.as_bytes(),
+        ))
+    }
+
+    #[test]
+    fn framework_shape_has_message_and_no_code() {
+        let e = parse(
+            404,
+            r#"{"statusCode":404,"message":"Thread not found","error":"Not Found"}"#,
+        );
+        assert!(matches!(e, Error::NotFound(_)));
+        assert_eq!(e.message(), "Thread not found");
+        assert_eq!(e.code(), None);
+        assert_eq!(e.status(), Some(404));
+    }
+
+    #[test]
+    fn legacy_codes() {
+        let e = parse(403, r#"{"error":"OPERATOR_ONLY","message":"operators only"}"#);
+        assert!(matches!(e, Error::Auth(_)));
+        assert_eq!(e.code(), Some("OPERATOR_ONLY"));
+        assert_eq!(e.message(), "operators only");
+
+        let e = parse(400, r#"{"code":"INVALID_PAGINATION","message":"bad page"}"#);
+        assert!(matches!(e, Error::Validation(_)));
+        assert_eq!(e.code(), Some("INVALID_PAGINATION"));
+
+        let e = parse(404, r#"{"error":"Agent not found","agentId":"a1"}"#);
+        assert_eq!(e.code(), None);
+        assert_eq!(e.message(), "Agent not found");
+    }
+
+    #[test]
+    fn v1_envelope() {
+        let e = parse(
+            429,
+            r#"{"error":{"code":"RATE_LIMITED","title":"rate_limited","body":"slow down","errorId":"err_1","version":"1","retryAfterSec":5}}"#,
+        );
+        assert!(matches!(e, Error::RateLimited(_)));
+        assert_eq!(e.code(), Some("RATE_LIMITED"));
+        assert_eq!(e.message(), "RATE_LIMITED: rate_limited");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(5)));
+        assert_eq!(e.request_id(), Some("err_1"));
+        assert!(e.is_retryable());
+
+        let e = parse(
+            422,
+            r#"{"error":{"code":"VALIDATION","fields":[{"field":"agentId","code":"required","message":"is required"}]}}"#,
+        );
+        assert_eq!(e.validation_errors(), ["agentId: is required"]);
+        assert_eq!(e.message(), "VALIDATION");
+    }
+
+    #[test]
+    fn non_json_and_empty_bodies() {
+        let long = "x".repeat(500);
+        let e = parse(502, &long);
+        assert!(matches!(e, Error::Server(_)));
+        assert_eq!(e.message().len(), MESSAGE_BODY_CHARS);
+        assert_eq!(e.body().map(str::len), Some(500));
+
+        let e = parse(409, "");
+        assert!(matches!(e, Error::Refused(_)));
+        assert_eq!(e.message(), "Reason");
+
+        let e = parse(400, r#"{"message":"bad","validationErrors":["a","b"]}"#);
+        assert_eq!(e.validation_errors(), ["a", "b"]);
+    }
+
+    #[test]
+    fn retryability() {
+        assert!(parse(503, "").is_retryable());
+        assert!(!parse(401, "").is_retryable());
+        assert!(!parse(404, "").is_retryable());
+        assert!(Error::network("reset", None).is_retryable());
+        assert!(!Error::config("no url").is_retryable());
+    }
+}

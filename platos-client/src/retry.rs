@@ -1,0 +1,110 @@
+//! Retry policy arithmetic (wire.md §2): which answers are retried, how long
+//! to wait, and what a server's `Retry-After` means. No I/O here.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, Method};
+
+use crate::config::RetryConfig;
+
+/// Statuses worth another try: rate limits and server errors.
+pub(crate) fn is_retryable_status(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// Whether a request may be sent again without risking a duplicate effect.
+/// POST and PATCH only with an idempotency key (the server de-duplicates).
+pub(crate) fn is_replay_safe(method: &Method, has_idempotency_key: bool) -> bool {
+    match *method {
+        Method::POST | Method::PATCH => has_idempotency_key,
+        _ => true,
+    }
+}
+
+/// The delay before retry `n` (0-based): `min(base · 2^n, max)` times a
+/// uniform factor in `[1 - jitter, 1 + jitter]`.
+pub(crate) fn backoff(config: &RetryConfig, n: u32) -> Duration {
+    jittered(
+        exponential(config.base_delay, config.max_delay, n),
+        config.jitter,
+    )
+}
+
+/// `min(base · 2^n, max)` without overflow.
+pub(crate) fn exponential(base: Duration, max: Duration, n: u32) -> Duration {
+    let factor = 2u32.checked_pow(n).unwrap_or(u32::MAX);
+    base.checked_mul(factor).unwrap_or(max).min(max)
+}
+
+pub(crate) fn jittered(delay: Duration, jitter: f64) -> Duration {
+    if jitter <= 0.0 {
+        return delay;
+    }
+    let factor = rand::random_range((1.0 - jitter)..=(1.0 + jitter));
+    delay.mul_f64(factor.max(0.0))
+}
+
+/// Parses `Retry-After` in either form: delta-seconds or an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_caps() {
+        let base = Duration::from_millis(250);
+        let max = Duration::from_secs(10);
+        assert_eq!(exponential(base, max, 0), base);
+        assert_eq!(exponential(base, max, 3), Duration::from_secs(2));
+        assert_eq!(exponential(base, max, 6), max);
+        assert_eq!(exponential(base, max, 200), max);
+    }
+
+    #[test]
+    fn jitter_stays_in_band() {
+        let config = RetryConfig::default();
+        for n in 0..6 {
+            let nominal = exponential(config.base_delay, config.max_delay, n);
+            for _ in 0..100 {
+                let d = backoff(&config, n);
+                assert!(d >= nominal.mul_f64(0.8) && d <= nominal.mul_f64(1.2), "{d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(2)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        h.insert("retry-after", later.parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        h.insert("retry-after", past.parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn replay_safety() {
+        assert!(is_replay_safe(&Method::GET, false));
+        assert!(is_replay_safe(&Method::DELETE, false));
+        assert!(!is_replay_safe(&Method::POST, false));
+        assert!(is_replay_safe(&Method::POST, true));
+        assert!(!is_replay_safe(&Method::PATCH, false));
+    }
+}

@@ -1,0 +1,282 @@
+//! Every REST wire decision, in one place.
+//!
+//! The generated client builds each request (path, query, body) and hands it
+//! to [`ClientHooks::exec`] here, which adds the headers of wire.md §1.1,
+//! mints the idempotency key of §2, retries per §2 and refreshes the token
+//! per §1.3. What comes back is turned into SDK values or a classified
+//! [`Error`] by [`finish`] and its siblings. Namespaces never touch HTTP.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::de::DeserializeOwned;
+
+use crate::auth::Mode;
+use crate::client::Shared;
+use crate::config::{Scope, Secret};
+use crate::error::{ApiError, Error, Result};
+use crate::generated::Client;
+use crate::retry;
+
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const SESSION_TOKEN: &str = "x-platos-session-token";
+
+/// The state the generated client carries: shared settings plus the scope
+/// of this handle (a per-call scope makes a new handle, not a new client).
+#[derive(Clone)]
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) scope: Option<Scope>,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inner")
+            .field("base_url", &self.shared.base_url)
+            .field("auth", &self.shared.auth)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl Inner {
+    /// The auth and scope headers for a request or a WebSocket upgrade, with
+    /// `token` as the session token in session mode.
+    pub(crate) fn auth_headers(&self, token: Option<&Secret>) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::new();
+        match self.shared.auth.mode() {
+            Mode::Session => {
+                if let Some(token) = token {
+                    headers.push((SESSION_TOKEN, token.expose().to_owned()));
+                }
+            }
+            Mode::ApiKey(key) => {
+                headers.push(("authorization", format!("Bearer {}", key.expose())));
+            }
+        }
+        if let Some(scope) = &self.scope {
+            headers.extend(scope.headers().map(|(k, v)| (k, v.to_owned())));
+        }
+        headers
+    }
+}
+
+fn set_header(request: &mut reqwest::Request, name: &'static str, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(mut v) => {
+            if name == SESSION_TOKEN || name == "authorization" || name == "x-platos-user-token" {
+                v.set_sensitive(true);
+            }
+            request
+                .headers_mut()
+                .insert(HeaderName::from_static(name), v);
+        }
+        // A value with control characters cannot be sent; the server then
+        // answers as if it were absent, which is the honest outcome.
+        Err(_) => tracing::warn!(header = name, "header value is not valid HTTP; not sent"),
+    }
+}
+
+impl ClientHooks<Inner> for Client {
+    async fn exec(
+        &self,
+        mut request: reqwest::Request,
+        info: &OperationInfo,
+    ) -> reqwest::Result<reqwest::Response> {
+        let inner = self.inner();
+        let shared = &inner.shared;
+        let config = &shared.retry;
+
+        let headers = request.headers_mut();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(ua) = HeaderValue::from_str(&shared.user_agent) {
+            headers.insert(reqwest::header::USER_AGENT, ua);
+        }
+        let method = request.method().clone();
+        let mints = matches!(method, reqwest::Method::POST | reqwest::Method::PATCH)
+            && shared.idempotency_keys;
+        if mints && !request.headers().contains_key(IDEMPOTENCY_KEY) {
+            let key = uuid::Uuid::new_v4().to_string();
+            set_header(&mut request, IDEMPOTENCY_KEY, &key);
+        }
+        let replay_safe =
+            retry::is_replay_safe(&method, request.headers().contains_key(IDEMPOTENCY_KEY));
+        *request.timeout_mut() = Some(shared.timeout);
+
+        let mut token = shared.auth.session_token();
+        let mut refreshed = false;
+        let mut retries = 0u32;
+        loop {
+            let mut attempt = match request.try_clone() {
+                Some(r) => r,
+                // Streaming bodies cannot be replayed: send the original once.
+                None => {
+                    for (name, value) in inner.auth_headers(token.as_ref()) {
+                        set_header(&mut request, name, &value);
+                    }
+                    return self.client().execute(request).await;
+                }
+            };
+            for (name, value) in inner.auth_headers(token.as_ref()) {
+                set_header(&mut attempt, name, &value);
+            }
+            tracing::debug!(
+                operation = info.operation_id,
+                method = %method,
+                retries,
+                "platos request"
+            );
+            let result = self.client().execute(attempt).await;
+
+            let wait = match &result {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    if (status == 401 || status == 403) && !refreshed {
+                        if let Some(refused) = token.as_ref().filter(|_| shared.auth.can_refresh())
+                        {
+                            refreshed = true;
+                            if let Some(new) = shared.auth.refresh_after(refused, status).await {
+                                token = Some(new);
+                                continue;
+                            }
+                        }
+                        return result;
+                    }
+                    if !retry::is_retryable_status(status) {
+                        return result;
+                    }
+                    retry::retry_after(response.headers(), SystemTime::now())
+                        .map(|d| d.min(config.max_retry_after))
+                        .unwrap_or_else(|| retry::backoff(config, retries))
+                }
+                Err(_) => retry::backoff(config, retries),
+            };
+            if !replay_safe || retries >= config.max_retries {
+                return result;
+            }
+            tracing::debug!(operation = info.operation_id, ?wait, "retrying");
+            retries += 1;
+            drop(result);
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Turns a generated call's outcome into the value or a classified error.
+pub(crate) async fn finish<T: DeserializeOwned>(
+    result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
+) -> Result<T> {
+    match result {
+        Ok(value) => Ok(value.into_inner()),
+        Err(e) => Err(classify::<T>(e).await),
+    }
+}
+
+/// Like [`finish`], but a 404 is the answer "absent".
+pub(crate) async fn finish_optional<T: DeserializeOwned>(
+    result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
+) -> Result<Option<T>> {
+    match finish(result).await {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Like [`finish`], but an empty 2xx body means the type's default (an
+/// empty list envelope from an older server).
+pub(crate) async fn finish_or_default<T: DeserializeOwned + Default>(
+    result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
+) -> Result<T> {
+    match result {
+        Ok(value) => Ok(value.into_inner()),
+        Err(progenitor_client::Error::InvalidResponsePayload(bytes, _))
+            if bytes.iter().all(u8::is_ascii_whitespace) =>
+        {
+            Ok(T::default())
+        }
+        Err(e) => Err(classify::<T>(e).await),
+    }
+}
+
+/// Reads a raw response (for `bgo.raw`, which has no generated operation).
+pub(crate) async fn read_json(response: reqwest::Response) -> Result<serde_json::Value> {
+    let status = response.status();
+    if !status.is_success() {
+        return Err(error_from_response(response).await);
+    }
+    let bytes = response.bytes().await.map_err(transport_error)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Null);
+    }
+    decode::<serde_json::Value>(Some(status.as_u16()), &bytes)
+}
+
+/// Decodes JSON, naming the path of the first field that does not fit.
+pub(crate) fn decode<T: DeserializeOwned>(status: Option<u16>, bytes: &[u8]) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        Error::decode(status, path, e.into_inner().to_string(), bytes)
+    })
+}
+
+async fn classify<T: DeserializeOwned>(error: progenitor_client::Error<()>) -> Error {
+    use progenitor_client::Error as P;
+    match error {
+        P::UnexpectedResponse(response) => error_from_response(response).await,
+        P::CommunicationError(e) | P::ResponseBodyError(e) | P::InvalidUpgrade(e) => {
+            transport_error(e)
+        }
+        P::InvalidResponsePayload(bytes, fallback) => match decode::<T>(None, &bytes) {
+            Err(e) => e,
+            // serde_path_to_error accepted what serde_json refused: keep serde's word.
+            Ok(_) => Error::decode(None, ".", fallback.to_string(), &bytes),
+        },
+        P::ErrorResponse(value) => Error::from_api(ApiError::parse(
+            value.status().as_u16(),
+            value.status().canonical_reason(),
+            None,
+            None,
+            b"",
+        )),
+        P::InvalidRequest(message) | P::Custom(message) => Error::config(message),
+    }
+}
+
+pub(crate) async fn error_from_response(response: reqwest::Response) -> Error {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => return transport_error(e),
+    };
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Error::from_api(ApiError::parse(
+        status.as_u16(),
+        status.canonical_reason(),
+        request_id,
+        retry::retry_after(&headers, SystemTime::now()),
+        &body,
+    ))
+}
+
+pub(crate) fn transport_error(e: reqwest::Error) -> Error {
+    // reqwest's Display names the URL; ours carries no credentials (those
+    // travel in headers), so the message is safe to show.
+    let message = e.to_string();
+    if e.is_timeout() {
+        Error::timeout(message, Some(Box::new(e)))
+    } else {
+        Error::network(message, Some(Box::new(e)))
+    }
+}
