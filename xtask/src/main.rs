@@ -169,6 +169,21 @@ fn run(label: &str, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Resu
     Ok(())
 }
 
+/// The Node `socket.io` server (what Platos runs) is a test peer; its
+/// packages install into tests/node/node_modules from the committed lock file.
+fn install_node_peer() -> Result<()> {
+    let dir = workspace_root().join("tests/node");
+    if !dir.join("package-lock.json").exists() {
+        return Ok(());
+    }
+    run(
+        "node peer",
+        "npm",
+        &["ci", "--prefix", "tests/node", "--no-audit", "--no-fund"],
+        &[],
+    )
+}
+
 fn ci() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     run("format", &cargo, &["fmt", "--all", "--check"], &[])?;
@@ -180,6 +195,7 @@ fn ci() -> Result<()> {
         &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
         &[],
     )?;
+    install_node_peer()?;
     run("tests", &cargo, &["test", "--workspace"], &[])?;
     run(
         "docs",
