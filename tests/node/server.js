@@ -1,0 +1,167 @@
+// A Node socket.io server that mimics the Platos gateway's `/agent`
+// namespace (wire.md §4), for the Rust SDK's realtime tests: the same
+// server implementation Platos runs (npm `socket.io` 4.8), with a scripted
+// turn instead of an agent.
+//
+// Started by tests/integration/tests/realtime_node.rs as a child process:
+//   node tests/node/server.js
+// It listens on 127.0.0.1:$PORT (default 0 = any free port) and prints
+// `LISTENING <port>` on stdout, then one line per client event it receives:
+//   RECV <connection#> <event name> <json payload>
+// plus `CONNECT <connection#> <json auth>` and `DISCONNECT <connection#> <reason>`.
+// The test reads those lines to assert what the client sent.
+//
+// Knobs (environment):
+//   PING_INTERVAL_MS, PING_TIMEOUT_MS   Engine.IO heartbeat (default 25000 / 10000)
+//   TOKENS            tokens in the scripted turn (default 5)
+//   TOKEN_DELAY_MS    pause before each token (default 0)
+//   DROP_AFTER_TOKENS close the emitting connection after this many tokens
+//                     (first turn only); the turn then waits for the thread's
+//                     `join_thread` from a new connection and carries on
+//                     routing events to the thread room.
+//   EXPECT_TOKEN      refuse connections whose token differs, the gateway way
+//                     (event `error` + disconnect)
+
+'use strict';
+
+const http = require('node:http');
+const { Server } = require('socket.io');
+
+const env = (name, fallback) => {
+  const v = process.env[name];
+  return v === undefined || v === '' ? fallback : Number(v);
+};
+
+const PING_INTERVAL = env('PING_INTERVAL_MS', 25000);
+const PING_TIMEOUT = env('PING_TIMEOUT_MS', 10000);
+const TOKENS = env('TOKENS', 5);
+const TOKEN_DELAY = env('TOKEN_DELAY_MS', 0);
+const DROP_AFTER = env('DROP_AFTER_TOKENS', -1);
+const EXPECT_TOKEN = process.env.EXPECT_TOKEN || null;
+
+const log = (line) => process.stdout.write(line + '\n');
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const httpServer = http.createServer((_req, res) => {
+  res.writeHead(404);
+  res.end();
+});
+const io = new Server(httpServer, {
+  pingInterval: PING_INTERVAL,
+  pingTimeout: PING_TIMEOUT,
+  transports: ['websocket'],
+});
+const agent = io.of('/agent');
+
+const room = (threadId) => `thread:${threadId}`;
+// Resolvers waiting for a thread to be re-joined after a drop.
+const rejoinWaiters = new Map();
+let dropped = false;
+let connections = 0;
+
+agent.on('connection', (socket) => {
+  const n = ++connections;
+  const auth = socket.handshake.auth || {};
+  const token = auth.token || socket.handshake.headers['x-platos-session-token'] || null;
+  log(`CONNECT ${n} ${JSON.stringify({ ...auth, token: token ? 'present' : null, headerToken: socket.handshake.headers['x-platos-session-token'] || null })}`);
+
+  if (EXPECT_TOKEN && token !== EXPECT_TOKEN) {
+    socket.emit('error', { message: 'Invalid or expired session token.' });
+    socket.disconnect(true);
+    return;
+  }
+  socket.emit('connected', {
+    status: 'ok',
+    organizationId: auth.organizationId || 'org',
+    projectId: auth.projectId || 'proj',
+    environmentId: auth.environmentId || 'env',
+    userId: auth.userId || 'user',
+    socketId: socket.id,
+  });
+
+  const turns = new Map(); // threadId -> { stopped }
+
+  socket.onAny((name, payload) => {
+    log(`RECV ${n} ${name} ${JSON.stringify(payload === undefined ? null : payload)}`);
+  });
+  socket.on('disconnect', (reason) => log(`DISCONNECT ${n} ${reason}`));
+
+  socket.on('join_thread', (payload) => {
+    const threadId = payload && payload.threadId;
+    if (!threadId) return;
+    socket.join(room(threadId));
+    socket.emit('joined_thread', { threadId });
+    const waiter = rejoinWaiters.get(threadId);
+    if (waiter) {
+      rejoinWaiters.delete(threadId);
+      waiter();
+    }
+  });
+  socket.on('leave_thread', (payload) => payload && socket.leave(room(payload.threadId)));
+  // Current gateways have no handler for `resume_stream`; it is only logged.
+
+  socket.on('stop', (payload) => {
+    const turn = payload && turns.get(payload.threadId);
+    if (turn) turn.stopped = true;
+  });
+
+  socket.on('approval_response', (payload) => {
+    if (payload && payload.approvalId) {
+      socket.emit('approval_ack', { approvalId: payload.approvalId, received: true });
+    } else {
+      socket.emit('approval_response_error', { approvalId: null, error: 'approvalId is required' });
+    }
+  });
+
+  socket.on('message', async (payload) => {
+    const threadId = payload && payload.threadId;
+    if (!threadId) {
+      socket.emit('error', { message: 'threadId is required' });
+      return;
+    }
+    const turn = { stopped: false };
+    turns.set(threadId, turn);
+    // Like the gateway: events go to the emitting socket and to the thread's
+    // room (a socket in both gets each event once).
+    const emit = (event) =>
+      agent.to(socket.id).to(room(threadId)).emit('agent_event', { ...event, threadId });
+
+    emit({ type: 'status', status: 'thinking' });
+    emit({ type: 'meta', thread_id: threadId, agent_id: payload.agentId || 'agent' });
+    for (let i = 0; i < TOKENS; i++) {
+      if (TOKEN_DELAY > 0) await sleep(TOKEN_DELAY);
+      if (turn.stopped) {
+        emit({ type: 'done', stopped: true });
+        return;
+      }
+      emit({ type: 'token', text: `tok${i} ` });
+      if (i + 1 === DROP_AFTER && !dropped) {
+        dropped = true;
+        const rejoined = new Promise((resolve) => rejoinWaiters.set(threadId, resolve));
+        socket.conn.close();
+        await Promise.race([rejoined, sleep(10000)]);
+      }
+    }
+    emit({ type: 'tool_call', name: 'search', params: { q: 'platos' }, callId: 'c1' });
+    emit({ type: 'tool_result', name: 'search', result: { hits: 1 }, callId: 'c1' });
+    emit({
+      type: 'message_persisted',
+      messageId: 'm1',
+      threadId,
+      costCents: 0.5,
+      inputTokens: 10,
+      outputTokens: TOKENS,
+      totalTokens: 10 + TOKENS,
+    });
+    emit({ type: 'done', usage: { inputTokens: 10, outputTokens: TOKENS, totalTokens: 10 + TOKENS } });
+  });
+});
+
+const port = Number(process.env.PORT || 0);
+httpServer.listen(port, '127.0.0.1', () => {
+  log(`LISTENING ${httpServer.address().port}`);
+});
+
+// Exit when the parent test goes away (its end of stdin closes).
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
