@@ -51,6 +51,12 @@ fn odd_values_are_errors_or_unknown_never_panics() {
             json!({"type": "message_boundary", "type2": "x", "": ""}),
             "ok",
         ),
+        // An error event must survive odd auxiliary fields: losing the error
+        // itself to a decode failure would hide why the turn failed.
+        (
+            json!({"type": "error", "message": "m", "flags": {"x": 1}, "validationErrors": "bad", "limit": "ten"}),
+            "ok",
+        ),
     ];
     for (input, expected) in cases {
         let shown: String = input.to_string().chars().take(80).collect();
