@@ -198,3 +198,18 @@ fn real_spec_is_valid_and_has_exactly_the_contracted_operations() {
     let expected: BTreeSet<String> = OPERATION_IDS.iter().map(|s| s.to_string()).collect();
     assert_eq!(ids, expected);
 }
+
+#[test]
+fn a_progenitor_panic_is_caught_and_narrowed_to_the_operation() {
+    // Validation would refuse this (path parameters must be required), so go
+    // straight to the generator: progenitor asserts on it.
+    let yaml = MINI.replace(
+        "        - name: thingId\n          in: path\n          required: true\n",
+        "        - name: thingId\n          in: path\n          required: false\n",
+    );
+    let spec = rest::parse(&yaml).unwrap();
+    let err = rest::generate_tokens(&spec).expect_err("progenitor panics on it");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("progenitor panicked"), "{msg}");
+    assert!(msg.contains("operation(s) things_archive"), "{msg}");
+}
