@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{Auth, Mode, RefreshContext, Refresher, refresher};
+use crate::auth::{Auth, RefreshContext, Refresher, refresher};
 use crate::config::{ReconnectConfig, RetryConfig, Scope, Secret};
 use crate::error::{BoxError, Error, Result};
 use crate::generated;
@@ -63,16 +63,14 @@ impl PlatosClient {
     /// A handle whose calls act in `scope` instead of the default scope.
     /// Shares everything else (connections, token, settings) with `self`.
     pub fn with_scope(&self, scope: Scope) -> Self {
+        let shared = self.shared().clone();
+        let base_url = shared.base_url.clone();
         let inner = Inner {
-            shared: self.shared().clone(),
+            shared,
             scope: Some(scope),
         };
         PlatosClient {
-            api: generated::Client::new_with_client(
-                &inner.shared.base_url,
-                self.http().clone(),
-                inner,
-            ),
+            api: generated::Client::new_with_client(&base_url, self.http().clone(), inner),
         }
     }
 
@@ -241,12 +239,11 @@ impl PlatosClientBuilder {
             )));
         }
 
-        if let Some(scope) = &self.scope {
-            if !scope.is_complete() {
-                return Err(Error::config(
-                    "scope needs non-empty organizationId, projectId and environmentId",
-                ));
-            }
+        let refresh_ignored = self.api_key.is_some() && self.refresher.is_some();
+        if self.scope.as_ref().is_some_and(|s| !s.is_complete()) {
+            return Err(Error::config(
+                "scope needs non-empty organizationId, projectId and environmentId",
+            ));
         }
         let auth = match (self.session_token, self.api_key) {
             (Some(_), Some(_)) => {
@@ -275,7 +272,7 @@ impl PlatosClientBuilder {
                 Auth::api_key(key)
             }
         };
-        if matches!(auth.mode(), Mode::ApiKey(_)) && self.refresher.is_some() {
+        if refresh_ignored {
             tracing::debug!("token refresh is ignored in api-key mode");
         }
 
@@ -306,12 +303,13 @@ impl PlatosClientBuilder {
             stream_buffer: self.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER).max(1),
             tls,
         });
+        let base_url = shared.base_url.clone();
         let inner = Inner {
             shared,
             scope: self.scope,
         };
         Ok(PlatosClient {
-            api: generated::Client::new_with_client(&inner.shared.base_url, http, inner),
+            api: generated::Client::new_with_client(&base_url, http, inner),
         })
     }
 }

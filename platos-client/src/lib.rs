@@ -6,15 +6,43 @@
 #[allow(clippy::all, clippy::pedantic, missing_docs, dead_code, unused_imports)]
 mod generated;
 
+mod agents;
+mod approvals;
 mod auth;
+mod bgo;
+mod budgets;
 mod client;
 mod config;
 mod error;
+mod jobs;
+mod monitoring;
+mod paging;
+pub mod realtime;
+mod request;
 mod retry;
+mod threads;
 mod tls;
 mod transport;
 
+pub use agents::{Agents, ListAgentVersions, ListAgents};
+pub use approvals::{Approvals, ListApprovals, ResolveApproval};
 pub use auth::RefreshContext;
-pub use client::{DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, PlatosClient, PlatosClientBuilder, USER_AGENT};
+pub use bgo::{
+    Bgo, BgoBatches, BgoRuns, BgoSchedules, BgoTasks, ListBgoRuns, TriggerBatch, TriggerTask,
+};
+pub use budgets::{BudgetStatusQuery, Budgets, ListBudgets};
+pub use client::{
+    DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, PlatosClient, PlatosClientBuilder, USER_AGENT,
+};
 pub use config::{ReconnectConfig, RetryConfig, Scope, Secret};
 pub use error::{ApiError, BoxError, DecodeError, Error, Result, StreamError, TransportError};
+pub use jobs::{Jobs, ListJobs};
+pub use monitoring::{CostByAgent, CostByScope, ListRuns, Monitoring};
+pub use paging::DEFAULT_PAGE_SIZE;
+pub use realtime::{SendOptions, TurnStream};
+pub use threads::{CreateThread, ListArtifacts, ListMessages, ListThreads, Threads};
+
+/// The REST payload types, generated from `spec/openapi.yaml`.
+pub mod types {
+    pub use crate::generated::types::*;
+}

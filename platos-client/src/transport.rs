@@ -91,6 +91,9 @@ impl ClientHooks<Inner> for Client {
         let config = &shared.retry;
 
         let headers = request.headers_mut();
+        // progenitor adds `api-version`; neither published SDK sends it, and
+        // the wire stays identical to theirs.
+        headers.remove("api-version");
         headers.insert(
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -189,9 +192,9 @@ pub(crate) async fn finish_optional<T: DeserializeOwned>(
     }
 }
 
-/// Like [`finish`], but an empty 2xx body means the type's default (an
-/// empty list envelope from an older server).
-pub(crate) async fn finish_or_default<T: DeserializeOwned + Default>(
+/// Like [`finish`], but an empty 2xx body reads as `{}`: an older server's
+/// way of saying "empty list" (every envelope field is optional).
+pub(crate) async fn finish_envelope<T: DeserializeOwned>(
     result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
 ) -> Result<T> {
     match result {
@@ -199,7 +202,7 @@ pub(crate) async fn finish_or_default<T: DeserializeOwned + Default>(
         Err(progenitor_client::Error::InvalidResponsePayload(bytes, _))
             if bytes.iter().all(u8::is_ascii_whitespace) =>
         {
-            Ok(T::default())
+            decode(None, b"{}")
         }
         Err(e) => Err(classify::<T>(e).await),
     }
