@@ -162,8 +162,9 @@ pub(crate) fn decode(packet: &str) -> Result<Packet<'_>, ProtocolError> {
             })
         }
         b'3' => {
-            let ack_id = ack_id
-                .ok_or_else(|| ProtocolError::with_excerpt("Socket.IO ACK without an id", packet))?;
+            let ack_id = ack_id.ok_or_else(|| {
+                ProtocolError::with_excerpt("Socket.IO ACK without an id", packet)
+            })?;
             Ok(Packet::Ack {
                 namespace,
                 ack_id,
@@ -354,15 +355,17 @@ mod tests {
             event("/agent", "stop", &json!({"threadId": "th"})).unwrap(),
             r#"2/agent,["stop",{"threadId":"th"}]"#
         );
-        assert_eq!(
-            event("/", "x", &json!(null)).unwrap(),
-            r#"2["x",null]"#
-        );
+        assert_eq!(event("/", "x", &json!(null)).unwrap(), r#"2["x",null]"#);
     }
 
     #[test]
     fn round_trips_through_decode() {
-        let frame = event("/agent", "message", &json!({"message": "a,b/c", "threadId": "t"})).unwrap();
+        let frame = event(
+            "/agent",
+            "message",
+            &json!({"message": "a,b/c", "threadId": "t"}),
+        )
+        .unwrap();
         let p = decode(&frame).unwrap();
         assert_eq!(p.namespace(), "/agent");
         let Packet::Event { name, args, .. } = p else {

@@ -1,0 +1,604 @@
+//! Realtime streaming of a turn: `threads.send` over Socket.IO (wire.md §4).
+//!
+//! Three layers, each in its own module, read top to bottom:
+//!
+//! - [`engineio`]: Engine.IO v4 framing over WebSocket text messages (open,
+//!   ping/pong, message, close);
+//! - [`socketio`]: Socket.IO v5 packets inside Engine.IO messages (namespace
+//!   connect, events, connect errors);
+//! - [`turn`]: the turn loop: connect and authenticate, send the message,
+//!   answer pings, decode events, reconnect, refresh the token, stop.
+//!
+//! [`send`] spawns the turn loop as a Tokio task and returns a
+//! [`TurnStream`] reading from it through a bounded channel. The task owns
+//! the socket, so pings are answered however slowly the stream is polled;
+//! the channel holds at most the client's `stream_buffer` events, and a
+//! consumer that falls further behind gets an explicit
+//! `consumer_lagged` error instead of silent loss.
+//!
+//! # Items of a [`TurnStream`]
+//!
+//! - `Ok(event)`: an `agent_event` decoded into [`Event`] (unknown types as
+//!   [`Event::Unknown`] with their raw JSON), or a lifecycle event the client
+//!   makes: `connected` on every (re)connect, `disconnected {reason}` when a
+//!   connection drops, `reconnecting {attempt}` before each new try,
+//!   `stream_gap` after a reconnect (events sent while disconnected are lost:
+//!   the gateway keeps no per-thread buffer, so refetch `threads.messages`),
+//!   and `socket_error {message, code}` for the gateway's socket-level
+//!   `error` events that are neither rate limits nor token refusals.
+//! - `Err(Error::Decode(_))`: a known event type with a malformed body,
+//!   naming the type and the field. **Not terminal**: one bad event does not
+//!   lose the rest of the turn; the stream carries on.
+//! - Any other `Err` is the **last** item: a rate-limit refusal
+//!   ([`Error::RateLimited`] with `retry_after`), a token the server refused
+//!   that refresh could not fix ([`Error::Auth`]), reconnect budget exhausted
+//!   ([`Error::Network`]), a protocol violation, an oversize message or a
+//!   lagging consumer ([`Error::Stream`], codes `protocol_error`,
+//!   `payload_too_large`, `consumer_lagged`, `connect_error`).
+//!
+//! The stream ends (`None`) after the turn's `done` event.
+//!
+//! [`Error::RateLimited`]: crate::Error::RateLimited
+//! [`Error::Auth`]: crate::Error::Auth
+//! [`Error::Network`]: crate::Error::Network
+//! [`Error::Stream`]: crate::Error::Stream
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use platos_events::Event;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::PlatosClient;
+use crate::config::Scope;
+use crate::error::{Error, Result};
+
+mod engineio;
+mod socketio;
+mod turn;
+
+use turn::Command;
+
+/// How many buffered events a [`TurnStream`] takes from its channel at once.
+/// Taking a batch saves a synchronisation per event; the batch counts on top
+/// of the channel's bound.
+const RECV_BATCH: usize = 32;
+
+/// Options of one `threads.send` call. Every field is optional; absent
+/// fields are left out of the `message` payload (wire.md §4.3).
+///
+/// ```
+/// use platos_client::SendOptions;
+///
+/// let options = SendOptions::new()
+///     .agent_id("agent_1")
+///     .context("ticket", "T-42")
+///     .dynamic_block("customer_tier", "gold")
+///     .attachment_id("file_9")
+///     .reconnect_attempts(2);
+/// assert_eq!(options.agent_id.as_deref(), Some("agent_1"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SendOptions {
+    /// `agentId`: the agent that answers.
+    pub agent_id: Option<String>,
+    /// `contextType`: what the conversation is about (with `context_id`).
+    pub context_type: Option<String>,
+    /// `contextId`
+    pub context_id: Option<String>,
+    /// `dynamicBlocks`: values for the agent's dynamic prompt blocks.
+    pub dynamic_blocks: Option<BTreeMap<String, String>>,
+    /// `attachmentIds`: uploaded files the message refers to.
+    pub attachment_ids: Option<Vec<String>>,
+    /// `modelLabel`: which of the agent's model routes to use.
+    pub model_label: Option<String>,
+    /// `replyToMessageId`
+    pub reply_to_message_id: Option<String>,
+    /// `idempotencyKey`: the server runs a turn once per key. Minted (UUID
+    /// v4) when not given, so a message the server already received is
+    /// never run twice.
+    pub idempotency_key: Option<String>,
+    /// Reconnect attempts for this turn, overriding the client's
+    /// [`ReconnectConfig::max_attempts`](crate::ReconnectConfig).
+    pub reconnect_attempts: Option<u32>,
+    /// The scope this turn acts in, overriding the client's default.
+    pub scope: Option<Scope>,
+}
+
+impl SendOptions {
+    /// No options: the server's defaults.
+    pub fn new() -> Self {
+        SendOptions::default()
+    }
+
+    /// Sets `agentId`.
+    pub fn agent_id(mut self, agent_id: impl Into<String>) -> Self {
+        self.agent_id = Some(agent_id.into());
+        self
+    }
+
+    /// Sets `contextType` and `contextId`.
+    pub fn context(
+        mut self,
+        context_type: impl Into<String>,
+        context_id: impl Into<String>,
+    ) -> Self {
+        self.context_type = Some(context_type.into());
+        self.context_id = Some(context_id.into());
+        self
+    }
+
+    /// Sets `contextType` alone.
+    pub fn context_type(mut self, context_type: impl Into<String>) -> Self {
+        self.context_type = Some(context_type.into());
+        self
+    }
+
+    /// Sets `contextId` alone.
+    pub fn context_id(mut self, context_id: impl Into<String>) -> Self {
+        self.context_id = Some(context_id.into());
+        self
+    }
+
+    /// Adds one entry to `dynamicBlocks`.
+    pub fn dynamic_block(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.dynamic_blocks
+            .get_or_insert_with(BTreeMap::new)
+            .insert(name.into(), value.into());
+        self
+    }
+
+    /// Replaces `dynamicBlocks`.
+    pub fn dynamic_blocks<K, V>(mut self, blocks: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.dynamic_blocks = Some(
+            blocks
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Adds one id to `attachmentIds`.
+    pub fn attachment_id(mut self, id: impl Into<String>) -> Self {
+        self.attachment_ids
+            .get_or_insert_with(Vec::new)
+            .push(id.into());
+        self
+    }
+
+    /// Replaces `attachmentIds`.
+    pub fn attachment_ids<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
+        self.attachment_ids = Some(ids.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets `modelLabel`.
+    pub fn model_label(mut self, label: impl Into<String>) -> Self {
+        self.model_label = Some(label.into());
+        self
+    }
+
+    /// Sets `replyToMessageId`.
+    pub fn reply_to_message_id(mut self, id: impl Into<String>) -> Self {
+        self.reply_to_message_id = Some(id.into());
+        self
+    }
+
+    /// Sets `idempotencyKey` (1–255 characters from `A–Z a–z 0–9 _ . : -`).
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets how many times this turn may reconnect.
+    pub fn reconnect_attempts(mut self, attempts: u32) -> Self {
+        self.reconnect_attempts = Some(attempts);
+        self
+    }
+
+    /// Sets the scope of this turn.
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+}
+
+/// The `message` event's payload (wire.md §4.3): absent options are left out.
+fn message_payload(thread_id: &str, message: &str, options: &SendOptions) -> Value {
+    let mut payload = Map::new();
+    payload.insert("message".into(), message.into());
+    payload.insert("threadId".into(), thread_id.into());
+    let mut put = |key: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            payload.insert(key.into(), value);
+        }
+    };
+    put("agentId", options.agent_id.clone().map(Value::from));
+    put("contextType", options.context_type.clone().map(Value::from));
+    put("contextId", options.context_id.clone().map(Value::from));
+    put(
+        "dynamicBlocks",
+        options.dynamic_blocks.as_ref().map(|blocks| {
+            Value::Object(
+                blocks
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+                    .collect(),
+            )
+        }),
+    );
+    put(
+        "attachmentIds",
+        options.attachment_ids.clone().map(Value::from),
+    );
+    put("modelLabel", options.model_label.clone().map(Value::from));
+    put(
+        "replyToMessageId",
+        options.reply_to_message_id.clone().map(Value::from),
+    );
+    let key = options
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    put("idempotencyKey", Some(Value::from(key)));
+    Value::Object(payload)
+}
+
+/// Starts a turn: sends `message` to `thread_id` and streams the answer.
+///
+/// The connection is opened right away on a spawned task; called outside a
+/// Tokio runtime, the stream yields one configuration error.
+pub(crate) fn send(
+    client: &PlatosClient,
+    thread_id: String,
+    message: String,
+    options: SendOptions,
+) -> TurnStream {
+    let client = match &options.scope {
+        Some(scope) => client.with_scope(scope.clone()),
+        None => client.clone(),
+    };
+    let capacity = client.shared().stream_buffer.max(1);
+    let (events_tx, events_rx) = mpsc::channel(capacity);
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let (tail_tx, tail_rx) = oneshot::channel();
+    let handle = TurnHandle {
+        thread_id: thread_id.clone(),
+        commands: commands_tx,
+        ack_timeout: client.shared().timeout,
+    };
+
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let payload = message_payload(&thread_id, &message, &options);
+            let budget = options
+                .reconnect_attempts
+                .unwrap_or(client.shared().reconnect.max_attempts);
+            let turn = turn::Turn::new(client, thread_id, payload, budget, events_tx, commands_rx);
+            runtime.spawn(turn.run(tail_tx));
+        }
+        Err(_) => {
+            drop(events_tx);
+            let _ = tail_tx.send(Error::config(
+                "threads.send needs a Tokio runtime (call it from within one)",
+            ));
+        }
+    }
+
+    TurnStream {
+        events: events_rx,
+        tail: Some(tail_rx),
+        batch: Vec::new(),
+        drained: false,
+        handle,
+    }
+}
+
+/// The answer to a [`threads.send`](crate::PlatosClient) call: a stream of
+/// [`Event`]s ending after the turn's `done` (see the [module
+/// docs](self) for what the items mean).
+///
+/// Dropping the stream before `done` sends `stop {threadId}` so the turn
+/// stops (and stops costing) server-side, then closes the connection; the
+/// socket task does that in the background, `Drop` never blocks.
+///
+/// ```no_run
+/// # async fn demo(client: platos_client::PlatosClient) -> platos_client::Result<()> {
+/// use futures::StreamExt;
+/// use platos_events::Event;
+///
+/// let mut stream = client.threads().send("thread_1", "Hello!");
+/// while let Some(event) = stream.next().await {
+///     match event? {
+///         Event::Token(token) => print!("{}", token.text),
+///         Event::ApprovalNeeded(approval) => {
+///             stream.approval_response(approval.approval_id.clone(), true, None).await?;
+///         }
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[must_use = "a turn runs while its stream is alive; dropping it stops the turn"]
+pub struct TurnStream {
+    events: mpsc::Receiver<Result<Event>>,
+    /// The terminal error, sent by the socket task after the last event.
+    tail: Option<oneshot::Receiver<Error>>,
+    /// Events taken from the channel, in reverse order (popped from the end).
+    batch: Vec<Result<Event>>,
+    /// The channel is closed and empty.
+    drained: bool,
+    handle: TurnHandle,
+}
+
+impl TurnStream {
+    /// The thread this turn runs in.
+    pub fn thread_id(&self) -> &str {
+        &self.handle.thread_id
+    }
+
+    /// Asks the server to stop the turn (`stop {threadId}`). The stream
+    /// then yields what the server still sends, normally a `done` with
+    /// `stopped: true`, and ends; if the server does not answer within a
+    /// few seconds the connection is closed and the stream ends anyway.
+    pub fn stop(&self) {
+        self.handle.stop();
+    }
+
+    /// Answers an `approval_needed` event over the socket
+    /// (`approval_response {approvalId, approved, comment?}`) and waits for
+    /// the server's `approval_ack`. The same decision can be made over REST
+    /// with `approvals().resolve`.
+    ///
+    /// Fails with [`Error::Stream`](crate::Error::Stream) (code
+    /// `approval_response_error`) when the server refuses it, with a
+    /// network error when the turn or its connection ends first, and with a
+    /// timeout when no acknowledgement comes within the client's timeout.
+    pub async fn approval_response(
+        &self,
+        approval_id: impl Into<String>,
+        approved: bool,
+        comment: Option<String>,
+    ) -> Result<()> {
+        self.handle
+            .approval_response(approval_id, approved, comment)
+            .await
+    }
+
+    /// A cloneable handle to stop the turn or answer approvals from another
+    /// task while this stream is being read.
+    pub fn handle(&self) -> TurnHandle {
+        self.handle.clone()
+    }
+}
+
+impl Stream for TurnStream {
+    type Item = Result<Event>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(item) = this.batch.pop() {
+                return Poll::Ready(Some(item));
+            }
+            if !this.drained {
+                match this.events.poll_recv_many(cx, &mut this.batch, RECV_BATCH) {
+                    // Closed and empty: every event has been delivered.
+                    Poll::Ready(0) => this.drained = true,
+                    Poll::Ready(_) => {
+                        this.batch.reverse();
+                        continue;
+                    }
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            // The task sends the terminal error only after dropping its end
+            // of the channel, so it always comes after the last event.
+            let Some(tail) = this.tail.as_mut() else {
+                return Poll::Ready(None);
+            };
+            return match Pin::new(tail).poll(cx) {
+                Poll::Ready(result) => {
+                    this.tail = None;
+                    Poll::Ready(result.ok().map(Err))
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+impl fmt::Debug for TurnStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnStream")
+            .field("thread_id", &self.handle.thread_id)
+            .field("buffered", &(self.batch.len() + self.events.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops a turn or answers its approvals from anywhere; obtained from
+/// [`TurnStream::handle`]. Cheap to clone. Once the turn has ended its
+/// calls do nothing ([`stop`](Self::stop)) or fail
+/// ([`approval_response`](Self::approval_response)).
+#[derive(Clone)]
+pub struct TurnHandle {
+    thread_id: String,
+    commands: mpsc::UnboundedSender<Command>,
+    ack_timeout: std::time::Duration,
+}
+
+impl TurnHandle {
+    /// See [`TurnStream::stop`].
+    pub fn stop(&self) {
+        // Fails only when the turn is over, when there is nothing to stop.
+        let _ = self.commands.send(Command::Stop);
+    }
+
+    /// See [`TurnStream::approval_response`].
+    pub async fn approval_response(
+        &self,
+        approval_id: impl Into<String>,
+        approved: bool,
+        comment: Option<String>,
+    ) -> Result<()> {
+        let approval_id = approval_id.into();
+        let mut payload = Map::new();
+        payload.insert("approvalId".into(), Value::from(approval_id.as_str()));
+        payload.insert("approved".into(), Value::Bool(approved));
+        if let Some(comment) = comment {
+            payload.insert("comment".into(), Value::from(comment));
+        }
+        let (reply, answer) = oneshot::channel();
+        let ended = || Error::network("the turn ended before the approval was sent", None);
+        self.commands
+            .send(Command::Approval {
+                approval_id,
+                payload: Value::Object(payload),
+                reply,
+            })
+            .map_err(|_| ended())?;
+        match tokio::time::timeout(self.ack_timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ended()),
+            Err(_) => Err(Error::timeout(
+                "no approval_ack from the server within the client timeout",
+                None,
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for TurnHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnHandle")
+            .field("thread_id", &self.thread_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A frame that is not valid Engine.IO / Socket.IO.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ProtocolError {
+    message: String,
+}
+
+/// How much of an offending frame an error quotes.
+const EXCERPT_CHARS: usize = 120;
+
+impl ProtocolError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        ProtocolError {
+            message: message.into(),
+        }
+    }
+
+    /// An error quoting the start of the offending frame (server-sent
+    /// frames only: the frames we send carry the token).
+    pub(crate) fn with_excerpt(message: impl Into<String>, frame: &str) -> Self {
+        let mut message = message.into();
+        let excerpt: String = frame.chars().take(EXCERPT_CHARS).collect();
+        message.push_str(" (frame: `");
+        message.push_str(&excerpt);
+        if excerpt.len() < frame.len() {
+            message.push('…');
+        }
+        message.push_str("`)");
+        ProtocolError { message }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::stream(Some("protocol_error".to_owned()), e.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn message_payload_omits_absent_options_and_mints_a_key() {
+        let a = message_payload("t1", "hi", &SendOptions::new());
+        let b = message_payload("t1", "hi", &SendOptions::new());
+        let key = a["idempotencyKey"].as_str().unwrap().to_owned();
+        assert_eq!(
+            uuid::Uuid::parse_str(&key).map(|u| u.get_version_num()),
+            Ok(4)
+        );
+        assert_ne!(a["idempotencyKey"], b["idempotencyKey"]);
+        assert_eq!(
+            a,
+            json!({"message": "hi", "threadId": "t1", "idempotencyKey": key})
+        );
+    }
+
+    #[test]
+    fn message_payload_carries_every_option() {
+        let options = SendOptions::new()
+            .agent_id("a1")
+            .context("ticket", "T-1")
+            .dynamic_block("tier", "gold")
+            .dynamic_block("lang", "fr")
+            .attachment_id("f1")
+            .attachment_id("f2")
+            .model_label("fast")
+            .reply_to_message_id("m0")
+            .idempotency_key("key-1")
+            .reconnect_attempts(1);
+        assert_eq!(
+            message_payload("t1", "hi", &options),
+            json!({
+                "message": "hi",
+                "threadId": "t1",
+                "agentId": "a1",
+                "contextType": "ticket",
+                "contextId": "T-1",
+                "dynamicBlocks": {"tier": "gold", "lang": "fr"},
+                "attachmentIds": ["f1", "f2"],
+                "modelLabel": "fast",
+                "replyToMessageId": "m0",
+                "idempotencyKey": "key-1",
+            })
+        );
+    }
+
+    #[test]
+    fn protocol_errors_become_stream_errors() {
+        let e: Error = ProtocolError::new("bad").into();
+        assert_eq!(e.code(), Some("protocol_error"));
+        assert_eq!(e.message(), "bad");
+    }
+
+    #[test]
+    fn a_stream_without_a_runtime_yields_one_config_error() {
+        let client = PlatosClient::builder()
+            .base_url("http://127.0.0.1:9")
+            .session_token("t")
+            .build()
+            .unwrap();
+        let stream = send(&client, "t1".into(), "hi".into(), SendOptions::new());
+        let items: Vec<_> = futures::executor::block_on_stream(stream).collect();
+        assert_eq!(items.len(), 1);
+        assert!(matches!(items[0], Err(Error::Config(_))));
+    }
+}
