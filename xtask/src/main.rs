@@ -131,9 +131,10 @@ fn codegen(check: bool) -> Result<()> {
             let diff = similar::TextDiff::from_lines(&current, &out.contents);
             print!(
                 "{}",
-                diff.unified_diff()
-                    .context_radius(3)
-                    .header(&format!("a/{}", rel.display()), &format!("b/{}", rel.display()))
+                diff.unified_diff().context_radius(3).header(
+                    &format!("a/{}", rel.display()),
+                    &format!("b/{}", rel.display())
+                )
             );
             drifted.push(rel.display().to_string());
         } else {
@@ -192,7 +193,14 @@ fn ci() -> Result<()> {
     run(
         "clippy",
         &cargo,
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[],
     )?;
     install_node_peer()?;
