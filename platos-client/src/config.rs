@@ -101,11 +101,20 @@ impl Scope {
     /// The header pairs this scope adds to a request (wire.md §1.1).
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
-            ("x-platos-organization-id", Some(self.organization_id.as_str())),
+            (
+                "x-platos-organization-id",
+                Some(self.organization_id.as_str()),
+            ),
             ("x-platos-project-id", Some(self.project_id.as_str())),
-            ("x-platos-environment-id", Some(self.environment_id.as_str())),
+            (
+                "x-platos-environment-id",
+                Some(self.environment_id.as_str()),
+            ),
             ("x-platos-user-id", self.user_id.as_deref()),
-            ("x-platos-user-token", self.user_token.as_ref().map(Secret::expose)),
+            (
+                "x-platos-user-token",
+                self.user_token.as_ref().map(Secret::expose),
+            ),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| (name, v)))

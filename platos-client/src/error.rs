@@ -294,9 +294,7 @@ impl ApiError {
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let obj = json.as_ref().and_then(|v| v.as_object());
 
-        let v1 = obj
-            .and_then(|o| o.get("error"))
-            .and_then(|e| e.as_object());
+        let v1 = obj.and_then(|o| o.get("error")).and_then(|e| e.as_object());
         let str_field = |key: &str| {
             obj.and_then(|o| o.get(key))
                 .and_then(|v| v.as_str())
@@ -311,7 +309,9 @@ impl ApiError {
             // The framework shape's `error` is the reason phrase, not a code.
             None
         } else {
-            str_field("error").filter(|e| looks_like_code(e)).map(str::to_owned)
+            str_field("error")
+                .filter(|e| looks_like_code(e))
+                .map(str::to_owned)
         };
 
         let message = if let Some(v1) = v1 {
@@ -478,7 +478,10 @@ mod tests {
 
     #[test]
     fn legacy_codes() {
-        let e = parse(403, r#"{"error":"OPERATOR_ONLY","message":"operators only"}"#);
+        let e = parse(
+            403,
+            r#"{"error":"OPERATOR_ONLY","message":"operators only"}"#,
+        );
         assert!(matches!(e, Error::Auth(_)));
         assert_eq!(e.code(), Some("OPERATOR_ONLY"));
         assert_eq!(e.message(), "operators only");

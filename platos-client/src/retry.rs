@@ -46,7 +46,11 @@ pub(crate) fn jittered(delay: Duration, jitter: f64) -> Duration {
 
 /// Parses `Retry-After` in either form: delta-seconds or an HTTP date.
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -78,7 +82,10 @@ mod tests {
             let nominal = exponential(config.base_delay, config.max_delay, n);
             for _ in 0..100 {
                 let d = backoff(&config, n);
-                assert!(d >= nominal.mul_f64(0.8) && d <= nominal.mul_f64(1.2), "{d:?}");
+                assert!(
+                    d >= nominal.mul_f64(0.8) && d <= nominal.mul_f64(1.2),
+                    "{d:?}"
+                );
             }
         }
     }

@@ -53,7 +53,9 @@ fn certificates(bytes: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'s
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::config(format!("bad PEM certificate: {e}")))
     } else {
-        Ok(vec![rustls::pki_types::CertificateDer::from(bytes.to_vec())])
+        Ok(vec![rustls::pki_types::CertificateDer::from(
+            bytes.to_vec(),
+        )])
     }
 }
 
