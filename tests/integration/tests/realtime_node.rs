@@ -1,0 +1,185 @@
+//! The core realtime scenarios against the Node `socket.io` 4.8 server
+//! (the implementation Platos runs): tests/node/server.js, started as a
+//! child process per test. Needs Node.js 18+ and `npm ci --prefix tests/node`;
+//! without them these tests fail with a message saying so.
+
+mod common;
+
+use common::{NodeServer, client, collect, kinds, next};
+use platos_client::Error;
+use platos_events::Event;
+use serde_json::json;
+
+fn tokens(items: &[Result<Event, Error>]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Ok(Event::Token(t)) => Some(t.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn node_full_turn() {
+    let node = NodeServer::start(&[("TOKENS", "3")]).await;
+    let items = collect(client(&node.base_url(), "tok").threads().send("th1", "hi")).await;
+    assert_eq!(
+        kinds(&items),
+        [
+            "connected",
+            "status",
+            "meta",
+            "token",
+            "token",
+            "token",
+            "tool_call",
+            "tool_result",
+            "message_persisted",
+            "done"
+        ]
+    );
+    assert_eq!(tokens(&items), ["tok0 ", "tok1 ", "tok2 "]);
+    let Ok(Event::Done(done)) = items.last().unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        items.last().unwrap().as_ref().unwrap().thread_id(),
+        Some("th1")
+    );
+    assert!(done.usage.is_some());
+
+    node.wait_for("the client leaves", |n| {
+        n.lines().iter().any(|l| l.starts_with("DISCONNECT 1"))
+    })
+    .await;
+    let messages = node.received("message");
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].1["message"], "hi");
+    assert_eq!(messages[0].1["threadId"], "th1");
+    assert!(messages[0].1["idempotencyKey"].is_string());
+    // The token went in the CONNECT auth payload and the upgrade header.
+    let connect = node
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("CONNECT 1 "))
+        .unwrap();
+    let auth: serde_json::Value = serde_json::from_str(&connect["CONNECT 1 ".len()..]).unwrap();
+    assert_eq!(auth["token"], "present");
+    assert_eq!(auth["headerToken"], "tok");
+    // A clean leave, not a transport error.
+    assert!(
+        node.lines()
+            .contains(&"DISCONNECT 1 client namespace disconnect".to_owned()),
+        "{:?}",
+        node.lines()
+    );
+}
+
+#[tokio::test]
+async fn node_pings_every_100ms_during_a_3s_turn_keep_the_connection() {
+    let node = NodeServer::start(&[
+        ("PING_INTERVAL_MS", "100"),
+        ("PING_TIMEOUT_MS", "100"),
+        ("TOKENS", "30"),
+        ("TOKEN_DELAY_MS", "100"),
+    ])
+    .await;
+    let items = collect(client(&node.base_url(), "tok").threads().send("th", "hi")).await;
+    let k = kinds(&items);
+    assert_eq!(k.first().map(String::as_str), Some("connected"));
+    assert_eq!(k.last().map(String::as_str), Some("done"));
+    assert!(
+        !k.iter().any(|k| k == "reconnecting" || k == "disconnected"),
+        "{k:?}"
+    );
+    assert_eq!(tokens(&items).len(), 30);
+    assert_eq!(
+        node.lines()
+            .iter()
+            .filter(|l| l.starts_with("CONNECT "))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn node_drop_mid_turn_reconnects_resumes_and_never_resends_the_message() {
+    let node = NodeServer::start(&[("TOKENS", "4"), ("DROP_AFTER_TOKENS", "2")]).await;
+    let items = collect(client(&node.base_url(), "tok").threads().send("th", "hi")).await;
+    assert_eq!(
+        kinds(&items),
+        [
+            "connected",
+            "status",
+            "meta",
+            "token",
+            "token",
+            "disconnected",
+            "reconnecting",
+            "connected",
+            "stream_gap",
+            "token",
+            "token",
+            "tool_call",
+            "tool_result",
+            "message_persisted",
+            "done"
+        ]
+    );
+    assert_eq!(tokens(&items), ["tok0 ", "tok1 ", "tok2 ", "tok3 "]);
+    let Ok(Event::Reconnecting(r)) = &items[6] else {
+        panic!()
+    };
+    assert_eq!(r.attempt, 1);
+
+    assert_eq!(node.received("message").len(), 1);
+    assert_eq!(
+        node.received("resume_stream"),
+        [(2, json!({"threadId": "th"}))]
+    );
+    assert_eq!(
+        node.received("join_thread"),
+        [(2, json!({"threadId": "th"}))]
+    );
+}
+
+#[tokio::test]
+async fn node_dropping_the_stream_stops_the_turn_server_side() {
+    let node = NodeServer::start(&[("TOKENS", "100000"), ("TOKEN_DELAY_MS", "10")]).await;
+    let mut stream = client(&node.base_url(), "tok").threads().send("th", "hi");
+    loop {
+        if let Some(Ok(Event::Token(_))) = next(&mut stream).await {
+            break;
+        }
+    }
+    drop(stream);
+    node.wait_for("stop then leave", |n| {
+        !n.received("stop").is_empty() && n.lines().iter().any(|l| l.starts_with("DISCONNECT 1"))
+    })
+    .await;
+    assert_eq!(node.received("stop"), [(1, json!({"threadId": "th"}))]);
+}
+
+#[tokio::test]
+async fn node_stop_ends_with_the_servers_stopped_done() {
+    let node = NodeServer::start(&[("TOKENS", "100000"), ("TOKEN_DELAY_MS", "10")]).await;
+    let mut stream = client(&node.base_url(), "tok").threads().send("th", "hi");
+    loop {
+        if let Some(Ok(Event::Token(_))) = next(&mut stream).await {
+            break;
+        }
+    }
+    stream.stop();
+    let rest = collect(stream).await;
+    let Some(Ok(Event::Done(done))) = rest.last() else {
+        panic!("{:?}", kinds(&rest))
+    };
+    assert_eq!(done.stopped, Some(true));
+    assert!(
+        rest[..rest.len() - 1]
+            .iter()
+            .all(|i| matches!(i, Ok(Event::Token(_))))
+    );
+    assert_eq!(node.received("stop").len(), 1);
+}
