@@ -1,0 +1,627 @@
+//! Drives every entry of `spec/conformance/rest.json` through the real
+//! client against the recording server and checks each field: the request
+//! on the wire (method, raw path, decoded query, headers, body) and what the
+//! SDK returns (serialised with serde_json and compared to `result`), or the
+//! error class. Also checks that the entries cover every SDK call and every
+//! operationId of `spec/openapi.yaml`.
+
+#[path = "common/recorder.rs"]
+mod recorder;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use platos_client::types::{
+    CreateJobRequest, CreateScheduleRequest, TriggerOptions, UpdateJobRequest,
+};
+use platos_client::{Error, PlatosClient, Scope};
+use recorder::{Answer, Recorded, Recorder};
+use serde_json::{Map, Value};
+
+/// Every call the SDK exposes over REST (the list). Each must have
+/// at least one entry.
+const CALLS: &[&str] = &[
+    "agents.list",
+    "agents.get",
+    "agents.list_versions",
+    "threads.create",
+    "threads.list",
+    "threads.get",
+    "threads.messages",
+    "threads.artifacts",
+    "threads.archive",
+    "threads.unarchive",
+    "threads.delete",
+    "approvals.list",
+    "approvals.get",
+    "approvals.resolve",
+    "budgets.list",
+    "budgets.status",
+    "monitoring.runs",
+    "monitoring.traces",
+    "monitoring.cost_by_agent",
+    "monitoring.cost_by_scope",
+    "bgo.tasks.list",
+    "bgo.tasks.trigger",
+    "bgo.runs.list",
+    "bgo.runs.get",
+    "bgo.runs.cancel",
+    "bgo.runs.replay",
+    "bgo.schedules.list",
+    "bgo.schedules.create",
+    "bgo.schedules.activate",
+    "bgo.schedules.deactivate",
+    "bgo.schedules.delete",
+    "bgo.batches.trigger",
+    "bgo.batches.get",
+    "bgo.raw",
+    "jobs.list",
+    "jobs.create",
+    "jobs.get",
+    "jobs.update",
+    "jobs.delete",
+    "jobs.dispatch",
+];
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn load() -> Value {
+    let path = repo_root().join("spec/conformance/rest.json");
+    let text = std::fs::read_to_string(&path).expect("read spec/conformance/rest.json");
+    serde_json::from_str(&text).expect("rest.json is JSON")
+}
+
+fn entries(doc: &Value) -> &[Value] {
+    doc["entries"].as_array().expect("entries array")
+}
+
+// ------------------------------------------------------------------ clients
+
+fn build_client(doc: &Value, name: &str, base_url: &str) -> PlatosClient {
+    let spec = &doc["clients"][name];
+    assert!(spec.is_object(), "unknown client `{name}`");
+    let mut b = PlatosClient::builder().base_url(base_url);
+    if let Some(t) = spec["sessionToken"].as_str() {
+        b = b.session_token(t);
+    }
+    if let Some(k) = spec["apiKey"].as_str() {
+        b = b.api_key(k);
+    }
+    if let Some(s) = spec.get("scope") {
+        let mut scope = Scope::new(
+            s["organizationId"].as_str().expect("organizationId"),
+            s["projectId"].as_str().expect("projectId"),
+            s["environmentId"].as_str().expect("environmentId"),
+        );
+        if let Some(u) = s["userId"].as_str() {
+            scope = scope.with_user_id(u);
+        }
+        if let Some(t) = s["userToken"].as_str() {
+            scope = scope.with_user_token(t);
+        }
+        b = b.scope(scope);
+    }
+    b.build().expect("conformance client builds")
+}
+
+// ------------------------------------------------------------------- calls
+
+fn s<'a>(args: &'a Value, key: &str) -> &'a str {
+    args[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("arg `{key}` must be a string: {args}"))
+}
+
+fn opt_s(args: &Value, key: &str) -> Option<String> {
+    args.get(key).map(|v| {
+        v.as_str()
+            .unwrap_or_else(|| panic!("arg `{key}` must be a string"))
+            .to_owned()
+    })
+}
+
+fn opt_u(args: &Value, key: &str) -> Option<u64> {
+    args.get(key).map(|v| {
+        v.as_u64()
+            .unwrap_or_else(|| panic!("arg `{key}` must be an unsigned integer"))
+    })
+}
+
+fn obj(args: &Value, key: &str) -> Map<String, Value> {
+    args[key]
+        .as_object()
+        .unwrap_or_else(|| panic!("arg `{key}` must be an object"))
+        .clone()
+}
+
+/// Sets the builder's optional arguments that `args` carries.
+macro_rules! opts {
+    ($b:ident, $args:expr, str: [$($sk:literal => $sf:ident),* $(,)?], u64: [$($uk:literal => $uf:ident),* $(,)?]) => {{
+        $( if let Some(v) = opt_s($args, $sk) { $b = $b.$sf(v); } )*
+        $( if let Some(v) = opt_u($args, $uk) { $b = $b.$uf(v); } )*
+        $b
+    }};
+}
+
+fn json<T: serde::Serialize>(value: T) -> Value {
+    serde_json::to_value(value).expect("SDK values serialise")
+}
+
+/// Calls the SDK method `call` names with the arguments of `args`.
+async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<Value, Error> {
+    Ok(match call {
+        "agents.list" => {
+            let mut b = client.agents().list();
+            b = opts!(b, args, str: ["search" => search, "status" => status],
+                u64: ["page" => page, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "agents.get" => json(client.agents().get(s(args, "agentId")).await?),
+        "agents.list_versions" => {
+            let mut b = client.agents().list_versions(s(args, "agentId"));
+            b = opts!(b, args, str: ["cursor" => cursor], u64: ["take" => take, "offset" => offset]);
+            json(b.await?)
+        }
+        "threads.create" => {
+            let mut b = client.threads().create(s(args, "agentId"));
+            if let Some(t) = opt_s(args, "title") {
+                b = b.title(t);
+            }
+            json(b.await?)
+        }
+        "threads.list" => {
+            let mut b = client.threads().list();
+            b = opts!(b, args,
+                str: ["agentId" => agent_id, "status" => status, "tag" => tag, "archived" => archived],
+                u64: ["limit" => limit, "offset" => offset, "page" => page]);
+            if let Some(p) = args.get("pinned") {
+                b = b.pinned(p.as_bool().expect("pinned is a bool"));
+            }
+            json(b.await?)
+        }
+        "threads.get" => json(client.threads().get(s(args, "threadId")).await?),
+        "threads.messages" => {
+            let mut b = client.threads().messages(s(args, "threadId"));
+            b = opts!(b, args, str: [], u64: ["limit" => limit, "offset" => offset, "page" => page]);
+            json(b.await?)
+        }
+        "threads.artifacts" => {
+            let mut b = client.threads().artifacts(s(args, "threadId"));
+            b = opts!(b, args, str: [], u64: ["limit" => limit, "offset" => offset, "page" => page]);
+            json(b.await?)
+        }
+        "threads.archive" => json(client.threads().archive(s(args, "threadId")).await?),
+        "threads.unarchive" => json(client.threads().unarchive(s(args, "threadId")).await?),
+        "threads.delete" => json(client.threads().delete(s(args, "threadId")).await?),
+        "approvals.list" => {
+            let mut b = client.approvals().list();
+            b = opts!(b, args,
+                str: ["threadId" => thread_id, "agentId" => agent_id, "status" => status,
+                      "source" => source, "search" => search],
+                u64: ["sinceDays" => since_days, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "approvals.get" => json(client.approvals().get(s(args, "approvalId")).await?),
+        "approvals.resolve" => {
+            let approved = args["approved"].as_bool().expect("approved is a bool");
+            let mut b = client.approvals().resolve(s(args, "approvalId"), approved);
+            if let Some(c) = opt_s(args, "comment") {
+                b = b.comment(c);
+            }
+            if args.get("editedArgs").is_some() {
+                b = b.edited_args(obj(args, "editedArgs"));
+            }
+            json(b.await?)
+        }
+        "budgets.list" => {
+            let mut b = client.budgets().list();
+            b = opts!(b, args, str: [], u64: ["page" => page, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "budgets.status" => {
+            let mut b = client.budgets().status();
+            b = opts!(b, args, str: ["agentId" => agent_id, "userId" => user_id], u64: []);
+            json(b.await?)
+        }
+        "monitoring.runs" => {
+            let mut b = client.monitoring().runs();
+            b = opts!(b, args,
+                str: ["agentId" => agent_id, "threadId" => thread_id, "status" => status],
+                u64: ["limit" => limit]);
+            json(b.await?)
+        }
+        "monitoring.traces" => json(client.monitoring().traces(s(args, "threadId")).await?),
+        "monitoring.cost_by_agent" => {
+            let mut b = client.monitoring().cost_by_agent();
+            b = opts!(b, args, str: ["search" => search],
+                u64: ["days" => days, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "monitoring.cost_by_scope" => {
+            let mut b = client.monitoring().cost_by_scope();
+            b = opts!(b, args, str: ["date" => date], u64: []);
+            json(b.await?)
+        }
+        "bgo.tasks.list" => json(client.bgo().tasks().list().await?),
+        "bgo.tasks.trigger" => {
+            let mut b = client
+                .bgo()
+                .tasks()
+                .trigger(s(args, "taskId"), args["payload"].clone());
+            if let Some(o) = args.get("options") {
+                let o: TriggerOptions = serde_json::from_value(o.clone()).expect("options");
+                b = b.options(o);
+            }
+            json(b.await?)
+        }
+        "bgo.runs.list" => {
+            let mut b = client.bgo().runs().list();
+            b = opts!(b, args, str: ["taskId" => task_id, "status" => status], u64: ["limit" => limit]);
+            json(b.await?)
+        }
+        "bgo.runs.get" => json(client.bgo().runs().get(s(args, "runId")).await?),
+        "bgo.runs.cancel" => json(client.bgo().runs().cancel(s(args, "runId")).await?),
+        "bgo.runs.replay" => json(client.bgo().runs().replay(s(args, "runId")).await?),
+        "bgo.schedules.list" => json(client.bgo().schedules().list().await?),
+        "bgo.schedules.create" => {
+            let req: CreateScheduleRequest =
+                serde_json::from_value(args.clone()).expect("schedule args");
+            json(client.bgo().schedules().create(req).await?)
+        }
+        "bgo.schedules.activate" => json(
+            client
+                .bgo()
+                .schedules()
+                .activate(s(args, "scheduleId"))
+                .await?,
+        ),
+        "bgo.schedules.deactivate" => json(
+            client
+                .bgo()
+                .schedules()
+                .deactivate(s(args, "scheduleId"))
+                .await?,
+        ),
+        "bgo.schedules.delete" => json(
+            client
+                .bgo()
+                .schedules()
+                .delete(s(args, "scheduleId"))
+                .await?,
+        ),
+        "bgo.batches.trigger" => {
+            let payloads = args["payloads"].as_array().expect("payloads").clone();
+            let mut b = client.bgo().batches().trigger(s(args, "taskId"), payloads);
+            if let Some(o) = args.get("options") {
+                let o: TriggerOptions = serde_json::from_value(o.clone()).expect("options");
+                b = b.options(o);
+            }
+            json(b.await?)
+        }
+        "bgo.batches.get" => json(client.bgo().batches().get(s(args, "batchId")).await?),
+        "bgo.raw" => json(
+            client
+                .bgo()
+                .raw(
+                    s(args, "method"),
+                    s(args, "path"),
+                    args.get("body").cloned(),
+                )
+                .await?,
+        ),
+        "jobs.list" => {
+            let mut b = client.jobs().list();
+            b = opts!(b, args, str: ["search" => search, "status" => status],
+                u64: ["page" => page, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "jobs.create" => {
+            let req: CreateJobRequest = serde_json::from_value(args.clone()).expect("job args");
+            json(client.jobs().create(req).await?)
+        }
+        "jobs.get" => json(client.jobs().get(s(args, "jobId")).await?),
+        "jobs.update" => {
+            let req: UpdateJobRequest =
+                serde_json::from_value(args["changes"].clone()).expect("job changes");
+            json(client.jobs().update(s(args, "jobId"), req).await?)
+        }
+        "jobs.delete" => json(client.jobs().delete(s(args, "jobId")).await?),
+        "jobs.dispatch" => json(
+            client
+                .jobs()
+                .dispatch(s(args, "jobId"), obj(args, "payload"))
+                .await?,
+        ),
+        other => panic!("rest.json names an unknown call `{other}`"),
+    })
+}
+
+// --------------------------------------------------------------- comparing
+
+/// JSON equality where numbers compare by value (`10` == `10.0`).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The `result` comparison rule of the README: object members whose value
+/// is `null`, `[]` or `{}` count as absent.
+fn normalise(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !is_empty_member(v))
+                .map(|(k, v)| (k.clone(), normalise(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
+        other => other.clone(),
+    }
+}
+
+fn is_empty_member(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
+fn answer_for(response: &Value) -> Answer {
+    let status = response["status"].as_u64().expect("response.status") as u16;
+    let mut answer = match response.get("rawBody") {
+        Some(raw) => Answer::raw(
+            status,
+            raw.as_str().expect("rawBody is a string").to_owned(),
+        ),
+        None => Answer::json(status, response["body"].clone()),
+    };
+    if let Some(h) = response.get("headers").and_then(Value::as_object) {
+        for (k, v) in h {
+            answer = answer.header(k, v.as_str().expect("header value"));
+        }
+    }
+    answer
+}
+
+fn is_uuid_v4(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok_and(|u| u.get_version_num() == 4)
+}
+
+/// Checks one recorded request against `expected`; returns the mismatches.
+fn check_request(expected: &Value, got: &Recorded) -> Vec<String> {
+    let mut problems = Vec::new();
+    let method = expected["method"].as_str().expect("request.method");
+    if got.method != method {
+        problems.push(format!("method: want {method}, got {}", got.method));
+    }
+    let path = expected["path"].as_str().expect("request.path");
+    if got.path != path {
+        problems.push(format!("path: want {path}, got {}", got.path));
+    }
+
+    let want_query: BTreeMap<String, String> = expected["query"]
+        .as_object()
+        .expect("request.query")
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().expect("query values are strings").to_owned(),
+            )
+        })
+        .collect();
+    let got_query: BTreeMap<String, String> = got.query.iter().cloned().collect();
+    if got_query.len() != got.query.len() {
+        problems.push(format!(
+            "query: a parameter was sent twice: {:?}",
+            got.query
+        ));
+    }
+    if want_query != got_query {
+        problems.push(format!(
+            "query: want {want_query:?}, got {got_query:?} (raw {:?})",
+            got.raw_query
+        ));
+    }
+
+    for (name, want) in expected["headers"].as_object().expect("request.headers") {
+        let want = want.as_str().expect("header values are strings");
+        let value = got.header(name);
+        let ok = match want {
+            "<absent>" => value.is_none(),
+            "<uuid>" => value.is_some_and(is_uuid_v4),
+            w if w.ends_with('*') => value.is_some_and(|v| v.starts_with(&w[..w.len() - 1])),
+            w => value == Some(w),
+        };
+        if !ok {
+            problems.push(format!("header {name}: want {want}, got {value:?}"));
+        }
+        if value.is_some() && got.header_count(name) != 1 {
+            problems.push(format!(
+                "header {name} sent {} times",
+                got.header_count(name)
+            ));
+        }
+    }
+
+    let want_body = &expected["body"];
+    match (want_body.is_null(), got.json()) {
+        (true, None) => {}
+        (true, Some(b)) => problems.push(format!("body: want none, got {b}")),
+        (false, None) => problems.push(format!("body: want {want_body}, got none")),
+        (false, Some(b)) => {
+            if !same(want_body, &b) {
+                problems.push(format!("body: want {want_body}, got {b}"));
+            }
+        }
+    }
+    problems
+}
+
+fn error_class(e: &Error) -> &'static str {
+    match e {
+        Error::Auth(_) => "auth",
+        Error::NotFound(_) => "not_found",
+        Error::Validation(_) => "validation",
+        Error::RateLimited(_) => "rate_limit",
+        Error::Server(_) => "server",
+        Error::Refused(_) => "refused",
+        Error::Network(_) => "network",
+        Error::Timeout(_) => "timeout",
+        Error::Decode(_) => "decode",
+        Error::Config(_) => "config",
+        _ => "other",
+    }
+}
+
+async fn run_entry(doc: &Value, entry: &Value) -> Vec<String> {
+    let recorder = Recorder::start().await;
+    recorder.push(answer_for(&entry["response"]));
+    let client = build_client(
+        doc,
+        entry["client"].as_str().expect("entry.client"),
+        &recorder.url(),
+    );
+    let call = entry["call"].as_str().expect("entry.call");
+    let outcome = invoke(&client, call, &entry["args"]).await;
+
+    let seen = recorder.requests();
+    let mut problems = match seen.as_slice() {
+        [one] => check_request(&entry["request"], one),
+        other => vec![format!("want exactly one request, got {}", other.len())],
+    };
+    match (outcome, entry.get("error")) {
+        (Ok(value), None) => {
+            let want = normalise(&entry["result"]);
+            let got = normalise(&value);
+            if !same(&want, &got) {
+                problems.push(format!("result:\n  want {want}\n  got  {got}"));
+            }
+        }
+        (Ok(value), Some(err)) => problems.push(format!("want error {err}, got {value}")),
+        (Err(e), None) => problems.push(format!("want a result, got error {e:?}")),
+        (Err(e), Some(err)) => {
+            let class = err["class"].as_str().expect("error.class");
+            if error_class(&e) != class {
+                problems.push(format!("error class: want {class}, got {e:?}"));
+            }
+            if let Some(status) = err.get("status").and_then(Value::as_u64) {
+                if e.status() != Some(status as u16) {
+                    problems.push(format!("error status: want {status}, got {:?}", e.status()));
+                }
+            }
+            if let Some(m) = err.get("message").and_then(Value::as_str) {
+                if e.message() != m {
+                    problems.push(format!("error message: want {m:?}, got {:?}", e.message()));
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[tokio::test]
+async fn every_entry_conforms() {
+    let doc = load();
+    let mut failures = Vec::new();
+    for entry in entries(&doc) {
+        let problems = run_entry(&doc, entry).await;
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{}:\n    {}",
+                entry["name"].as_str().unwrap_or("?"),
+                problems.join("\n    ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} entries fail:\n{}",
+        failures.len(),
+        entries(&doc).len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn entries_are_well_formed() {
+    let doc = load();
+    let mut names = BTreeSet::new();
+    for entry in entries(&doc) {
+        let name = entry["name"].as_str().expect("entry.name");
+        assert!(names.insert(name), "duplicate entry name {name}");
+        for key in ["call", "client", "args", "request", "response"] {
+            assert!(entry.get(key).is_some(), "{name}: missing `{key}`");
+        }
+        assert!(
+            entry.get("result").is_some() != entry.get("error").is_some(),
+            "{name}: exactly one of `result` and `error`"
+        );
+        let method = entry["request"]["method"].as_str().expect("method");
+        let key = entry["request"]["headers"]["idempotency-key"].as_str();
+        let want = if matches!(method, "POST" | "PATCH") {
+            "<uuid>"
+        } else {
+            "<absent>"
+        };
+        assert_eq!(key, Some(want), "{name}: idempotency-key marker");
+    }
+}
+
+#[test]
+fn every_call_and_operation_is_covered() {
+    let doc = load();
+    let mut op_of_call: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    for entry in entries(&doc) {
+        let call = entry["call"].as_str().expect("call");
+        let op = entry["operationId"].as_str();
+        if let Some(previous) = op_of_call.insert(call, op) {
+            assert_eq!(previous, op, "`{call}` maps to two operationIds");
+        }
+    }
+    let covered: BTreeSet<&str> = op_of_call.keys().copied().collect();
+    let wanted: BTreeSet<&str> = CALLS.iter().copied().collect();
+    let missing: Vec<_> = wanted.difference(&covered).collect();
+    assert!(missing.is_empty(), "calls without an entry: {missing:?}");
+    let unknown: Vec<_> = covered.difference(&wanted).collect();
+    assert!(unknown.is_empty(), "entries for unknown calls: {unknown:?}");
+
+    let yaml =
+        std::fs::read_to_string(repo_root().join("spec/openapi.yaml")).expect("openapi.yaml");
+    let spec_ops: BTreeSet<&str> = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("operationId:"))
+        .map(str::trim)
+        .collect();
+    assert!(
+        spec_ops.len() >= 39,
+        "found only {} operationIds",
+        spec_ops.len()
+    );
+    let entry_ops: BTreeSet<&str> = op_of_call.values().flatten().copied().collect();
+    let uncovered: Vec<_> = spec_ops.difference(&entry_ops).collect();
+    assert!(
+        uncovered.is_empty(),
+        "operationIds without an entry: {uncovered:?}"
+    );
+    let stray: Vec<_> = entry_ops.difference(&spec_ops).collect();
+    assert!(
+        stray.is_empty(),
+        "entries name operationIds not in the spec: {stray:?}"
+    );
+}
