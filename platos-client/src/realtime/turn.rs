@@ -45,6 +45,9 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// packet's `maxPayload`: that is what the server accepts from us, and a
 /// server legitimately sends more (a large artifact's `finalContent`).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 16 << 20;
+/// How long after the connect ack a server that never sends `connected`
+/// is given before the client speaks anyway.
+const READY_GRACE: Duration = Duration::from_millis(1000);
 /// How long after `stop` the server gets to send its final `done`.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a clean close waits for the server's close frame.
@@ -93,6 +96,7 @@ enum Wake {
     Frame(Option<std::result::Result<Message, tungstenite::Error>>),
     Abandoned,
     Silent,
+    Ready,
     StopGrace,
 }
 
@@ -112,6 +116,8 @@ pub(crate) struct Turn {
     /// Whether a refused token may still be refreshed (re-armed by an event).
     refresh_allowed: bool,
     stop_requested: bool,
+    /// The gateway sent `connected` on the current connection.
+    server_ready: bool,
     /// A rate-limit refusal waiting for the socket-level `done` that follows it.
     rate_limit: Option<Error>,
     /// Approval answers received while not connected.
@@ -143,6 +149,7 @@ impl Turn {
             attempt: 0,
             refresh_allowed: true,
             stop_requested: false,
+            server_ready: false,
             rate_limit: None,
             queued_approvals: Vec::new(),
             awaiting_ack: HashMap::new(),
@@ -210,10 +217,10 @@ impl Turn {
             };
             tracing::debug!(thread_id = %self.thread_id, %reason, "realtime connection lost");
             self.fail_awaiting_acks();
-            if was_connected {
-                if let Err(end) = self.push(Ok(Event::disconnected(Some(reason.clone())))) {
-                    return (finish(end), None);
-                }
+            if was_connected
+                && let Err(end) = self.push(Ok(Event::disconnected(Some(reason.clone()))))
+            {
+                return (finish(end), None);
             }
 
             self.attempt += 1;
@@ -353,29 +360,36 @@ impl Turn {
     // ---- one connection ---------------------------------------------------
 
     /// Runs one acknowledged connection until it ends.
+    ///
+    /// Nothing is sent until the gateway says the socket is ready: a refused
+    /// token is not a CONNECT_ERROR but an `error` event after the ack
+    /// (wire.md §4.2), so a `message` sent right after the ack could go to a
+    /// socket about to be refused, and would then never be sent again.
+    /// Gateways announce success with the `connected` event; for servers
+    /// that never send it, [`READY_GRACE`] after the ack counts as ready.
     async fn session(&mut self, conn: &mut Conn, gap: Option<String>) -> End {
-        if let Err(end) = self.push(Ok(Event::connected())) {
-            return end;
-        }
-        if let Err(end) = self.start(conn, gap).await {
-            return end;
-        }
+        let mut gap = gap;
+        let mut ready = false;
+        self.server_ready = false;
 
         let silence = conn.handshake.silence_limit();
         let ping_timer = sleep_until(conn.opened_at + silence);
         tokio::pin!(ping_timer);
+        let ready_timer = sleep_until(Instant::now() + READY_GRACE);
+        tokio::pin!(ready_timer);
         let stop_timer = sleep_until(Instant::now() + STOP_GRACE);
         tokio::pin!(stop_timer);
-        if self.stop_requested {
-            if let Err(end) = self
-                .send_event(&mut conn.ws, "stop", &self.thread_ref())
-                .await
-            {
-                return end;
-            }
-        }
 
         loop {
+            if !ready && self.server_ready {
+                ready = true;
+                if let Err(end) = self.start(conn, gap.take()).await {
+                    return end;
+                }
+                if self.stop_requested {
+                    stop_timer.as_mut().reset(Instant::now() + STOP_GRACE);
+                }
+            }
             // Biased: commands first so `stop` is not starved by a flood of
             // frames; the frame branch is ready whenever data is buffered,
             // so the timers cost nothing while events stream.
@@ -385,9 +399,16 @@ impl Turn {
                 frame = conn.ws.next() => Wake::Frame(frame),
                 () = self.events.closed() => Wake::Abandoned,
                 () = &mut ping_timer => Wake::Silent,
-                () = &mut stop_timer, if self.stop_requested => Wake::StopGrace,
+                () = &mut ready_timer, if !ready => Wake::Ready,
+                () = &mut stop_timer, if self.stop_requested && ready => Wake::StopGrace,
             };
             let outcome = match wake {
+                Wake::Ready => {
+                    tracing::debug!("no `connected` event from the server; speaking anyway");
+                    self.server_ready = true;
+                    Ok(())
+                }
+                Wake::Command(command) if !ready => self.on_idle_command(command),
                 Wake::Command(None) => {
                     self.commands_open = false;
                     Ok(())
@@ -447,18 +468,19 @@ impl Turn {
         conn: &mut Conn,
         gap: Option<String>,
     ) -> std::result::Result<(), End> {
+        self.push(Ok(Event::connected()))?;
         if let Some(payload) = self.message.take() {
             let frame = event_frame(&self.namespace, "message", &payload)?;
-            if let Some(max) = conn.handshake.max_payload {
-                if frame.len() > max {
-                    return Err(End::Failed(Error::stream(
-                        Some("payload_too_large".into()),
-                        format!(
-                            "the message is {} bytes; the server accepts at most {max}",
-                            frame.len()
-                        ),
-                    )));
-                }
+            if let Some(max) = conn.handshake.max_payload
+                && frame.len() > max
+            {
+                return Err(End::Failed(Error::stream(
+                    Some("payload_too_large".into()),
+                    format!(
+                        "the message is {} bytes; the server accepts at most {max}",
+                        frame.len()
+                    ),
+                )));
             }
             send_text(&mut conn.ws, frame).await?;
             tracing::debug!(thread_id = %self.thread_id, "message sent");
@@ -468,6 +490,10 @@ impl Turn {
             self.send_event(&mut conn.ws, "resume_stream", &thread)
                 .await?;
             self.send_event(&mut conn.ws, "join_thread", &thread)
+                .await?;
+        }
+        if self.stop_requested {
+            self.send_event(&mut conn.ws, "stop", &self.thread_ref())
                 .await?;
         }
         for (approval_id, payload, reply) in std::mem::take(&mut self.queued_approvals) {
@@ -531,6 +557,10 @@ impl Turn {
                 let done = matches!(&item, Ok(Event::Done(_)));
                 self.push(item)?;
                 if done { Err(End::Finished) } else { Ok(()) }
+            }
+            "connected" => {
+                self.server_ready = true;
+                Ok(())
             }
             "error" => self.on_socket_error(data),
             "done" => {
@@ -670,7 +700,7 @@ impl Turn {
     /// Last words before a clean close: `stop` when the consumer left
     /// mid-turn, then leave the namespace. The close frame follows in `run`.
     async fn say_goodbye(&self, ws: &mut Socket, end: &End) {
-        if matches!(end, End::Abandoned) && !self.stop_requested {
+        if matches!(end, End::Abandoned) && !self.stop_requested && self.message.is_none() {
             tracing::debug!(thread_id = %self.thread_id, "stream dropped mid-turn: sending stop");
             let _ = self.send_event(ws, "stop", &self.thread_ref()).await;
         }

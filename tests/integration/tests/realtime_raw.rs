@@ -46,6 +46,14 @@ async fn handshake_upgrade_and_message_payload_follow_the_wire() {
             // reference server closes the connection otherwise.
             let early = tokio::time::timeout(Duration::from_millis(100), conn.recv()).await;
             conn.send(r#"40/agent,{"sid":"n1"}"#).await;
+            // Nor between the ack and the gateway's `connected` (a refused
+            // token is announced there, after the ack).
+            let before_ready = tokio::time::timeout(Duration::from_millis(100), conn.recv()).await;
+            assert!(
+                before_ready.is_err(),
+                "{before_ready:?} sent before `connected`"
+            );
+            conn.emit("connected", json!({"status": "ok"})).await;
             let message = conn.expect_event("message").await;
             conn.agent_event(json!({"type": "done"})).await;
             let rest = conn.drain().await;
@@ -113,6 +121,21 @@ async fn handshake_upgrade_and_message_payload_follow_the_wire() {
     );
     // Clean end: leave the namespace; no stop after a finished turn.
     assert_eq!(rest, ["41/agent,"]);
+}
+
+#[tokio::test]
+async fn a_server_that_never_sends_connected_gets_the_message_after_a_grace() {
+    let server = RawServer::start(|mut conn| async move {
+        conn.open(60_000, 60_000).await;
+        conn.read_connect().await;
+        conn.send(r#"40/agent,{"sid":"n"}"#).await;
+        conn.expect_event("message").await;
+        conn.agent_event(json!({"type": "done"})).await;
+        conn.drain().await;
+    })
+    .await;
+    let items = collect(client(&server.base_url(), "t").threads().send("th", "hi")).await;
+    assert_eq!(kinds(&items), ["connected", "done"]);
 }
 
 #[tokio::test]
@@ -309,7 +332,7 @@ async fn connect_error_that_looks_like_auth_refreshes_once_and_retries() {
                 conn.drain().await;
                 return;
             }
-            conn.send(r#"40/agent,{"sid":"x"}"#).await;
+            conn.ack().await;
             conn.expect_event("message").await;
             conn.agent_event(json!({"type": "done"})).await;
             conn.drain().await;
@@ -487,7 +510,7 @@ async fn a_message_over_the_server_max_payload_is_refused_before_sending() {
             let open = json!({"sid": "s", "upgrades": [], "pingInterval": 60000, "pingTimeout": 60000, "maxPayload": 100});
             conn.send(format!("0{open}")).await;
             conn.read_connect().await;
-            conn.send(r#"40/agent,{"sid":"x"}"#).await;
+            conn.ack().await;
             let _ = tx.send(conn.drain().await);
         }
     })

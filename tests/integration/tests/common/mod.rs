@@ -5,6 +5,8 @@
 //!
 //! Each suite uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
+// The upgrade callback's signature is tungstenite's.
+#![allow(clippy::result_large_err)]
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -227,12 +229,23 @@ impl RawConn {
         }
     }
 
-    /// Open + connect + ack, with the given heartbeat. Returns the auth payload.
+    /// The connect ack, then the gateway's `connected` event (its "ready").
+    pub async fn ack(&mut self) {
+        self.send(format!(r#"40/agent,{{"sid":"ns{}"}}"#, self.index))
+            .await;
+        self.emit(
+            "connected",
+            json!({"status": "ok", "socketId": format!("ns{}", self.index)}),
+        )
+        .await;
+    }
+
+    /// Open + connect + ack + `connected`, with the given heartbeat.
+    /// Returns the auth payload.
     pub async fn handshake_with(&mut self, ping_interval_ms: u64, ping_timeout_ms: u64) -> Value {
         self.open(ping_interval_ms, ping_timeout_ms).await;
         let auth = self.read_connect().await;
-        self.send(format!(r#"40/agent,{{"sid":"ns{}"}}"#, self.index))
-            .await;
+        self.ack().await;
         auth
     }
 
@@ -345,10 +358,10 @@ impl NodeServer {
                 let mut port_tx = Some(port_tx);
                 let mut reader = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = reader.next_line().await {
-                    if let Some(port) = line.strip_prefix("LISTENING ") {
-                        if let Some(tx) = port_tx.take() {
-                            let _ = tx.send(port.trim().parse::<u16>().unwrap_or(0));
-                        }
+                    if let Some(port) = line.strip_prefix("LISTENING ")
+                        && let Some(tx) = port_tx.take()
+                    {
+                        let _ = tx.send(port.trim().parse::<u16>().unwrap_or(0));
                     }
                     lines.lock().unwrap().push(line);
                     notify.notify_waiters();
