@@ -4,8 +4,11 @@
 //! streams, so a token refreshed by one call is the token every later call and
 //! every reconnect uses. Refresh is coalesced: however many calls fail with
 //! the same token at once, the callback runs once and all of them replay with
-//! its answer. A refresh that failed for a token is not tried again for that
-//! token, so N calls failing together cost one callback call either way.
+//! its answer. A refresh that failed is shared by the calls that were sent
+//! with the same token before it failed (N calls failing together cost one
+//! callback call either way); a call sent after the failure asks again, so one
+//! failed refresh (say, the backend was briefly down) does not disable
+//! refreshing for good.
 
 use std::fmt;
 use std::future::Future;
@@ -71,8 +74,11 @@ pub(crate) struct Auth {
 
 struct TokenState {
     token: Option<Secret>,
-    /// The token whose refresh already failed: don't ask again for it.
-    failed: Option<Secret>,
+    /// Refresh attempts finished so far; a call notes it when it reads the
+    /// token, to tell failures it shares from failures that predate it.
+    epoch: u64,
+    /// The token whose refresh failed, and the epoch that failure ended.
+    failed: Option<(Secret, u64)>,
 }
 
 impl Auth {
@@ -81,6 +87,7 @@ impl Auth {
             mode: Mode::Session,
             state: Mutex::new(TokenState {
                 token: Some(token),
+                epoch: 0,
                 failed: None,
             }),
             refresher,
@@ -93,6 +100,7 @@ impl Auth {
             mode: Mode::ApiKey(key),
             state: Mutex::new(TokenState {
                 token: None,
+                epoch: 0,
                 failed: None,
             }),
             refresher: None,
@@ -106,11 +114,14 @@ impl Auth {
 
     /// The session token now in force (None in api-key mode).
     pub(crate) fn session_token(&self) -> Option<Secret> {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .token
-            .clone()
+        self.session_token_with_epoch().0
+    }
+
+    /// The session token now in force and the refresh epoch it was read
+    /// in, for [`refresh_after_since`](Self::refresh_after_since).
+    pub(crate) fn session_token_with_epoch(&self) -> (Option<Secret>, u64) {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (state.token.clone(), state.epoch)
     }
 
     /// Whether a refused call may be refreshed and replayed.
@@ -119,8 +130,22 @@ impl Auth {
     }
 
     /// Called after `refused` was refused with `status`. Returns the token to
-    /// replay with, or None when the refusal stands.
+    /// replay with, or None when the refusal stands. Shares a refresh that
+    /// failed while this caller waited for the gate.
     pub(crate) async fn refresh_after(&self, refused: &Secret, status: u16) -> Option<Secret> {
+        let epoch = self.session_token_with_epoch().1;
+        self.refresh_after_since(refused, status, epoch).await
+    }
+
+    /// Like [`refresh_after`](Self::refresh_after) for a call that read
+    /// `refused` in `epoch`: a refresh of that token that failed after the
+    /// call read it is shared, not repeated.
+    pub(crate) async fn refresh_after_since(
+        &self,
+        refused: &Secret,
+        status: u16,
+        epoch: u64,
+    ) -> Option<Secret> {
         let refresher = self.refresher.as_ref().filter(|_| self.can_refresh())?;
         let _gate = self.refresh_gate.lock().await;
         {
@@ -130,8 +155,10 @@ impl Auth {
                 Some(current) if current != refused => return Some(current.clone()),
                 _ => {}
             }
-            if state.failed.as_ref() == Some(refused) {
-                return None;
+            if let Some((failed, at)) = &state.failed {
+                if failed == refused && *at > epoch {
+                    return None;
+                }
             }
         }
         let answer = refresher(RefreshContext {
@@ -140,6 +167,7 @@ impl Auth {
         })
         .await;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.epoch += 1;
         match answer {
             Ok(Some(new)) if !new.is_empty() && new != refused.expose() => {
                 let new = Secret::new(new);
@@ -148,12 +176,12 @@ impl Auth {
                 Some(new)
             }
             Ok(_) => {
-                state.failed = Some(refused.clone());
+                state.failed = Some((refused.clone(), state.epoch));
                 None
             }
             Err(e) => {
                 tracing::warn!(error = %e, "token refresh callback failed");
-                state.failed = Some(refused.clone());
+                state.failed = Some((refused.clone(), state.epoch));
                 None
             }
         }
@@ -207,7 +235,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failed_or_same_token_refresh_is_not_retried() {
+    async fn a_failed_refresh_is_shared_only_by_calls_sent_before_it() {
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
         let auth = Auth::session(
@@ -217,9 +245,15 @@ mod tests {
                 async move { Ok::<_, BoxError>(Some(ctx.current_token.expose().to_string())) }
             })),
         );
-        assert!(auth.refresh_after(&Secret::new("old"), 401).await.is_none());
-        assert!(auth.refresh_after(&Secret::new("old"), 401).await.is_none());
+        let (token, epoch) = auth.session_token_with_epoch();
+        let token = token.unwrap();
+        // Two calls sent with the same token: the second shares the failure.
+        assert!(auth.refresh_after_since(&token, 401, epoch).await.is_none());
+        assert!(auth.refresh_after_since(&token, 401, epoch).await.is_none());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A call sent after the failure asks again.
+        assert!(auth.refresh_after(&token, 401).await.is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]

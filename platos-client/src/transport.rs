@@ -112,10 +112,12 @@ impl ClientHooks<Inner> for Client {
             retry::is_replay_safe(&method, request.headers().contains_key(IDEMPOTENCY_KEY));
         *request.timeout_mut() = Some(shared.timeout);
 
-        let mut token = shared.auth.session_token();
         let mut refreshed = false;
         let mut retries = 0u32;
         loop {
+            // Read on every try: a retry after another call refreshed the
+            // token sends the new one instead of collecting a needless 401.
+            let (token, epoch) = shared.auth.session_token_with_epoch();
             let mut attempt = match request.try_clone() {
                 Some(r) => r,
                 // Streaming bodies cannot be replayed: send the original once.
@@ -144,8 +146,9 @@ impl ClientHooks<Inner> for Client {
                         if let Some(refused) = token.as_ref().filter(|_| shared.auth.can_refresh())
                         {
                             refreshed = true;
-                            if let Some(new) = shared.auth.refresh_after(refused, status).await {
-                                token = Some(new);
+                            // The replay reads the stored new token.
+                            let new = shared.auth.refresh_after_since(refused, status, epoch);
+                            if new.await.is_some() {
                                 continue;
                             }
                         }
