@@ -112,6 +112,9 @@ impl ListApprovals {
 }
 list_builder!(ListApprovals => Approval, paged);
 
+/// A JSON object (`editedArgs`).
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
 /// Builder for [`Approvals::resolve`].
 #[derive(Debug, Clone)]
 #[must_use = "a request does nothing until it is sent or awaited"]
@@ -128,7 +131,7 @@ impl ResolveApproval {
         /// A note recorded with the decision.
         comment: String,
         /// Replacement arguments for the tool call being approved.
-        edited_args: serde_json::Map<String, serde_json::Value>,
+        edited_args: JsonObject,
     }
 
     /// Sends the decision. Resolving an already-resolved approval answers

@@ -155,10 +155,11 @@ impl Auth {
                 Some(current) if current != refused => return Some(current.clone()),
                 _ => {}
             }
-            if let Some((failed, at)) = &state.failed {
-                if failed == refused && *at > epoch {
-                    return None;
-                }
+            if let Some((failed, at)) = &state.failed
+                && failed == refused
+                && *at > epoch
+            {
+                return None;
             }
         }
         let answer = refresher(RefreshContext {

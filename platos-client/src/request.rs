@@ -67,15 +67,29 @@ envelope!(types::BgoRunList => types::BgoRun, [runs, items], |_| None);
 envelope!(types::BgoScheduleList => types::BgoSchedule, [schedules, items], |_| None);
 
 /// Chainable setters for optional arguments stored as `Option` fields.
+/// Each type must be a single token (use an alias for a path type).
 macro_rules! setters {
-    ($( $(#[$doc:meta])* $field:ident : $ty:ty ),* $(,)?) => {
-        $(
-            $(#[$doc])*
-            pub fn $field(mut self, value: impl Into<$ty>) -> Self {
-                self.$field = Some(value.into());
-                self
-            }
-        )*
+    ($( $(#[$doc:meta])* $field:ident : $ty:tt ),* $(,)?) => {
+        $( $crate::request::setter!($(#[$doc])* $field : $ty); )*
+    };
+}
+
+/// One setter. Integers take the exact type so that a literal works:
+/// `impl Into<u64>` would leave `.limit(5)` an ambiguous `i32`.
+macro_rules! setter {
+    ($(#[$doc:meta])* $field:ident : u64) => {
+        $(#[$doc])*
+        pub fn $field(mut self, value: u64) -> Self {
+            self.$field = Some(value);
+            self
+        }
+    };
+    ($(#[$doc:meta])* $field:ident : $ty:tt) => {
+        $(#[$doc])*
+        pub fn $field(mut self, value: impl Into<$ty>) -> Self {
+            self.$field = Some(value.into());
+            self
+        }
     };
 }
 
@@ -143,4 +157,4 @@ macro_rules! list_builder {
     };
 }
 
-pub(crate) use {apply, into_future, list_builder, setters};
+pub(crate) use {apply, into_future, list_builder, setter, setters};

@@ -520,15 +520,15 @@ async fn run_entry(doc: &Value, entry: &Value) -> Vec<String> {
             if error_class(&e) != class {
                 problems.push(format!("error class: want {class}, got {e:?}"));
             }
-            if let Some(status) = err.get("status").and_then(Value::as_u64) {
-                if e.status() != Some(status as u16) {
-                    problems.push(format!("error status: want {status}, got {:?}", e.status()));
-                }
+            if let Some(status) = err.get("status").and_then(Value::as_u64)
+                && e.status() != Some(status as u16)
+            {
+                problems.push(format!("error status: want {status}, got {:?}", e.status()));
             }
-            if let Some(m) = err.get("message").and_then(Value::as_str) {
-                if e.message() != m {
-                    problems.push(format!("error message: want {m:?}, got {:?}", e.message()));
-                }
+            if let Some(m) = err.get("message").and_then(Value::as_str)
+                && e.message() != m
+            {
+                problems.push(format!("error message: want {m:?}, got {:?}", e.message()));
             }
         }
     }
