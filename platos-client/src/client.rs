@@ -281,6 +281,10 @@ impl PlatosClientBuilder {
         let http = tls
             .configure_http(reqwest::Client::builder())
             .connect_timeout(timeout)
+            // reqwest strips `Authorization` on a cross-origin redirect but
+            // would forward the session token, user token and scope headers.
+            // The API never redirects: a 3xx surfaces as a refusal instead.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::config(format!("building the HTTP client: {e}")))?;
 

@@ -385,3 +385,39 @@ fn tracing_output_hides_secrets() {
     assert!(logs.contains("refresh backend down"), "{logs}");
     assert_clean("tracing output", &[logs]);
 }
+
+#[tokio::test]
+async fn redirects_never_carry_credentials_elsewhere() {
+    // reqwest drops `Authorization` on a cross-origin redirect, but not the
+    // session token, the user token or the scope headers: the client must
+    // not follow redirects at all.
+    let elsewhere = Recorder::start().await;
+    elsewhere.respond_with(|_| Answer::json(200, json!({"agents": [], "id": "th_1"})));
+    let platos = Recorder::start().await;
+    let target = format!("{}/api/v1/agent/agents", elsewhere.url());
+    for status in [301, 302, 303, 307, 308] {
+        platos.push(Answer::empty(status).header("location", &target));
+        let e = session_client(&platos.url())
+            .agents()
+            .list()
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(status), "{e:?}");
+        assert!(matches!(e, Error::Refused(_)), "{e:?}");
+        platos.push(Answer::empty(status).header("location", &target));
+        let e = api_key_client(&platos.url())
+            .threads()
+            .create("ag_1")
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(status), "{e:?}");
+        assert_clean("redirect error", &error_forms(&e));
+    }
+    let leaked: Vec<_> = elsewhere
+        .requests()
+        .iter()
+        .flat_map(|r| r.headers.clone())
+        .filter(|(k, _)| k.starts_with("x-platos") || k == "authorization")
+        .collect();
+    assert_eq!(elsewhere.count(), 0, "followed a redirect; sent {leaked:?}");
+}
