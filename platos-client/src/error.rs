@@ -339,6 +339,18 @@ impl ApiError {
                     .collect()
             })
             .unwrap_or_default();
+        // The framework's validation pipe sends its messages as a `message`
+        // array (which is then not the message to show, per the rule above).
+        if let Some(messages) = obj
+            .and_then(|o| o.get("message"))
+            .and_then(|m| m.as_array())
+        {
+            validation_errors.extend(
+                messages
+                    .iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned)),
+            );
+        }
         if let Some(fields) = v1.and_then(|v| v.get("fields")).and_then(|f| f.as_array()) {
             validation_errors.extend(fields.iter().filter_map(|f| {
                 let field = f.get("field").and_then(|x| x.as_str()).unwrap_or("");

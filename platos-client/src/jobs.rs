@@ -74,7 +74,8 @@ impl Jobs<'_> {
 
     /// Deletes a job.
     pub async fn delete(&self, job_id: &str) -> Result<()> {
-        finish(
+        // The `{deleted}` answer is ignored, so an empty one (204) is fine.
+        finish_envelope(
             self.client
                 .api
                 .jobs_delete()

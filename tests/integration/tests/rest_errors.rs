@@ -557,3 +557,44 @@ async fn timeouts_are_retried_then_surface() {
     assert!(matches!(e, Error::Timeout(_)), "{e:?}");
     assert_eq!(recorder.count(), 4, "first try + 3 retries");
 }
+
+#[tokio::test]
+async fn deletes_accept_an_empty_answer() {
+    // The answer of a delete is ignored: 204 or an empty 200 is success.
+    let recorder = Recorder::start().await;
+    let client = client(&recorder.url());
+    for status in [200, 204] {
+        recorder.push(Answer::empty(status));
+        client.jobs().delete("job_1").await.unwrap();
+        recorder.push(Answer::empty(status));
+        client.threads().delete("th_1").await.unwrap();
+        recorder.push(Answer::empty(status));
+        client.bgo().schedules().delete("sch_1").await.unwrap();
+    }
+    assert_eq!(recorder.count(), 6);
+}
+
+#[tokio::test]
+async fn framework_validation_messages_array() {
+    // NestJS's ValidationPipe: `message` is an array of strings.
+    let recorder = Recorder::start().await;
+    recorder.push(Answer::json(
+        400,
+        json!({"statusCode": 400, "message": ["agentId should not be empty", "title must be a string"], "error": "Bad Request"}),
+    ));
+    let e = client(&recorder.url())
+        .threads()
+        .create("")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Validation(_)), "{e:?}");
+    assert_eq!(
+        e.message(),
+        "Bad Request",
+        "wire.md: a non-string message is skipped"
+    );
+    assert_eq!(
+        e.validation_errors(),
+        ["agentId should not be empty", "title must be a string"]
+    );
+}
