@@ -1,0 +1,152 @@
+//! The SDK's tracing output never contains a secret. Alone in its test
+//! binary: tracing caches callsite interest process-wide, so a thread-local
+//! subscriber can miss events while other tests run in parallel.
+
+#[path = "common/recorder.rs"]
+mod recorder;
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use platos_client::{PlatosClient, RefreshContext, RetryConfig, Scope};
+use recorder::{Answer, Recorder};
+use serde_json::json;
+
+const SESSION: &str = "tok_SECRET_session_7f3a9c";
+const REFRESHED: &str = "tok_SECRET_refreshed_5b1e";
+const API_KEY: &str = "key_SECRET_apikey_91bc0d";
+const USER_TOKEN: &str = "utok_SECRET_user_44d2aa";
+const SECRETS: [&str; 4] = [SESSION, REFRESHED, API_KEY, USER_TOKEN];
+
+fn user_scope() -> Scope {
+    Scope::new("org_1", "prj_1", "env_1")
+        .with_user_id("u_1")
+        .with_user_token(USER_TOKEN)
+}
+
+fn api_key_client(url: &str) -> PlatosClient {
+    PlatosClient::builder()
+        .base_url(url)
+        .api_key(API_KEY)
+        .scope(user_scope())
+        .retry(RetryConfig::disabled())
+        .build()
+        .unwrap()
+}
+
+// ------------------------------------------------------------- tracing
+
+/// A subscriber that writes every span field and event field it sees.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<String>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let _ = write!(self.0, " {}={:?}", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::always()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn new_span(&self, attrs: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut out = self.0.lock().unwrap();
+        let _ = write!(out, "\nspan {}", attrs.metadata().name());
+        attrs.record(&mut Fields(&mut out));
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        values.record(&mut Fields(&mut self.0.lock().unwrap()));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut out = self.0.lock().unwrap();
+        let _ = write!(
+            out,
+            "\n{} {}",
+            event.metadata().level(),
+            event.metadata().target()
+        );
+        event.record(&mut Fields(&mut out));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn tracing_output_hides_secrets() {
+    let capture = Capture::default();
+    let logs = capture.0.clone();
+    let _guard = tracing::subscriber::set_default(capture);
+    // A current-thread runtime: every task runs on this thread, under the
+    // thread-local subscriber.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let recorder = Recorder::start().await;
+        recorder
+            .push(Answer::json(401, json!({"message": "expired"})))
+            .push(Answer::json(503, json!({})))
+            .push(Answer::json(200, json!({"agents": []})))
+            .push(Answer::json(200, json!({"id": "th_1"})))
+            .push(Answer::json(401, json!({})))
+            .push(Answer::json(401, json!({})));
+        let client = PlatosClient::builder()
+            .base_url(recorder.url())
+            .session_token(SESSION)
+            .scope(user_scope())
+            .on_token_refresh(|_ctx: RefreshContext| async {
+                Ok::<_, std::io::Error>(Some(REFRESHED.to_owned()))
+            })
+            .build()
+            .unwrap();
+        client.agents().list().await.unwrap();
+        client.threads().create("ag_1").await.unwrap();
+        let failing = PlatosClient::builder()
+            .base_url(recorder.url())
+            .session_token(SESSION)
+            .on_token_refresh(|_ctx: RefreshContext| async {
+                Err::<Option<String>, _>(std::io::Error::other("refresh backend down"))
+            })
+            .build()
+            .unwrap();
+        failing.agents().list().await.unwrap_err();
+        api_key_client(&recorder.url())
+            .agents()
+            .list()
+            .await
+            .unwrap_err();
+    });
+    let logs = logs.lock().unwrap().clone();
+    assert!(
+        logs.contains("platos request"),
+        "the SDK logged its requests:\n{logs}"
+    );
+    assert!(logs.contains("retrying"), "{logs}");
+    assert!(logs.contains("refresh backend down"), "{logs}");
+    for secret in SECRETS {
+        assert!(
+            !logs.contains(secret),
+            "tracing output leaks `{secret}`:\n{logs}"
+        );
+    }
+    assert!(
+        !logs.contains("SECRET"),
+        "tracing output leaks a fragment:\n{logs}"
+    );
+}
