@@ -469,6 +469,9 @@ async fn configuration_errors_send_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Config(_)), "{e:?}");
+    // Beyond what the wire's int64 can carry.
+    let e = client.agents().list().limit(u64::MAX).await.unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
 
     // An api-key client with a scope works and sends the headers.
     let ok = PlatosClient::builder()
