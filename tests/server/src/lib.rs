@@ -1,1 +1,550 @@
-//! A Platos-compatible in-memory server.
+//! A Platos-compatible in-memory server for tests and the quick start.
+//!
+//! It speaks the wire protocol of `shared/reference/wire.md` (REST under
+//! `/api/v1/agent`, Socket.IO v4 on `/agent`) and is deliberately independent of
+//! `platos-client`: JSON is built by hand and tokens are verified with
+//! `jsonwebtoken`, so a client bug cannot be mirrored by the server.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use platos_test_server::TestServer;
+//! let server = TestServer::start().await?;
+//! let url = server.base_url(); // http://127.0.0.1:PORT
+//! let token = server.session_token(); // end-user token for the seeded scope
+//! # let _ = (url, token); Ok(()) }
+//! ```
+//!
+//! # Seeded data (unless `seed(false)`)
+//!
+//! | What | Value |
+//! |---|---|
+//! | scope | [`DEFAULT_ORGANIZATION_ID`] / [`DEFAULT_PROJECT_ID`] / [`DEFAULT_ENVIRONMENT_ID`] |
+//! | user | [`DEFAULT_USER_ID`] |
+//! | entity / secret / api key | [`DEFAULT_ENTITY_ID`], [`DEFAULT_SECRET`], [`DEFAULT_API_KEY`] |
+//! | agents | [`SEED_AGENT_SUPPORT`] (active, versions `ver_support_1`, `ver_support_2`), [`SEED_AGENT_RESEARCH`] (paused, `ver_research_1`) |
+//! | thread | [`SEED_THREAD`] (2 messages, 1 turn in traces/costs) |
+//! | approvals | [`SEED_APPROVAL_PENDING`], [`SEED_APPROVAL_APPROVED`] |
+//! | budgets | `cap_scope_day` (scope, day, 500¢), `cap_support_month` (agent, month, 2500.5¢) |
+//! | jobs | [`SEED_JOB`] |
+//! | bgo tasks | [`SEED_TASKS`] |
+//!
+//! Any other scope a caller uses gets its own copy of the agents, versions, caps and
+//! tasks on first use (same ids), so two-scope isolation tests need no setup.
+//!
+//! # Authentication rules
+//!
+//! * `X-Platos-Session-Token`: HS256 JWT signed with the entity secret; claims
+//!   `organizationId, projectId, environmentId, userId, entityId` (must equal the
+//!   server's entity id), `iat`, `exp` (epoch seconds). Expired, bad signature,
+//!   `iat` more than 60 s ahead, missing claim → `401 {"statusCode":401,"message":"Unauthorized"}`.
+//! * Direct mode: `Authorization: Bearer <api key>` plus the `X-Platos-Organization-Id`,
+//!   `-Project-Id`, `-Environment-Id` (and optional `-User-Id`) headers; missing scope → 400.
+//! * **Operator rule**: direct mode is an operator; a session token is an operator
+//!   only when it carries the claim `"role": "operator"`. End users see only their
+//!   own threads; operator-only routes (`/monitoring/*`, including approvals list/get)
+//!   answer them `403 {"error":"OPERATOR_ONLY","message":…}`. Approval *resolve*,
+//!   budgets, jobs and bgo are open to end users.
+//! * Socket: token from the CONNECT auth `token` or the `x-platos-session-token`
+//!   upgrade header; else direct scope from the auth payload or `x-platos-*` headers
+//!   (`userId` required; no api key is read, like the gateway). A refusal is an
+//!   `error {message}` event followed by a namespace disconnect, never a CONNECT_ERROR.
+//!
+//! # The scripted agent (socket `message`)
+//!
+//! Every `message {message, threadId}` on a thread visible to the socket streams
+//! `agent_event`s to the room `thread:{id}` (the sender joins it; `join_thread`
+//! joins too): `status thinking`, `meta` (snake_case), `thinking`, `status executing`,
+//! `tool_call`, `tool_result`, [`approval_needed` … `approval_resolved`],
+//! `artifact_start`, 3×`artifact_delta`, `artifact_committed`, `status generating`,
+//! N×`token`, `message_persisted`, `done {usage}`. User and assistant messages,
+//! the artifact, the approval and the turn's trace/cost are persisted.
+//! Text markers (case-insensitive) change the script:
+//!
+//! | Marker | Effect |
+//! |---|---|
+//! | contains `approval` | pauses on `approval_needed` until resolved by REST or `approval_response` (also for every turn with [`Faults::set_approval_every_turn`]) |
+//! | `[tokens=N]` | exactly N `token` events `w1 `, `w2 `, … |
+//! | `[hang]` | stops after the first `token` until `stop` arrives |
+//! | `[error]` | `error {code:"provider_unavailable"}` then `done {aborted:true}` |
+//! | `[unknown-event]` | adds an event of unknown type `x_future_event` after `meta` |
+//! | `[malformed]` | adds `{type:"token"}` without `text` after `meta` |
+//!
+//! `stop {threadId}` aborts the thread's turns: `agent_event {type:"done", threadId, stopped:true}`.
+//! [`Faults::set_event_delay`] spaces the events out.
+
+mod auth;
+mod faults;
+mod record;
+mod rest;
+mod socket;
+mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use auth::{TokenSpec, mint_token};
+pub use faults::{Faults, RestFault, SocketRefusal};
+pub use record::{RecordedConnect, RecordedRequest, RecordedSocketEvent, Recorder};
+pub use store::{
+    SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SEED_APPROVAL_APPROVED, SEED_APPROVAL_PENDING,
+    SEED_JOB, SEED_TASKS, SEED_THREAD,
+};
+
+/// Seeded organization id.
+pub const DEFAULT_ORGANIZATION_ID: &str = "org_test";
+/// Seeded project id.
+pub const DEFAULT_PROJECT_ID: &str = "proj_test";
+/// Seeded environment id.
+pub const DEFAULT_ENVIRONMENT_ID: &str = "env_test";
+/// Seeded end user (owner of [`SEED_THREAD`]).
+pub const DEFAULT_USER_ID: &str = "user_test";
+/// The entity whose secret signs session tokens.
+pub const DEFAULT_ENTITY_ID: &str = "ent_test";
+/// Default entity secret (HS256 key).
+pub const DEFAULT_SECRET: &str = "platos-test-secret-0123456789abcdef";
+/// Default api key for direct mode.
+pub const DEFAULT_API_KEY: &str = "pk_test_platos_0123456789";
+/// Default Socket.IO namespace.
+pub const DEFAULT_NAMESPACE: &str = "/agent";
+
+/// The scope tuple.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// `organizationId`
+    pub organization_id: String,
+    /// `projectId`
+    pub project_id: String,
+    /// `environmentId`
+    pub environment_id: String,
+}
+
+impl Scope {
+    /// Builds a scope.
+    pub fn new(
+        organization_id: impl Into<String>,
+        project_id: impl Into<String>,
+        environment_id: impl Into<String>,
+    ) -> Self {
+        Scope {
+            organization_id: organization_id.into(),
+            project_id: project_id.into(),
+            environment_id: environment_id.into(),
+        }
+    }
+
+    pub(crate) fn key(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.organization_id, self.project_id, self.environment_id
+        )
+    }
+}
+
+pub(crate) struct Config {
+    pub secret: String,
+    pub entity_id: String,
+    pub api_key: String,
+    pub namespace: String,
+    pub deprecation: bool,
+}
+
+pub(crate) struct Shared {
+    pub cfg: Config,
+    store: Mutex<store::Store>,
+    pub recorder: Recorder,
+    pub faults: Faults,
+    sockets: Mutex<HashMap<String, socket::SockAuth>>,
+    #[allow(clippy::type_complexity)]
+    turns: Mutex<HashMap<String, Vec<(String, watch::Sender<bool>)>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn store(&self) -> MutexGuard<'_, store::Store> {
+        lock(&self.store)
+    }
+    pub(crate) fn sockets(&self) -> MutexGuard<'_, HashMap<String, socket::SockAuth>> {
+        lock(&self.sockets)
+    }
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn turns(
+        &self,
+    ) -> MutexGuard<'_, HashMap<String, Vec<(String, watch::Sender<bool>)>>> {
+        lock(&self.turns)
+    }
+}
+
+/// Options for [`TestServer`]. Obtained from [`TestServer::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TestServerBuilder {
+    bind: SocketAddr,
+    secret: String,
+    entity_id: String,
+    api_key: String,
+    scope: Scope,
+    user_id: String,
+    namespace: String,
+    ping_interval: Duration,
+    ping_timeout: Duration,
+    seed: bool,
+    deprecation: bool,
+    event_delay: Duration,
+    approval_every_turn: bool,
+}
+
+impl Default for TestServerBuilder {
+    fn default() -> Self {
+        TestServerBuilder {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            secret: DEFAULT_SECRET.into(),
+            entity_id: DEFAULT_ENTITY_ID.into(),
+            api_key: DEFAULT_API_KEY.into(),
+            scope: Scope::new(
+                DEFAULT_ORGANIZATION_ID,
+                DEFAULT_PROJECT_ID,
+                DEFAULT_ENVIRONMENT_ID,
+            ),
+            user_id: DEFAULT_USER_ID.into(),
+            namespace: DEFAULT_NAMESPACE.into(),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(10),
+            seed: true,
+            deprecation: false,
+            event_delay: Duration::ZERO,
+            approval_every_turn: false,
+        }
+    }
+}
+
+impl TestServerBuilder {
+    /// Address to bind (default `127.0.0.1:0`).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+    /// Port on 127.0.0.1.
+    pub fn port(mut self, port: u16) -> Self {
+        self.bind.set_port(port);
+        self
+    }
+    /// Entity secret verifying session tokens (at least 16 characters).
+    pub fn secret(mut self, secret: impl Into<String>) -> Self {
+        self.secret = secret.into();
+        self
+    }
+    /// Entity id tokens must carry.
+    pub fn entity_id(mut self, id: impl Into<String>) -> Self {
+        self.entity_id = id.into();
+        self
+    }
+    /// Api key accepted in direct mode.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = key.into();
+        self
+    }
+    /// Primary (seeded) scope.
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+    /// Seeded end user.
+    pub fn user_id(mut self, user: impl Into<String>) -> Self {
+        self.user_id = user.into();
+        self
+    }
+    /// Socket.IO namespace (default `/agent`; `/agent/{agentId}` style children also work).
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.namespace = ns.into();
+        self
+    }
+    /// Engine.IO ping interval (default 25 s).
+    pub fn ping_interval(mut self, d: Duration) -> Self {
+        self.ping_interval = d;
+        self
+    }
+    /// Engine.IO ping timeout (default 10 s).
+    pub fn ping_timeout(mut self, d: Duration) -> Self {
+        self.ping_timeout = d;
+        self
+    }
+    /// Seed data on/off (default on).
+    pub fn seed(mut self, on: bool) -> Self {
+        self.seed = on;
+        self
+    }
+    /// Emit `server.deprecation` after `connected` on the shared namespace.
+    pub fn deprecation(mut self, on: bool) -> Self {
+        self.deprecation = on;
+        self
+    }
+    /// Initial pause between scripted events (see [`Faults::set_event_delay`]).
+    pub fn event_delay(mut self, d: Duration) -> Self {
+        self.event_delay = d;
+        self
+    }
+    /// Every turn asks for approval.
+    pub fn approval_every_turn(mut self, on: bool) -> Self {
+        self.approval_every_turn = on;
+        self
+    }
+
+    /// Binds and starts serving.
+    pub async fn start(self) -> anyhow::Result<TestServer> {
+        anyhow::ensure!(
+            self.secret.chars().count() >= 16,
+            "the entity secret must be at least 16 characters"
+        );
+        let listener = tokio::net::TcpListener::bind(self.bind).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let recorder = Recorder::default();
+        let faults = Faults::new(
+            recorder.clone(),
+            shutdown_rx.clone(),
+            self.event_delay,
+            self.approval_every_turn,
+        );
+        let shared = Arc::new(Shared {
+            cfg: Config {
+                secret: self.secret.clone(),
+                entity_id: self.entity_id.clone(),
+                api_key: self.api_key.clone(),
+                namespace: self.namespace.clone(),
+                deprecation: self.deprecation,
+            },
+            store: Mutex::new(store::Store::new(self.seed, &self.scope, &self.user_id)),
+            recorder: recorder.clone(),
+            faults: faults.clone(),
+            sockets: Mutex::default(),
+            turns: Mutex::default(),
+        });
+        let (layer, io) = socketioxide::SocketIo::builder()
+            .ping_interval(self.ping_interval)
+            .ping_timeout(self.ping_timeout)
+            .build_layer();
+        socket::setup(&io, shared.clone());
+        faults.set_io(io.clone());
+        let rec = recorder.clone();
+        let app = rest::router(shared.clone())
+            .layer(layer)
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let rec = rec.clone();
+                    async move {
+                        let uri = req.uri();
+                        if uri.path().contains("/socket.io")
+                            && !uri.query().unwrap_or("").contains("sid=")
+                        {
+                            rec.count_handshake();
+                        }
+                        next.run(req).await
+                    }
+                },
+            ));
+        let fl = faults::FaultListener {
+            listener,
+            faults: faults.clone(),
+        };
+        let mut stop = shutdown_rx.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(fl, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+        Ok(TestServer {
+            addr,
+            shared,
+            io,
+            shutdown: shutdown_tx,
+            task: Some(task),
+            scope: self.scope,
+            user_id: self.user_id,
+        })
+    }
+}
+
+/// A running server. Stops when dropped or on [`TestServer::shutdown`].
+pub struct TestServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    io: socketioxide::SocketIo,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    scope: Scope,
+    user_id: String,
+}
+
+impl std::fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestServer {
+    /// Starts a server with default options on `127.0.0.1:0`.
+    pub async fn start() -> anyhow::Result<TestServer> {
+        Self::builder().start().await
+    }
+
+    /// Options.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder::default()
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT/socket.io/?EIO=4&transport=websocket`.
+    pub fn socket_url(&self) -> String {
+        format!("ws://{}/socket.io/?EIO=4&transport=websocket", self.addr)
+    }
+
+    /// Bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Entity secret.
+    pub fn secret(&self) -> &str {
+        &self.shared.cfg.secret
+    }
+
+    /// Entity id tokens must carry.
+    pub fn entity_id(&self) -> &str {
+        &self.shared.cfg.entity_id
+    }
+
+    /// Api key for direct mode.
+    pub fn api_key(&self) -> &str {
+        &self.shared.cfg.api_key
+    }
+
+    /// The seeded scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The seeded end user.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// Socket.IO namespace.
+    pub fn namespace(&self) -> &str {
+        &self.shared.cfg.namespace
+    }
+
+    /// Fault and behaviour knobs.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// What the server received.
+    pub fn recorder(&self) -> &Recorder {
+        &self.shared.recorder
+    }
+
+    /// A token spec for `user_id` in the seeded scope, valid one hour.
+    pub fn token_spec(&self, user_id: &str) -> TokenSpec {
+        TokenSpec::new(self.scope.clone(), user_id, self.entity_id())
+    }
+
+    /// Signs a token spec with this server's secret.
+    pub fn mint(&self, spec: &TokenSpec) -> String {
+        mint_token(self.secret(), spec)
+    }
+
+    /// End-user session token for the seeded user and scope (valid one hour).
+    pub fn session_token(&self) -> String {
+        self.mint(&self.token_spec(&self.user_id))
+    }
+
+    /// Operator session token (`role: "operator"`) for the seeded scope.
+    pub fn operator_token(&self) -> String {
+        self.mint(&self.token_spec("user_operator").operator(true))
+    }
+
+    /// Headers for direct mode in the seeded scope (`authorization` + `x-platos-*`).
+    pub fn direct_headers(&self) -> Vec<(String, String)> {
+        vec![
+            ("authorization".into(), format!("Bearer {}", self.api_key())),
+            (
+                "x-platos-organization-id".into(),
+                self.scope.organization_id.clone(),
+            ),
+            ("x-platos-project-id".into(), self.scope.project_id.clone()),
+            (
+                "x-platos-environment-id".into(),
+                self.scope.environment_id.clone(),
+            ),
+            ("x-platos-user-id".into(), self.user_id.clone()),
+        ]
+    }
+
+    /// Ids of approvals currently pending in `scope` (any thread).
+    pub fn pending_approvals(&self, scope: &Scope) -> Vec<String> {
+        self.shared
+            .store()
+            .approvals
+            .iter()
+            .filter(|a| store::in_scope(a, scope) && a["status"] == "pending")
+            .filter_map(|a| a["id"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Number of turns currently running (not yet done or stopped).
+    pub fn running_turns(&self) -> usize {
+        self.shared.turns().values().map(Vec::len).sum()
+    }
+
+    /// Adds an agent (raw JSON, like the server answers it) to `scope`; `id` is required.
+    pub fn insert_agent(&self, scope: &Scope, mut agent: serde_json::Value) {
+        if let serde_json::Value::Object(o) = &mut agent {
+            o.extend(store::scope_fields(scope));
+        }
+        self.shared.store().agents.push(agent);
+    }
+
+    /// Stops the server: closes every socket and connection, then waits for the serve task.
+    pub async fn shutdown(mut self) {
+        self.io.clone().close().await;
+        self.stop_now();
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+
+    fn stop_now(&self) {
+        let _ = self.shutdown.send(true);
+        self.shared.faults.kill_all();
+        for (_, aborts) in self.shared.turns().drain() {
+            for (_, a) in aborts {
+                let _ = a.send(true);
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop_now();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}

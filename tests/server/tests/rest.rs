@@ -1,0 +1,906 @@
+//! REST routes with plain reqwest: shapes, auth, isolation, idempotency, faults.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{call, http, token_headers};
+use platos_test_server::{RestFault, Scope, TestServer};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn direct(scope: &Scope, user: Option<&str>, key: &str) -> Vec<(String, String)> {
+    let mut h = vec![
+        ("authorization".into(), format!("Bearer {key}")),
+        (
+            "x-platos-organization-id".into(),
+            scope.organization_id.clone(),
+        ),
+        ("x-platos-project-id".into(), scope.project_id.clone()),
+        (
+            "x-platos-environment-id".into(),
+            scope.environment_id.clone(),
+        ),
+    ];
+    if let Some(u) = user {
+        h.push(("x-platos-user-id".into(), u.into()));
+    }
+    h
+}
+
+#[tokio::test]
+async fn agents_list_envelope_pagination_and_errors() {
+    let s = TestServer::start().await.expect("server");
+    let h = token_headers(&s.session_token());
+    let b = s.base_url();
+    let (st, _, v) = call(&b, Method::GET, "/agents", &h, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["agents"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["items"], v["agents"]);
+    assert_eq!(
+        (v["total"].clone(), v["hasMore"].clone()),
+        (json!(2), json!(false))
+    );
+
+    let (_, _, v) = call(&b, Method::GET, "/agents?limit=1&offset=1", &h, None).await;
+    assert_eq!(v["agents"][0]["id"], "agent_research");
+    assert_eq!(
+        (
+            v["limit"].clone(),
+            v["offset"].clone(),
+            v["hasMore"].clone()
+        ),
+        (json!(1), json!(1), json!(false))
+    );
+    let p = &v["pagination"];
+    assert_eq!(
+        (
+            p["page"].clone(),
+            p["totalPages"].clone(),
+            p["from"].clone(),
+            p["to"].clone()
+        ),
+        (json!(2), json!(2), json!(2), json!(2))
+    );
+    assert_eq!(
+        (p["hasPrevious"].clone(), p["isLastPage"].clone()),
+        (json!(true), json!(true))
+    );
+    let (_, _, v) = call(&b, Method::GET, "/agents?page=1&limit=1", &h, None).await;
+    assert_eq!(
+        (v["agents"][0]["id"].clone(), v["hasMore"].clone()),
+        (json!("agent_support"), json!(true))
+    );
+    let (_, _, v) = call(&b, Method::GET, "/agents?status=paused", &h, None).await;
+    assert_eq!(v["agents"].as_array().map(Vec::len), Some(1));
+
+    let (st, _, v) = call(&b, Method::GET, "/agents?limit=abc", &h, None).await;
+    assert_eq!((st, v["code"].clone()), (400, json!("INVALID_PAGINATION")));
+    let (st, _, v) = call(&b, Method::GET, "/agents/nope", &h, None).await;
+    assert_eq!(
+        (st, v),
+        (404, json!({"error": "Agent not found", "agentId": "nope"}))
+    );
+    let (st, _, v) = call(&b, Method::GET, "/agents/agent_support/versions", &h, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["versions"][0]["versionNumber"], 2);
+    assert_eq!(v["versions"][0]["isCurrent"], true);
+}
+
+#[tokio::test]
+async fn threads_crud_and_soft_delete() {
+    let s = TestServer::start().await.expect("server");
+    let h = token_headers(&s.session_token());
+    let b = s.base_url();
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &h,
+        Some(json!({"title": null})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["message"].clone(), v["statusCode"].clone()),
+        (400, json!("agentId is required"), json!(400))
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &h,
+        Some(json!({"agentId": "ghost", "title": null})),
+    )
+    .await;
+    assert_eq!((st, v["error"].clone()), (404, json!("Agent not found")));
+    let (st, _, t) = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &h,
+        Some(json!({"agentId": "agent_support", "title": "T"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    for f in [
+        "id",
+        "agentId",
+        "organizationId",
+        "projectId",
+        "environmentId",
+        "userId",
+        "status",
+        "turnCount",
+        "tags",
+        "createdAt",
+        "updatedAt",
+    ] {
+        assert!(!t[f].is_null(), "missing {f}");
+    }
+    assert!(t["archivedAt"].is_null() && t["pinnedAt"].is_null() && t["parentThreadId"].is_null());
+    let id = t["id"].as_str().expect("id").to_string();
+    let (st, _, g) = call(&b, Method::GET, &format!("/threads/{id}"), &h, None).await;
+    assert_eq!((st, g["title"].clone()), (200, json!("T")));
+    let (_, _, l) = call(
+        &b,
+        Method::GET,
+        "/threads?agentId=agent_support&limit=1",
+        &h,
+        None,
+    )
+    .await;
+    assert_eq!(l["threads"][0]["id"], id.as_str());
+    assert_eq!(l["total"], 2); // plus the seeded thread
+
+    let (st, _, _) = call(
+        &b,
+        Method::POST,
+        &format!("/threads/{id}/archive"),
+        &h,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (_, _, l) = call(&b, Method::GET, "/threads", &h, None).await;
+    assert_eq!(l["total"], 1);
+    let (_, _, l) = call(&b, Method::GET, "/threads?archived=only", &h, None).await;
+    assert_eq!(l["threads"][0]["id"], id.as_str());
+    call(
+        &b,
+        Method::POST,
+        &format!("/threads/{id}/unarchive"),
+        &h,
+        None,
+    )
+    .await;
+    let (_, _, g) = call(&b, Method::GET, &format!("/threads/{id}"), &h, None).await;
+    assert_eq!(
+        (g["status"].clone(), g["archivedAt"].clone()),
+        (json!("active"), Value::Null)
+    );
+    let (st, _, d) = call(&b, Method::DELETE, &format!("/threads/{id}"), &h, None).await;
+    assert_eq!((st, d["archived"].clone()), (200, json!(true)));
+    assert!(d["archivedAt"].is_string());
+
+    let (st, _, v) = call(&b, Method::GET, "/threads/a%2Fb%20c", &h, None).await;
+    assert_eq!(
+        (st, v),
+        (
+            404,
+            json!({"statusCode": 404, "message": "Thread not found", "error": "Not Found"})
+        )
+    );
+    assert_eq!(s.recorder().requests_to("/threads/a%2Fb%20c").len(), 1);
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        "/threads/thr_seed/messages?limit=1&offset=1",
+        &h,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (m["messages"][0]["role"].clone(), m["total"].clone()),
+        (json!("assistant"), json!(2))
+    );
+}
+
+#[tokio::test]
+async fn auth_refusals() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let unauthorized = json!({"statusCode": 401, "message": "Unauthorized"});
+    let (st, _, v) = call(&b, Method::GET, "/threads", &[], None).await;
+    assert_eq!((st, &v), (401, &unauthorized));
+    let bad_sig = platos_test_server::mint_token("some-other-secret-xyz", &s.token_spec("u"));
+    let expired = s.mint(&s.token_spec("u").times(-7200, -1));
+    let future = s.mint(&s.token_spec("u").times(120, 3600));
+    let wrong_entity = s.mint(&platos_test_server::TokenSpec::new(
+        s.scope().clone(),
+        "u",
+        "ent_other",
+    ));
+    for t in [bad_sig, expired, future, wrong_entity, "garbage".into()] {
+        let (st, _, v) = call(&b, Method::GET, "/threads", &token_headers(&t), None).await;
+        assert_eq!((st, &v), (401, &unauthorized), "token {t}");
+    }
+    // A little clock skew is fine.
+    let skewed = s.mint(&s.token_spec("u").times(30, 3600));
+    assert_eq!(
+        call(&b, Method::GET, "/threads", &token_headers(&skewed), None)
+            .await
+            .0,
+        200
+    );
+
+    let (st, _, _) = call(
+        &b,
+        Method::GET,
+        "/threads",
+        &direct(s.scope(), None, "wrong"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 401);
+    let only_key = vec![(
+        "authorization".to_string(),
+        format!("Bearer {}", s.api_key()),
+    )];
+    assert_eq!(
+        call(&b, Method::GET, "/threads", &only_key, None).await.0,
+        400
+    );
+    assert_eq!(
+        call(&b, Method::GET, "/threads", &s.direct_headers(), None)
+            .await
+            .0,
+        200
+    );
+
+    // Operator-only routes.
+    let user = token_headers(&s.session_token());
+    for path in [
+        "/monitoring/approvals",
+        "/monitoring/approvals/apr_seed_pending",
+        "/monitoring/trace/thr_seed",
+        "/monitoring/cost-by-agent",
+    ] {
+        let (st, _, v) = call(&b, Method::GET, path, &user, None).await;
+        assert_eq!(
+            (st, v["error"].clone()),
+            (403, json!("OPERATOR_ONLY")),
+            "{path}"
+        );
+        assert_eq!(
+            call(
+                &b,
+                Method::GET,
+                path,
+                &token_headers(&s.operator_token()),
+                None
+            )
+            .await
+            .0,
+            200,
+            "{path}"
+        );
+        assert_eq!(
+            call(&b, Method::GET, path, &s.direct_headers(), None)
+                .await
+                .0,
+            200,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn scope_isolation() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let other = Scope::new("org_b", "proj_b", "env_b");
+    let hb = direct(&other, Some("ub"), s.api_key());
+    // The other scope gets its own copy of the seed agents.
+    let (st, _, t) = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &hb,
+        Some(json!({"agentId": "agent_support", "title": "b"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    assert_eq!(t["organizationId"], "org_b");
+    let id = t["id"].as_str().expect("id");
+    let ha = s.direct_headers();
+    assert_eq!(
+        call(&b, Method::GET, &format!("/threads/{id}"), &ha, None)
+            .await
+            .0,
+        404
+    );
+    let (_, _, l) = call(&b, Method::GET, "/threads", &ha, None).await;
+    assert!(
+        l["threads"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|t| t["id"] != id)
+    );
+    let (_, _, l) = call(&b, Method::GET, "/threads", &hb, None).await;
+    assert_eq!(l["total"], 1);
+    // Same scope, different end user: invisible too.
+    let other_user = s.mint(&s.token_spec("someone_else"));
+    assert_eq!(
+        call(
+            &b,
+            Method::GET,
+            "/threads/thr_seed",
+            &token_headers(&other_user),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &b,
+            Method::GET,
+            "/threads/thr_seed",
+            &token_headers(&s.session_token()),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn idempotency_replay_mismatch_and_malformed() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let mut h = token_headers(&s.session_token());
+    h.push(("idempotency-key".into(), "key-1:a.b_c".into()));
+    let body = json!({"agentId": "agent_support", "title": "once"});
+    let (st1, h1, t1) = call(&b, Method::POST, "/threads", &h, Some(body.clone())).await;
+    let (st2, h2, t2) = call(&b, Method::POST, "/threads", &h, Some(body)).await;
+    assert_eq!((st1, st2), (201, 201));
+    assert_eq!(t1["id"], t2["id"]);
+    assert!(h1.get("idempotency-replayed").is_none());
+    assert_eq!(
+        h2.get("idempotency-replayed").and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &h,
+        Some(json!({"agentId": "agent_support", "title": "other"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].clone()),
+        (409, json!("IDEMPOTENCY_REQUEST_MISMATCH"))
+    );
+    let mut bad = token_headers(&s.session_token());
+    bad.push(("idempotency-key".into(), "has space".into()));
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &bad,
+        Some(json!({"agentId": "agent_support"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            v["error"]["code"].clone(),
+            v["error"]["version"].clone()
+        ),
+        (400, json!("IDEMPOTENCY_KEY_MALFORMED"), json!("1"))
+    );
+    // No key: two calls, two threads.
+    let h = token_headers(&s.session_token());
+    let a = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &h,
+        Some(json!({"agentId": "agent_support"})),
+    )
+    .await
+    .2;
+    let c = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &h,
+        Some(json!({"agentId": "agent_support"})),
+    )
+    .await
+    .2;
+    assert_ne!(a["id"], c["id"]);
+}
+
+#[tokio::test]
+async fn approvals_list_get_resolve() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let op = token_headers(&s.operator_token());
+    let (st, _, v) = call(
+        &b,
+        Method::GET,
+        "/monitoring/approvals?status=pending",
+        &op,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(v["rows"][0]["id"], "apr_seed_pending");
+    assert_eq!(v["items"], v["rows"]);
+    assert_eq!(
+        (v["total"].clone(), v["pendingCount"].clone()),
+        (json!(1), json!(1))
+    );
+    let (_, _, v) = call(&b, Method::GET, "/monitoring/approvals", &op, None).await;
+    assert_eq!(
+        (v["total"].clone(), v["pendingCount"].clone()),
+        (json!(2), json!(1))
+    );
+    let (st, _, a) = call(
+        &b,
+        Method::GET,
+        "/monitoring/approvals/apr_seed_pending",
+        &op,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, a["status"].clone(), a["approvalId"].clone()),
+        (200, json!("pending"), json!("apr_seed_pending"))
+    );
+    let user = token_headers(&s.session_token());
+    let path = "/approvals/apr_seed_pending/resolve";
+    let (st, _, _) = call(
+        &b,
+        Method::POST,
+        path,
+        &user,
+        Some(json!({"approved": true, "editedArgs": "nope"})),
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        path,
+        &user,
+        Some(json!({"approved": true, "editedArgs": {"amountCents": 10}})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            200,
+            json!({"resolved": true, "approvalId": "apr_seed_pending", "approved": true, "editedArgsApplied": true})
+        )
+    );
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        path,
+        &user,
+        Some(json!({"approved": false})),
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"resolved": true, "approvalId": "apr_seed_pending", "approved": true, "status": "approved", "persisted": true})
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/approvals/ghost/resolve",
+        &user,
+        Some(json!({"approved": true})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            404,
+            json!({"error": "Approval not found in this scope", "approvalId": "ghost"})
+        )
+    );
+    let (_, _, a) = call(
+        &b,
+        Method::GET,
+        "/monitoring/approvals/apr_seed_pending",
+        &op,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            a["status"].clone(),
+            a["respondedBy"].clone(),
+            a["editedArgs"].clone()
+        ),
+        (
+            json!("approved"),
+            json!("user_test"),
+            json!({"amountCents": 10})
+        )
+    );
+}
+
+#[tokio::test]
+async fn budgets_monitoring_and_cost() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let h = s.direct_headers();
+    let (_, _, v) = call(&b, Method::GET, "/budgets", &h, None).await;
+    assert_eq!(v["caps"].as_array().map(Vec::len), Some(2));
+    assert!(v["caps"][0]["alertEmails"].is_string());
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/budgets/status?agentId=agent_support",
+        &h,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (v["caps"].as_array().map(Vec::len), v["blocked"].clone()),
+        (Some(2), json!(false))
+    );
+    let (_, _, v) = call(&b, Method::GET, "/budgets/status", &h, None).await;
+    assert_eq!(v["caps"].as_array().map(Vec::len), Some(1));
+    let (_, _, t) = call(&b, Method::GET, "/monitoring/trace/thr_seed", &h, None).await;
+    assert_eq!(t["spans"][0]["startTimeUnixNano"], "1768039200000000000");
+    assert_eq!(t["rollup"]["totalMessages"], 2);
+    assert_eq!(
+        t["spanTree"][0]["children"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (st, _, _) = call(&b, Method::GET, "/monitoring/trace/ghost", &h, None).await;
+    assert_eq!(st, 404);
+    let (_, _, c) = call(
+        &b,
+        Method::GET,
+        "/monitoring/cost-by-agent?days=3650",
+        &h,
+        None,
+    )
+    .await;
+    assert_eq!(c["rows"][0]["agentId"], "agent_support");
+    assert!(c["fetchedAt"].is_string());
+    assert_eq!(
+        call(
+            &b,
+            Method::GET,
+            "/monitoring/cost-by-agent?days=0",
+            &h,
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    let (_, _, c) = call(
+        &b,
+        Method::GET,
+        "/monitoring/cost?date=2026-01-10",
+        &h,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (c["tasks"].clone(), c["costCents"].clone()),
+        (json!(1), json!(0.0054))
+    );
+    assert_eq!(
+        call(
+            &b,
+            Method::GET,
+            "/monitoring/cost?date=10-01-2026",
+            &h,
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    let (_, _, r) = call(
+        &b,
+        Method::GET,
+        "/monitoring/runs?threadId=thr_seed",
+        &h,
+        None,
+    )
+    .await;
+    assert_eq!(r["runs"][0]["status"], "completed");
+}
+
+#[tokio::test]
+async fn jobs_crud_and_dispatch() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let h = s.direct_headers();
+    let body =
+        json!({"jobId": "reindex", "displayName": "Reindex", "handler": "export default () => 1"});
+    let (st, _, v) = call(&b, Method::POST, "/jobs", &h, Some(body.clone())).await;
+    assert_eq!(
+        (st, v["job"]["jobId"].clone(), v["job"]["isActive"].clone()),
+        (201, json!("reindex"), json!(true))
+    );
+    let (st, _, v) = call(&b, Method::POST, "/jobs", &h, Some(body)).await;
+    assert_eq!((st, v["statusCode"].clone()), (409, json!(409)));
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/jobs",
+        &h,
+        Some(json!({"jobId": "Bad Id"})),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(
+        v["validationErrors"]
+            .as_array()
+            .is_some_and(|e| e.len() >= 3)
+    );
+    let (_, _, v) = call(
+        &b,
+        Method::PATCH,
+        "/jobs/reindex",
+        &h,
+        Some(json!({"isActive": false})),
+    )
+    .await;
+    assert_eq!(v["job"]["isActive"], false);
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/jobs/reindex/dispatch",
+        &h,
+        Some(json!({"payload": {}})),
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"accepted": false, "jobId": "reindex", "message": "Job is inactive"})
+    );
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/jobs/nightly-digest/dispatch",
+        &h,
+        Some(json!({"payload": {"a": 1}})),
+    )
+    .await;
+    assert_eq!(v["accepted"], true);
+    let (_, _, v) = call(&b, Method::GET, "/jobs?search=night", &h, None).await;
+    assert_eq!(v["jobs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        call(&b, Method::DELETE, "/jobs/reindex", &h, None).await.2,
+        json!({"deleted": true})
+    );
+    let (st, _, v) = call(&b, Method::GET, "/jobs/reindex", &h, None).await;
+    assert_eq!((st, v["message"].clone()), (404, json!("Job not found")));
+}
+
+#[tokio::test]
+async fn bgo_trigger_routes() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let h = s.direct_headers();
+    let (_, _, v) = call(&b, Method::GET, "/trigger/tasks", &h, None).await;
+    assert_eq!(v["tasks"].as_array().map(Vec::len), Some(2));
+    let (st, _, r) = call(
+        &b,
+        Method::POST,
+        "/trigger/tasks/send-email/trigger",
+        &h,
+        Some(json!({"payload": {"to": "x"}, "options": {"idempotencyKey": "k", "tags": ["a"]}})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let run = r["id"].as_str().expect("run id").to_string();
+    assert!(r["publicAccessToken"].is_string());
+    let (_, _, r2) = call(
+        &b,
+        Method::POST,
+        "/trigger/tasks/send-email/trigger",
+        &h,
+        Some(json!({"payload": {"to": "y"}, "options": {"idempotencyKey": "k"}})),
+    )
+    .await;
+    assert_eq!(r2["id"], run.as_str());
+    let (_, _, l) = call(
+        &b,
+        Method::GET,
+        "/trigger/runs?taskId=send-email&status=QUEUED&limit=5",
+        &h,
+        None,
+    )
+    .await;
+    assert_eq!(l["runs"][0]["id"], run.as_str());
+    assert_eq!(
+        call(&b, Method::GET, &format!("/trigger/runs/{run}"), &h, None)
+            .await
+            .2["payload"],
+        json!({"to": "x"})
+    );
+    assert_eq!(
+        call(
+            &b,
+            Method::POST,
+            &format!("/trigger/runs/{run}/cancel"),
+            &h,
+            None
+        )
+        .await
+        .2,
+        json!({"status": "CANCELED"})
+    );
+    let (_, _, rp) = call(
+        &b,
+        Method::POST,
+        &format!("/trigger/runs/{run}/replay"),
+        &h,
+        None,
+    )
+    .await;
+    assert_ne!(rp["id"], run.as_str());
+    let (st, _, sc) = call(
+        &b,
+        Method::POST,
+        "/trigger/schedules",
+        &h,
+        Some(json!({"taskId": "nightly-report", "cron": "0 3 * * *"})),
+    )
+    .await;
+    assert_eq!(
+        (st, sc["timezone"].clone(), sc["active"].clone()),
+        (201, json!("UTC"), json!(true))
+    );
+    let sid = sc["id"].as_str().expect("id");
+    assert_eq!(
+        call(
+            &b,
+            Method::POST,
+            &format!("/trigger/schedules/{sid}/deactivate"),
+            &h,
+            None
+        )
+        .await
+        .2["active"],
+        false
+    );
+    assert_eq!(
+        call(
+            &b,
+            Method::POST,
+            &format!("/trigger/schedules/{sid}/activate"),
+            &h,
+            None
+        )
+        .await
+        .2["active"],
+        true
+    );
+    assert_eq!(
+        call(&b, Method::GET, "/trigger/schedules", &h, None)
+            .await
+            .2["schedules"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        call(
+            &b,
+            Method::DELETE,
+            &format!("/trigger/schedules/{sid}"),
+            &h,
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, _, bt) = call(
+        &b,
+        Method::POST,
+        "/trigger/batches/send-email",
+        &h,
+        Some(json!({"payloads": [1, 2], "options": {}})),
+    )
+    .await;
+    assert_eq!(bt["runIds"].as_array().map(Vec::len), Some(2));
+    let (_, _, g) = call(
+        &b,
+        Method::GET,
+        &format!("/trigger/batches/{}", bt["batchId"].as_str().expect("id")),
+        &h,
+        None,
+    )
+    .await;
+    assert_eq!(g["runIds"], bt["runIds"]);
+    assert_eq!(
+        call(&b, Method::GET, "/trigger/runs/ghost", &h, None)
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn rest_fault_knobs_and_recording() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let h = token_headers(&s.session_token());
+    s.faults().fail_next_rest(RestFault::unavailable().times(2));
+    s.faults()
+        .fail_next_rest(RestFault::rate_limited(3).path_contains("/agents"));
+    assert_eq!(call(&b, Method::GET, "/threads", &h, None).await.0, 503);
+    assert_eq!(call(&b, Method::GET, "/threads", &h, None).await.0, 503);
+    // The path-restricted fault waits for its path.
+    assert_eq!(call(&b, Method::GET, "/threads", &h, None).await.0, 200);
+    let (st, hd, v) = call(&b, Method::GET, "/agents", &h, None).await;
+    assert_eq!(st, 429);
+    assert_eq!(
+        hd.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("3")
+    );
+    assert_eq!(
+        (
+            v["error"]["code"].clone(),
+            v["error"]["retryAfterSec"].clone()
+        ),
+        (json!("RATE_LIMITED"), json!(3))
+    );
+    assert_eq!(call(&b, Method::GET, "/agents", &h, None).await.0, 200);
+
+    s.faults().set_rest_delay(Duration::from_millis(50));
+    let t0 = std::time::Instant::now();
+    call(&b, Method::GET, "/agents", &h, None).await;
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    s.faults().set_rest_delay(Duration::ZERO);
+
+    let r = http()
+        .post(format!("{b}/api/v1/agent/threads?x=a%20b"))
+        .header("X-Platos-Session-Token", s.session_token())
+        .header("X-Custom", "Yes")
+        .body(r#"{"agentId":"agent_support","title":null}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 201);
+    let rec = s
+        .recorder()
+        .requests_to("/threads")
+        .pop()
+        .expect("recorded");
+    assert_eq!(
+        (rec.method.as_str(), rec.query.as_deref()),
+        ("POST", Some("x=a%20b"))
+    );
+    assert_eq!(rec.header("x-custom"), Some("Yes"));
+    assert!(
+        rec.headers
+            .iter()
+            .any(|(k, _)| k == "x-platos-session-token")
+    );
+    assert_eq!(rec.json().expect("json")["title"], Value::Null);
+    assert!(
+        s.recorder()
+            .wait_for_requests("/agents", 3, common::T)
+            .await
+    );
+}
