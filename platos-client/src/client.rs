@@ -239,6 +239,15 @@ impl PlatosClientBuilder {
             )));
         }
 
+        // Checked here: the transport would otherwise send no User-Agent at all.
+        if let Some(ua) = &self.user_agent
+            && http::HeaderValue::from_str(ua).is_err()
+        {
+            return Err(Error::config(
+                "the user agent is not a valid HTTP header value",
+            ));
+        }
+
         let refresh_ignored = self.api_key.is_some() && self.refresher.is_some();
         if self.scope.as_ref().is_some_and(|s| !s.is_complete()) {
             return Err(Error::config(

@@ -439,6 +439,13 @@ async fn configuration_errors_send_nothing() {
                 .session_token("t"),
         ),
         (
+            "user agent with a line break",
+            PlatosClient::builder()
+                .base_url(&url)
+                .session_token("t")
+                .user_agent("app/1\r\nx-evil: 1"),
+        ),
+        (
             "not a URL",
             PlatosClient::builder()
                 .base_url("127.0.0.1 port 80")
