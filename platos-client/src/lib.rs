@@ -55,6 +55,8 @@ mod client;
 mod config;
 mod error;
 mod jobs;
+#[cfg(feature = "mint")]
+pub mod mint;
 mod monitoring;
 mod paging;
 pub mod realtime;
