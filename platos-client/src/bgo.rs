@@ -77,6 +77,7 @@ impl<'c> Bgo<'c> {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value> {
+        self.client.inner().check_scope()?;
         let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .map_err(|_| Error::config(format!("`{method}` is not an HTTP method")))?;
         let path = if path.starts_with("/api/") {

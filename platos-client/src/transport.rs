@@ -43,6 +43,17 @@ impl fmt::Debug for Inner {
 }
 
 impl Inner {
+    /// Fails when api-key mode has no complete scope to send.
+    pub(crate) fn check_scope(&self) -> Result<()> {
+        let complete = self.scope.as_ref().is_some_and(Scope::is_complete);
+        if matches!(self.shared.auth.mode(), Mode::ApiKey(_)) && !complete {
+            return Err(Error::config(
+                "api-key mode needs a scope with organizationId, projectId and environmentId",
+            ));
+        }
+        Ok(())
+    }
+
     /// The auth and scope headers for a request or a WebSocket upgrade, with
     /// `token` as the session token in session mode.
     pub(crate) fn auth_headers(&self, token: Option<&Secret>) -> Vec<(&'static str, String)> {
@@ -81,6 +92,18 @@ fn set_header(request: &mut reqwest::Request, name: &'static str, value: &str) {
 }
 
 impl ClientHooks<Inner> for Client {
+    /// Api-key mode cannot act without a scope; a handle made with
+    /// `with_scope` may carry an incomplete one, so refuse before sending.
+    async fn pre<E>(
+        &self,
+        _request: &mut reqwest::Request,
+        _info: &OperationInfo,
+    ) -> std::result::Result<(), progenitor_client::Error<E>> {
+        self.inner()
+            .check_scope()
+            .map_err(|e| progenitor_client::Error::Custom(e.message().to_owned()))
+    }
+
     async fn exec(
         &self,
         mut request: reqwest::Request,

@@ -488,6 +488,17 @@ async fn configuration_errors_send_nothing() {
         .build()
         .expect("valid api-key client");
     assert_eq!(ok.base_url(), url, "trailing slash dropped");
+
+    // A per-call scope that is incomplete cannot stand in for one in api-key mode.
+    let partial = ok.with_scope(Scope::new("org", "", "env"));
+    let e = partial.agents().list().await.unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    let e = partial
+        .bgo()
+        .raw("GET", "trigger/tasks", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
     assert_eq!(recorder.count(), 0, "nothing was sent");
 }
 
