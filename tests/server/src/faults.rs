@@ -183,6 +183,7 @@ pub(crate) struct FaultsInner {
     pub(crate) event_delay: Mutex<Duration>,
     pub(crate) approval_every_turn: AtomicBool,
     agent_frames: AtomicU64,
+    failed_handshakes: AtomicU64,
     io: Mutex<Option<socketioxide::SocketIo>>,
     recorder: Recorder,
     shutdown: watch::Receiver<bool>,
@@ -217,6 +218,7 @@ impl Faults {
                 event_delay: Mutex::new(event_delay),
                 approval_every_turn: AtomicBool::new(approval_every_turn),
                 agent_frames: AtomicU64::new(0),
+                failed_handshakes: AtomicU64::new(0),
                 io: Mutex::default(),
                 recorder,
                 shutdown,
@@ -324,6 +326,20 @@ impl Faults {
             .recorder
             .fault_fired(format!("silenced {} connection(s)", conns.len()));
         conns.len()
+    }
+
+    /// The next `n` Engine.IO handshakes (new `/socket.io/` connections) are answered
+    /// `503` before any upgrade, e.g. to exhaust a client's reconnect attempts.
+    pub fn fail_next_handshakes(&self, n: u64) {
+        self.inner.failed_handshakes.store(n, Ordering::SeqCst);
+    }
+
+    /// Consumes one handshake failure if armed.
+    pub(crate) fn take_handshake_failure(&self) -> bool {
+        self.inner
+            .failed_handshakes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Kills every connection (REST keep-alive included); used on shutdown.

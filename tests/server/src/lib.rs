@@ -70,7 +70,33 @@
 //! | `[malformed]` | adds `{type:"token"}` without `text` after `meta` |
 //!
 //! `stop {threadId}` aborts the thread's turns: `agent_event {type:"done", threadId, stopped:true}`.
+//! A `message` repeating an `idempotencyKey` already used on the thread starts no turn.
 //! [`Faults::set_event_delay`] spaces the events out.
+//!
+//! # Fault knobs ([`TestServer::faults`], usable while a test runs)
+//!
+//! | Call | Effect |
+//! |---|---|
+//! | [`Faults::fail_next_rest`]`(`[`RestFault`]`)` | the next call(s) answer a canned status/body/headers (`RestFault::unavailable()`, `::internal()`, `::rate_limited(secs)`, `::new(status, body)`, `.times(n)`, `.header(k, v)`, `.path_contains(s)`) |
+//! | [`Faults::set_rest_delay`] | every REST answer waits first |
+//! | [`Faults::drop_socket_after_events`]`(n)` | after the n-th `agent_event` frame is fully written, the TCP connection closes without a WebSocket close frame |
+//! | [`Faults::silence_socket_after_events`]`(n)` / [`Faults::silence_sockets_now`] | the connection carries nothing more (no pings, no events) yet stays open: only the client's `pingInterval + pingTimeout` check can notice |
+//! | [`Faults::drop_sockets_now`] | every WebSocket connection closes now, no close frame |
+//! | [`Faults::send_socket_error`]`(json, disconnect)` | socket `error` event to every socket (e.g. `SESSION_EXPIRED`), optionally followed by `41<ns>,` |
+//! | [`Faults::refuse_next_message`]`(`[`SocketRefusal`]`)` | the next `message` gets e.g. `SocketRefusal::rate_limit(secs)` (`error {code:"rate_limit",…}` + socket-level `done {stopped:true}`) instead of a turn |
+//! | [`Faults::fail_next_handshakes`]`(n)` | the next n Engine.IO upgrades answer 503 |
+//! | [`Faults::emit_to_sockets`], [`Faults::disconnect_sockets`] | arbitrary server events, server-side namespace disconnect |
+//! | [`Faults::set_event_delay`], [`Faults::set_approval_every_turn`] | scripted agent pacing and approvals |
+//!
+//! # Recording ([`TestServer::recorder`])
+//!
+//! [`Recorder::requests`] (method, raw path, raw query, lower-cased headers, body),
+//! [`Recorder::socket_events`] (socket id, namespace, name, payload),
+//! [`Recorder::connects`] (auth payload, upgrade headers, refusal),
+//! [`Recorder::handshake_count`], [`Recorder::connect_count`], [`Recorder::faults_fired`].
+//! Waits wake on every new record, no polling: [`Recorder::wait_for_socket_event`]
+//! (e.g. "the server received `stop`"), [`Recorder::wait_for_requests`],
+//! [`Recorder::wait_for_connects`], [`Recorder::wait_until`].
 
 mod auth;
 mod faults;
@@ -84,6 +110,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use tokio::sync::watch;
 
 pub use auth::{TokenSpec, mint_token};
@@ -333,17 +360,22 @@ impl TestServerBuilder {
         socket::setup(&io, shared.clone());
         faults.set_io(io.clone());
         let rec = recorder.clone();
+        let hs_faults = faults.clone();
         let app = rest::router(shared.clone())
             .layer(layer)
             .layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let rec = rec.clone();
+                    let faults = hs_faults.clone();
                     async move {
                         let uri = req.uri();
                         if uri.path().contains("/socket.io")
                             && !uri.query().unwrap_or("").contains("sid=")
                         {
                             rec.count_handshake();
+                            if faults.take_handshake_failure() {
+                                return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                            }
                         }
                         next.run(req).await
                     }

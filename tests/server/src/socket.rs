@@ -378,6 +378,15 @@ fn on_message(sh: Arc<Shared>, io: SocketIo, socket: SocketRef, caller: Caller, 
         }
     };
     socket.join(room(thread_id));
+    // Like the server, a repeated `idempotencyKey` on the same thread starts no second turn.
+    if let Some(k) = d.get("idempotencyKey").and_then(Value::as_str)
+        && !sh
+            .store()
+            .message_keys
+            .insert((thread_id.to_string(), k.to_string()))
+    {
+        return;
+    }
     let (tx, rx) = watch::channel(false);
     let key = new_id();
     sh.turns()

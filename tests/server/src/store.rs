@@ -90,6 +90,8 @@ pub(crate) struct Store {
     pub idempotency: HashMap<String, IdemEntry>,
     /// Turns paused on an approval, keyed by approval id.
     pub waiting: HashMap<String, oneshot::Sender<Decision>>,
+    /// `(threadId, idempotencyKey)` of every `message` that started a turn.
+    pub message_keys: std::collections::HashSet<(String, String)>,
     /// Scopes that already received their copy of the seed data.
     pub provisioned: Vec<Scope>,
     pub seed: bool,

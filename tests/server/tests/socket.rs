@@ -476,3 +476,45 @@ async fn deprecation_notice_when_enabled() {
         ("server.deprecation", &json!("SHARED_AGENT_NAMESPACE"))
     );
 }
+
+#[tokio::test]
+async fn per_agent_namespace_and_message_idempotency_key() {
+    let s = TestServer::start().await.expect("server");
+    let token = s.session_token();
+    let thread = new_thread(&s, &token).await;
+    let ns = "/agent/agent_support";
+    let mut c = Eio::connect(&s.socket_url(), &[]).await;
+    c.connect_ns(ns, Some(json!({"token": token})))
+        .await
+        .expect("ack");
+    assert_eq!(c.event(ns).await.expect("connected").0, "connected");
+    let msg = json!({"message": "x [tokens=1]", "threadId": thread, "idempotencyKey": "k1"});
+    c.emit(ns, "message", msg.clone()).await;
+    let first = c.turn(ns).await;
+    assert_eq!(first.last().expect("done")["type"], "done");
+    // The same key again: recorded, but no second turn.
+    c.emit(ns, "message", msg).await;
+    c.emit(ns, "join_thread", json!({"threadId": thread})).await;
+    let (n, v) = c.event(ns).await.expect("joined");
+    assert_eq!(
+        (n.as_str(), v),
+        ("joined_thread", json!({"threadId": thread}))
+    );
+    assert_eq!(s.recorder().socket_events_named("message").len(), 2);
+    assert_eq!(s.recorder().socket_events()[0].namespace, ns);
+}
+
+#[tokio::test]
+async fn failed_handshakes_refuse_the_upgrade() {
+    let s = TestServer::start().await.expect("server");
+    s.faults().fail_next_handshakes(2);
+    for _ in 0..2 {
+        let r = tokio_tungstenite::connect_async(s.socket_url()).await;
+        assert!(r.is_err(), "upgrade must be refused");
+    }
+    let mut c = Eio::connect(&s.socket_url(), &[]).await;
+    c.connect_ns(NS, Some(json!({"token": s.session_token()})))
+        .await
+        .expect("third handshake works");
+    assert_eq!(s.recorder().handshake_count(), 3);
+}
