@@ -423,6 +423,12 @@ struct Turn {
 
 struct Stopped;
 
+/// How a turn that was not stopped ended, with its final `done` event.
+enum Ended {
+    Completed(u64, u64, f64, Value),
+    Failed(Value),
+}
+
 impl Turn {
     async fn emit(&mut self, mut ev: Value) -> Result<(), Stopped> {
         if *self.abort.borrow() {
@@ -456,58 +462,70 @@ impl Turn {
             "createdAt": created_at
         }));
         let outcome = self.script(&turn_id, &script).await;
-        let (status, input, output, cost) = match outcome {
-            Ok(Some((i, o, c))) => ("completed", i, o, c),
-            Ok(None) => ("failed", 0, 0, 0.0),
-            Err(Stopped) => {
-                let ev = json!({"type": "done", "threadId": self.thread_id, "stopped": true});
-                if let Some(ns) = self.io.of(&self.ns) {
-                    let _ = ns.to(room(&self.thread_id)).emit("agent_event", &ev).await;
-                }
-                ("stopped", 0, 0, 0.0)
-            }
+        let (status, input, output, cost, last) = match outcome {
+            Ok(Ended::Completed(i, o, c, done)) => ("completed", i, o, c, done),
+            Ok(Ended::Failed(done)) => ("failed", 0, 0, 0.0, done),
+            Err(Stopped) => (
+                "stopped",
+                0,
+                0,
+                0.0,
+                json!({"type": "done", "stopped": true}),
+            ),
         };
         let end = now_nanos().max(start + 1_000_000);
-        let mut st = self.sh.store();
-        if let Some(t) = st
-            .threads
-            .iter_mut()
-            .find(|t| t["id"] == self.thread_id.as_str())
+        // Everything a test may read after `done` is in place before `done` goes out.
         {
-            t["turnCount"] = json!(t["turnCount"].as_u64().unwrap_or(0) + 1);
-            t["updatedAt"] = json!(now_iso());
-        }
-        st.turns.push(TurnRecord {
-            id: turn_id,
-            scope: self.scope.clone(),
-            thread_id: self.thread_id.clone(),
-            agent_id: self.agent_id.clone(),
-            status,
-            day: created_at[..10].to_string(),
-            created_at,
-            start_nanos: start,
-            end_nanos: end,
-            input_tokens: input,
-            output_tokens: output,
-            cost_cents: cost,
-            tool_calls: u64::from(status == "completed"),
-        });
-        drop(st);
-        let mut turns = self.sh.turns();
-        if let Some(list) = turns.get_mut(&self.thread_id) {
-            list.retain(|(k, _)| *k != self.key);
-            if list.is_empty() {
-                turns.remove(&self.thread_id);
+            let mut st = self.sh.store();
+            if let Some(t) = st
+                .threads
+                .iter_mut()
+                .find(|t| t["id"] == self.thread_id.as_str())
+            {
+                t["turnCount"] = json!(t["turnCount"].as_u64().unwrap_or(0) + 1);
+                t["updatedAt"] = json!(now_iso());
             }
+            st.turns.push(TurnRecord {
+                id: turn_id,
+                scope: self.scope.clone(),
+                thread_id: self.thread_id.clone(),
+                agent_id: self.agent_id.clone(),
+                status,
+                day: created_at[..10].to_string(),
+                created_at,
+                start_nanos: start,
+                end_nanos: end,
+                input_tokens: input,
+                output_tokens: output,
+                cost_cents: cost,
+                tool_calls: u64::from(status == "completed"),
+            });
+        }
+        {
+            let mut turns = self.sh.turns();
+            if let Some(list) = turns.get_mut(&self.thread_id) {
+                list.retain(|(k, _)| *k != self.key);
+                if list.is_empty() {
+                    turns.remove(&self.thread_id);
+                }
+            }
+        }
+        self.emit_unchecked(last).await;
+    }
+
+    /// Emits even after a stop (the final `done`).
+    async fn emit_unchecked(&self, mut ev: Value) {
+        ev["threadId"] = json!(self.thread_id);
+        if let Some(r) = &self.reply_to {
+            ev["replyToMessageId"] = json!(r);
+        }
+        if let Some(ns) = self.io.of(&self.ns) {
+            let _ = ns.to(room(&self.thread_id)).emit("agent_event", &ev).await;
         }
     }
 
-    /// The scripted turn. `Ok(Some(usage))` completed, `Ok(None)` failed, `Err` stopped.
-    async fn script(
-        &mut self,
-        turn_id: &str,
-        sc: &Script,
-    ) -> Result<Option<(u64, u64, f64)>, Stopped> {
+    /// The scripted turn up to (not including) its final `done`; `Err` when stopped.
+    async fn script(&mut self, turn_id: &str, sc: &Script) -> Result<Ended, Stopped> {
         let agent = self.agent_id.clone();
         self.emit(json!({"type": "status", "status": "thinking", "agentId": agent}))
             .await?;
@@ -527,8 +545,7 @@ impl Turn {
         if sc.fail {
             self.emit(json!({"type": "error", "message": "Scripted provider failure", "code": "provider_unavailable"}))
                 .await?;
-            self.emit(json!({"type": "done", "aborted": true})).await?;
-            return Ok(None);
+            return Ok(Ended::Failed(json!({"type": "done", "aborted": true})));
         }
         let thinking = "Looking up what the user asked.";
         self.emit(json!({"type": "thinking", "text": thinking}))
@@ -597,12 +614,11 @@ impl Turn {
         self.emit(json!({"type": "message_persisted", "messageId": message_id, "costCents": cost,
                          "inputTokens": input, "outputTokens": output, "totalTokens": input + output}))
             .await?;
-        self.emit(json!({"type": "done", "usage": {
+        let done = json!({"type": "done", "usage": {
             "promptTokens": input, "completionTokens": output, "totalTokens": input + output,
             "cachedTokens": 0, "costCents": cost, "inputTokens": input, "outputTokens": output,
-            "cacheCreationInputTokens": 0, "cacheReadInputTokens": 0, "reasoningTokens": 0}}))
-            .await?;
-        Ok(Some((input, output, cost)))
+            "cacheCreationInputTokens": 0, "cacheReadInputTokens": 0, "reasoningTokens": 0}});
+        Ok(Ended::Completed(input, output, cost, done))
     }
 
     async fn approval(&mut self, agent: &str) -> Result<bool, Stopped> {
