@@ -424,6 +424,7 @@ impl Faults {
     /// Called after each complete outgoing WebSocket frame that is an `agent_event`.
     fn on_agent_frame(&self, ctl: &ConnCtl) {
         self.inner.agent_frames.fetch_add(1, Ordering::SeqCst);
+        self.inner.recorder.touch();
         let fire = {
             let mut t = lock(&self.inner.trigger);
             match t.as_mut() {

@@ -124,6 +124,11 @@ impl Recorder {
         self.version.send_modify(|v| *v += 1);
     }
 
+    /// Wakes waiters without recording anything (turn start/end, agent frames).
+    pub(crate) fn touch(&self) {
+        self.bump();
+    }
+
     pub(crate) fn push_request(&self, r: RecordedRequest) {
         self.lock().requests.push(r);
         self.bump();
@@ -218,7 +223,9 @@ impl Recorder {
         self.bump();
     }
 
-    /// Waits until `cond` holds (checked now and after every new record); `false` on timeout.
+    /// Waits until `cond` holds; `false` on timeout. `cond` is checked now, after every
+    /// new record, when a turn starts or ends ([`crate::TestServer::running_turns`]) and
+    /// after every `agent_event` frame written ([`crate::Faults::agent_event_frames`]).
     pub async fn wait_until(&self, timeout: Duration, cond: impl Fn(&Recorder) -> bool) -> bool {
         let mut rx = self.version.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;

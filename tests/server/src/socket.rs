@@ -393,6 +393,7 @@ fn on_message(sh: Arc<Shared>, io: SocketIo, socket: SocketRef, caller: Caller, 
         .entry(thread_id.to_string())
         .or_default()
         .push((key.clone(), tx));
+    sh.recorder.touch();
     let turn = Turn {
         sh: sh.clone(),
         io,
@@ -510,6 +511,7 @@ impl Turn {
                 }
             }
         }
+        self.sh.recorder.touch();
         self.emit_unchecked(last).await;
     }
 

@@ -113,6 +113,12 @@ async fn full_turn_framing_and_persistence() {
         .collect();
     assert_eq!(tokens, "w1 w2 w3 ");
     assert_eq!(evs[16]["usage"]["inputTokens"], persisted["inputTokens"]);
+    // Every agent_event went out as exactly one counted WebSocket frame.
+    assert!(
+        s.recorder()
+            .wait_until(T, |_| s.faults().agent_event_frames() == 17)
+            .await
+    );
 
     let (_, _, msgs) = call(
         &s.base_url(),
