@@ -302,7 +302,17 @@ pub(crate) async fn error_from_response(response: reqwest::Response) -> Error {
 pub(crate) fn transport_error(e: reqwest::Error) -> Error {
     // reqwest's Display names the URL; ours carries no credentials (those
     // travel in headers), so the message is safe to show.
-    let message = e.to_string();
+    let mut message = e.to_string();
+    // reqwest's own line ("error sending request") hides the cause a user
+    // can act on ("Connection refused"): add the innermost one.
+    let mut cause: &dyn std::error::Error = &e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let root = cause.to_string();
+    if !message.contains(&root) {
+        message = format!("{message}: {root}");
+    }
     if e.is_timeout() {
         Error::timeout(message, Some(Box::new(e)))
     } else {

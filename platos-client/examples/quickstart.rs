@@ -1,0 +1,141 @@
+//! The quick start: list agents, open a thread, stream a turn token by
+//! token, approve what the agent asks for, and print what the turn cost.
+//!
+//! ```sh
+//! cargo run -p platos-client --example quickstart
+//! ```
+//!
+//! With `PLATOS_BASE_URL` and `PLATOS_SESSION_TOKEN` set it talks to that
+//! server; with `PLATOS_BASE_URL`, `PLATOS_API_KEY` and `PLATOS_ORGANIZATION_ID`,
+//! `PLATOS_PROJECT_ID`, `PLATOS_ENVIRONMENT_ID` (optionally `PLATOS_USER_ID`)
+//! it uses direct mode. With no `PLATOS_BASE_URL` it starts the embedded
+//! Platos-compatible server in-process and mints a session token for it, the
+//! way your backend would.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use futures::StreamExt;
+use platos_client::mint::{MintOptions, mint_session_token};
+use platos_client::{Event, PlatosClient, Scope};
+use platos_test_server::TestServer;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const MESSAGE: &str = "Summarise today's inbox, and ask for my approval before sending anything.";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line a user can act on; no backtrace.
+            eprintln!("quickstart: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
+    let (client, _server) = connect().await?;
+
+    let agents = client.agents().list().await?;
+    let names: Vec<&str> = agents.iter().filter_map(|a| a.name.as_deref()).collect();
+    println!("agents in scope: {names:?}");
+    let agent = agents.first().ok_or("no agents in this scope")?;
+
+    let thread = client
+        .threads()
+        .create(&agent.id)
+        .title("Quick start")
+        .await?;
+    println!("thread: {}", thread.id);
+    println!("> {MESSAGE}");
+
+    let mut turn = client.threads().send(&thread.id, MESSAGE);
+    let mut cost = None;
+    while let Some(event) = turn.next().await {
+        match event? {
+            Event::Token(token) => {
+                print!("{}", token.text);
+                std::io::stdout().flush()?;
+            }
+            Event::ToolCall(call) => println!("[tool call: {}]", call.name),
+            Event::ApprovalNeeded(approval) => {
+                println!("\n[approval needed: {}] approving", approval.action);
+                client
+                    .approvals()
+                    .resolve(&approval.approval_id, true)
+                    .comment("approved by the quick start")
+                    .await?;
+            }
+            Event::MessagePersisted(persisted) => cost = Some(persisted),
+            Event::Done(_) => break,
+            _ => {}
+        }
+    }
+    println!();
+    match cost {
+        Some(m) => println!(
+            "turn cost: {:.4} cents ({} input + {} output tokens)",
+            m.cost_cents.unwrap_or(0.0),
+            m.input_tokens.unwrap_or(0),
+            m.output_tokens.unwrap_or(0),
+        ),
+        None => println!("turn cost: not reported by the server"),
+    }
+    Ok(())
+}
+
+/// A client for the configured server, or for an embedded one (kept alive
+/// by the returned handle).
+async fn connect() -> Result<(PlatosClient, Option<TestServer>), BoxError> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if let Some(base_url) = env("PLATOS_BASE_URL") {
+        let builder = PlatosClient::builder().base_url(base_url);
+        let builder = match (env("PLATOS_SESSION_TOKEN"), env("PLATOS_API_KEY")) {
+            (Some(token), _) => builder.session_token(token),
+            (None, Some(key)) => {
+                let required = |name: &str| {
+                    env(name).ok_or_else(|| format!("direct mode needs {name} to be set"))
+                };
+                let mut scope = Scope::new(
+                    required("PLATOS_ORGANIZATION_ID")?,
+                    required("PLATOS_PROJECT_ID")?,
+                    required("PLATOS_ENVIRONMENT_ID")?,
+                );
+                if let Some(user) = env("PLATOS_USER_ID") {
+                    scope = scope.with_user_id(user);
+                }
+                builder.api_key(key).scope(scope)
+            }
+            (None, None) => {
+                return Err("PLATOS_BASE_URL is set: also set PLATOS_SESSION_TOKEN, \
+                            or PLATOS_API_KEY with the PLATOS_*_ID scope variables"
+                    .into());
+            }
+        };
+        return Ok((builder.build()?, None));
+    }
+
+    let server = TestServer::start().await?;
+    println!(
+        "no PLATOS_BASE_URL: using the embedded server at {}",
+        server.base_url()
+    );
+    let scope = server.scope();
+    let token = mint_session_token(
+        &MintOptions::new(server.secret(), server.entity_id())
+            .scope(
+                &scope.organization_id,
+                &scope.project_id,
+                &scope.environment_id,
+            )
+            .user_id(server.user_id()),
+    )?;
+    let client = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token(token)
+        .build()?;
+    Ok((client, Some(server)))
+}
