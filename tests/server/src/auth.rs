@@ -15,6 +15,8 @@ pub(crate) struct Caller {
     pub operator: bool,
     /// Stable identity for idempotency keys (never the raw credential).
     pub identity: String,
+    /// Session-token expiry (epoch seconds); `None` in direct mode.
+    pub exp: Option<i64>,
 }
 
 /// Why a credential was refused (kept for logs; the wire answer is a plain 401).
@@ -67,6 +69,7 @@ pub(crate) fn verify_token(cfg: &Config, token: &str) -> Result<Caller, Refused>
         user_id: Some(user.to_string()),
         operator,
         identity: format!("token:{entity}:{user}:{org}/{project}/{env}"),
+        exp: Some(exp),
     })
 }
 
@@ -114,6 +117,7 @@ pub(crate) fn authenticate_rest(cfg: &Config, h: &HeaderMap) -> RestAuth {
             scope,
             user_id,
             operator: true,
+            exp: None,
         }),
         None => RestAuth::MissingScope,
     }

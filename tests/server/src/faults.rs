@@ -81,6 +81,29 @@ impl RestFault {
         .header("retry-after", retry_after_secs.to_string())
     }
 
+    /// 503 `IDEMPOTENCY_STORE_UNAVAILABLE` (V1 envelope) with `Retry-After: 1`.
+    pub fn idempotency_store_unavailable() -> Self {
+        Self::new(
+            503,
+            crate::rest::v1_error(
+                "IDEMPOTENCY_STORE_UNAVAILABLE",
+                "idempotency_store_unavailable",
+                "The idempotency store is unavailable; retry shortly.",
+                Some(1),
+            ),
+        )
+        .header("retry-after", "1")
+    }
+
+    /// 503 `{code:"ARTIFACTS_UNAVAILABLE", message}` on the next `/artifacts` call.
+    pub fn artifacts_unavailable() -> Self {
+        Self::new(
+            503,
+            json!({"code": "ARTIFACTS_UNAVAILABLE", "message": "Artifacts are temporarily unavailable"}),
+        )
+        .path_contains("/artifacts")
+    }
+
     /// Adds a response header.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));

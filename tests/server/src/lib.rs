@@ -177,6 +177,7 @@ pub(crate) struct Config {
     pub api_key: String,
     pub namespace: String,
     pub deprecation: bool,
+    pub expire_sessions: bool,
 }
 
 pub(crate) struct Shared {
@@ -223,6 +224,7 @@ pub struct TestServerBuilder {
     ping_timeout: Duration,
     seed: bool,
     deprecation: bool,
+    expire_sessions: bool,
     event_delay: Duration,
     approval_every_turn: bool,
 }
@@ -245,6 +247,7 @@ impl Default for TestServerBuilder {
             ping_timeout: Duration::from_secs(10),
             seed: true,
             deprecation: false,
+            expire_sessions: false,
             event_delay: Duration::ZERO,
             approval_every_turn: false,
         }
@@ -312,6 +315,13 @@ impl TestServerBuilder {
         self.deprecation = on;
         self
     }
+    /// When a socket's session token expires while connected, emit `error
+    /// {code:"SESSION_EXPIRED", message:"Session expired"}` and disconnect, like the
+    /// gateway (default off: a timer per socket would fire early under a paused clock).
+    pub fn expire_sessions(mut self, on: bool) -> Self {
+        self.expire_sessions = on;
+        self
+    }
     /// Initial pause between scripted events (see [`Faults::set_event_delay`]).
     pub fn event_delay(mut self, d: Duration) -> Self {
         self.event_delay = d;
@@ -346,6 +356,7 @@ impl TestServerBuilder {
                 api_key: self.api_key.clone(),
                 namespace: self.namespace.clone(),
                 deprecation: self.deprecation,
+                expire_sessions: self.expire_sessions,
             },
             store: Mutex::new(store::Store::new(self.seed, &self.scope, &self.user_id)),
             recorder: recorder.clone(),

@@ -61,6 +61,7 @@ fn decide(sh: &Shared, socket: &SocketRef, auth: &Value) -> SockAuth {
                 user_id: Some(u),
                 // The gateway trusts direct-mode callers as the backend itself.
                 operator: true,
+                exp: None,
             })
         }
         _ => SockAuth::Refused(MSG_MISSING_AUTH),
@@ -123,6 +124,11 @@ fn handler(
                             "userId": c.user_id, "socketId": sid
                         }),
                     );
+                    if sh.cfg.expire_sessions
+                        && let Some(exp) = c.exp
+                    {
+                        tokio::spawn(expire_at(socket.clone(), exp));
+                    }
                     if sh.cfg.deprecation && socket.ns() == sh.cfg.namespace {
                         let _ = socket.emit(
                             "server.deprecation",
@@ -140,6 +146,21 @@ fn handler(
         }
     };
     connected.with(middleware)
+}
+
+/// Like the gateway: when the token's `exp` passes on a live socket, `error
+/// {code:"SESSION_EXPIRED", message}` then disconnect.
+async fn expire_at(socket: SocketRef, exp: i64) {
+    let now = crate::store::utc_now().timestamp();
+    let wait = u64::try_from(exp.saturating_sub(now)).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    if socket.connected() {
+        let _ = socket.emit(
+            "error",
+            &json!({"code": "SESSION_EXPIRED", "message": "Session expired"}),
+        );
+        let _ = socket.disconnect();
+    }
 }
 
 /// The gateway's refusal: accept the connect, emit `error {message}`, disconnect.

@@ -867,6 +867,36 @@ async fn rest_fault_knobs_and_recording() {
     );
     assert_eq!(call(&b, Method::GET, "/agents", &h, None).await.0, 200);
 
+    s.faults()
+        .fail_next_rest(RestFault::artifacts_unavailable());
+    assert_eq!(
+        call(&b, Method::GET, "/threads/thr_seed", &h, None).await.0,
+        200
+    );
+    let (st, _, v) = call(&b, Method::GET, "/threads/thr_seed/artifacts", &h, None).await;
+    assert_eq!(
+        (st, v["code"].clone()),
+        (503, json!("ARTIFACTS_UNAVAILABLE"))
+    );
+    s.faults()
+        .fail_next_rest(RestFault::idempotency_store_unavailable());
+    let (st, hd, v) = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &h,
+        Some(json!({"agentId": "agent_support"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].clone()),
+        (503, json!("IDEMPOTENCY_STORE_UNAVAILABLE"))
+    );
+    assert_eq!(
+        hd.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+
     s.faults().set_rest_delay(Duration::from_millis(50));
     let t0 = std::time::Instant::now();
     call(&b, Method::GET, "/agents", &h, None).await;

@@ -524,3 +524,24 @@ async fn failed_handshakes_refuse_the_upgrade() {
         .expect("third handshake works");
     assert_eq!(s.recorder().handshake_count(), 3);
 }
+
+#[tokio::test]
+async fn an_expiring_token_gets_session_expired_then_disconnect() {
+    let s = TestServer::builder()
+        .expire_sessions(true)
+        .start()
+        .await
+        .expect("server");
+    // `exp` is in whole seconds: the token expires within 1-2 s.
+    let short = s.mint(&s.token_spec(s.user_id()).times(0, 1));
+    let mut c = connected(&s, &short).await;
+    let (n, v) = c.event(NS).await.expect("error");
+    assert_eq!(
+        (n.as_str(), v),
+        (
+            "error",
+            json!({"code": "SESSION_EXPIRED", "message": "Session expired"})
+        )
+    );
+    assert_eq!(c.raw(T).await.as_deref(), Ok("41/agent,"));
+}
