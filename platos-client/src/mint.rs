@@ -68,6 +68,14 @@ pub enum MintError {
     Clock,
 }
 
+/// Minting refusals are configuration errors of the one SDK error type, so
+/// `?` works in code that returns [`crate::Result`].
+impl From<MintError> for crate::Error {
+    fn from(e: MintError) -> Self {
+        crate::Error::config(e.to_string())
+    }
+}
+
 /// End-user details surfaced to prompts as `{{user.name}}` / `{{user.email}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -424,5 +432,12 @@ mod tests {
     fn issue_time_before_epoch_is_refused() {
         let r = base().issued_at(UNIX_EPOCH - Duration::from_secs(1)).mint();
         assert_eq!(r, Err(MintError::Clock));
+    }
+
+    #[test]
+    fn refusals_convert_to_the_sdk_config_error() {
+        let e: crate::Error = MintError::Blank("userId").into();
+        assert!(matches!(e, crate::Error::Config(_)));
+        assert!(e.message().contains("userId"));
     }
 }
