@@ -12,9 +12,12 @@
 //! [`send`] spawns the turn loop as a Tokio task and returns a
 //! [`TurnStream`] reading from it through a bounded channel. The task owns
 //! the socket, so pings are answered however slowly the stream is polled;
-//! the channel holds at most the client's `stream_buffer` events, and a
-//! consumer that falls further behind gets an explicit
-//! `consumer_lagged` error instead of silent loss.
+//! the channel holds at most the client's `stream_buffer` events. When it
+//! is full the task stops reading the socket (TCP holds the server back)
+//! for at most half the server's `pingTimeout` (5 s at most), short enough
+//! for a ping queued meanwhile to be answered in time; a consumer still
+//! behind after that gets an explicit `consumer_lagged` error, never silent
+//! loss.
 //!
 //! # Items of a [`TurnStream`]
 //!
@@ -45,7 +48,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -59,15 +61,12 @@ use crate::config::Scope;
 use crate::error::{Error, Result};
 
 mod engineio;
+mod queue;
 mod socketio;
 mod turn;
 
-use turn::Command;
-
-/// How many buffered events a [`TurnStream`] takes from its channel at once.
-/// Taking a batch saves a synchronisation per event; the batch counts on top
-/// of the channel's bound.
-const RECV_BATCH: usize = 32;
+use queue::Reader;
+use turn::{Command, Item};
 
 /// Options of one `threads.send` call. Every field is optional; absent
 /// fields are left out of the `message` payload (wire.md §4.3).
@@ -269,10 +268,8 @@ pub(crate) fn send(
         Some(scope) => client.with_scope(scope.clone()),
         None => client.clone(),
     };
-    let capacity = client.shared().stream_buffer.max(1);
-    let (events_tx, events_rx) = mpsc::channel(capacity);
+    let (events, reader) = queue::queue(client.shared().stream_buffer);
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-    let (tail_tx, tail_rx) = oneshot::channel();
     let handle = TurnHandle {
         thread_id: thread_id.clone(),
         commands: commands_tx,
@@ -285,22 +282,16 @@ pub(crate) fn send(
             let budget = options
                 .reconnect_attempts
                 .unwrap_or(client.shared().reconnect.max_attempts);
-            let turn = turn::Turn::new(client, thread_id, payload, budget, events_tx, commands_rx);
-            runtime.spawn(turn.run(tail_tx));
+            let turn = turn::Turn::new(client, thread_id, payload, budget, events, commands_rx);
+            runtime.spawn(turn.run());
         }
-        Err(_) => {
-            drop(events_tx);
-            let _ = tail_tx.send(Error::config(
-                "threads.send needs a Tokio runtime (call it from within one)",
-            ));
-        }
+        Err(_) => events.finish(Some(Error::config(
+            "threads.send needs a Tokio runtime (call it from within one)",
+        ))),
     }
 
     TurnStream {
-        events: events_rx,
-        tail: Some(tail_rx),
-        batch: Vec::new(),
-        drained: false,
+        events: reader,
         handle,
     }
 }
@@ -332,13 +323,7 @@ pub(crate) fn send(
 /// ```
 #[must_use = "a turn runs while its stream is alive; dropping it stops the turn"]
 pub struct TurnStream {
-    events: mpsc::Receiver<Result<Event>>,
-    /// The terminal error, sent by the socket task after the last event.
-    tail: Option<oneshot::Receiver<Error>>,
-    /// Events taken from the channel, in reverse order (popped from the end).
-    batch: Vec<Result<Event>>,
-    /// The channel is closed and empty.
-    drained: bool,
+    events: Reader<Item>,
     handle: TurnHandle,
 }
 
@@ -387,43 +372,35 @@ impl Stream for TurnStream {
     type Item = Result<Event>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if let Some(item) = this.batch.pop() {
-                return Poll::Ready(Some(item));
-            }
-            if !this.drained {
-                match this.events.poll_recv_many(cx, &mut this.batch, RECV_BATCH) {
-                    // Closed and empty: every event has been delivered.
-                    Poll::Ready(0) => this.drained = true,
-                    Poll::Ready(_) => {
-                        this.batch.reverse();
-                        continue;
-                    }
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            // The task sends the terminal error only after dropping its end
-            // of the channel, so it always comes after the last event.
-            let Some(tail) = this.tail.as_mut() else {
-                return Poll::Ready(None);
-            };
-            return match Pin::new(tail).poll(cx) {
-                Poll::Ready(result) => {
-                    this.tail = None;
-                    Poll::Ready(result.ok().map(Err))
-                }
-                Poll::Pending => Poll::Pending,
-            };
-        }
+        self.events.poll_pop(cx).map(|item| {
+            item.map(|item| match item {
+                Ok(Item::AgentEvent(payload)) => decode_agent_event(payload),
+                Ok(Item::Event(event)) => Ok(event),
+                // The terminal error, after the last event.
+                Err(error) => Err(error),
+            })
+        })
     }
+}
+
+/// Decodes an `agent_event` payload; a known type with a malformed body is
+/// a decode error naming the type and the field.
+pub(crate) fn decode_agent_event(data: Value) -> Result<Event> {
+    Event::from_value(data).map_err(|e| {
+        let path = match (e.kind(), e.path()) {
+            (Some(kind), Some(".") | Some("") | None) => kind.to_owned(),
+            (Some(kind), Some(path)) => format!("{kind}.{path}"),
+            (None, _) => "agent_event".to_owned(),
+        };
+        Error::decode(None, path, e.to_string(), b"")
+    })
 }
 
 impl fmt::Debug for TurnStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TurnStream")
             .field("thread_id", &self.handle.thread_id)
-            .field("buffered", &(self.batch.len() + self.events.len()))
+            .field("buffered", &self.events.len())
             .finish_non_exhaustive()
     }
 }
@@ -580,6 +557,23 @@ mod tests {
                 "idempotencyKey": "key-1",
             })
         );
+    }
+
+    #[test]
+    fn malformed_known_events_name_type_and_field() {
+        let e = decode_agent_event(json!({"type": "token", "text": 5})).unwrap_err();
+        assert!(matches!(e, Error::Decode(_)));
+        assert_eq!(e.decode_path(), Some("token.text"));
+        assert!(e.message().contains("token"), "{}", e.message());
+
+        let e = decode_agent_event(json!({"type": "tool_call", "params": {}})).unwrap_err();
+        assert!(e.decode_path().unwrap().starts_with("tool_call"), "{e}");
+
+        let e = decode_agent_event(json!("nope")).unwrap_err();
+        assert_eq!(e.decode_path(), Some("agent_event"));
+
+        let unknown = decode_agent_event(json!({"type": "brand_new", "x": 1})).unwrap();
+        assert_eq!(unknown.to_value(), json!({"type": "brand_new", "x": 1}));
     }
 
     #[test]

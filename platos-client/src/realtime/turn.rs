@@ -19,11 +19,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use platos_events::Event;
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -33,6 +32,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::engineio::{self, Handshake};
+use super::queue::{Refused, Writer};
 use super::socketio;
 use crate::client::{PlatosClient, Shared};
 use crate::config::Secret;
@@ -48,6 +48,12 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// How long after the connect ack a server that never sends `connected`
 /// is given before the client speaks anyway.
 const READY_GRACE: Duration = Duration::from_millis(1000);
+/// The longest a full buffer holds the socket unread; on a connection it is
+/// also at most half the server's `pingTimeout`.
+const MAX_LAG_GRACE: Duration = Duration::from_secs(5);
+/// Frames handled back to back before the consumer is woken and commands
+/// are looked at.
+const BURST: usize = 64;
 /// How long after `stop` the server gets to send its final `done`.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a clean close waits for the server's close frame.
@@ -63,6 +69,15 @@ pub(crate) enum Command {
         payload: Value,
         reply: oneshot::Sender<Result<()>>,
     },
+}
+
+/// What the socket task hands the stream.
+pub(crate) enum Item {
+    /// An `agent_event` payload, decoded into an [`Event`] by the stream,
+    /// on the consumer's core, so decoding runs beside the socket reading.
+    AgentEvent(Value),
+    /// An event the client made (lifecycle, socket errors).
+    Event(Event),
 }
 
 /// Why a connection (or an attempt at one) ended.
@@ -108,7 +123,7 @@ pub(crate) struct Turn {
     /// The `message` payload until it is sent: it is sent exactly once.
     message: Option<Value>,
     budget: u32,
-    events: mpsc::Sender<Result<Event>>,
+    events: Writer<Item>,
     commands: mpsc::UnboundedReceiver<Command>,
     commands_open: bool,
     /// Reconnect attempts since the last connection that delivered an event.
@@ -118,6 +133,8 @@ pub(crate) struct Turn {
     stop_requested: bool,
     /// The gateway sent `connected` on the current connection.
     server_ready: bool,
+    /// How long a full buffer may hold the socket unread (see `push`).
+    lag_grace: Duration,
     /// A rate-limit refusal waiting for the socket-level `done` that follows it.
     rate_limit: Option<Error>,
     /// Approval answers received while not connected.
@@ -132,7 +149,7 @@ impl Turn {
         thread_id: String,
         message: Value,
         budget: u32,
-        events: mpsc::Sender<Result<Event>>,
+        events: Writer<Item>,
         commands: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
         let shared = client.shared().clone();
@@ -150,6 +167,7 @@ impl Turn {
             refresh_allowed: true,
             stop_requested: false,
             server_ready: false,
+            lag_grace: MAX_LAG_GRACE,
             rate_limit: None,
             queued_approvals: Vec::new(),
             awaiting_ack: HashMap::new(),
@@ -159,13 +177,9 @@ impl Turn {
     /// Runs the turn to its end. The event channel is closed before the
     /// terminal error goes to `tail` and before the socket's closing
     /// handshake, so the consumer sees the end as soon as it is known.
-    pub(crate) async fn run(mut self, tail: oneshot::Sender<Error>) {
+    pub(crate) async fn run(mut self) {
         let (result, socket) = self.drive().await;
-        drop(self);
-        if let Err(error) = result {
-            // The consumer may be gone; then nobody needs the error.
-            let _ = tail.send(error);
-        }
+        self.events.finish(result.err());
         if let Some(mut ws) = socket {
             let _ = timeout(CLOSE_GRACE, async {
                 let _ = ws.close(None).await;
@@ -218,7 +232,9 @@ impl Turn {
             tracing::debug!(thread_id = %self.thread_id, %reason, "realtime connection lost");
             self.fail_awaiting_acks();
             if was_connected
-                && let Err(end) = self.push(Ok(Event::disconnected(Some(reason.clone()))))
+                && let Err(end) = self
+                    .push(Item::Event(Event::disconnected(Some(reason.clone()))))
+                    .await
             {
                 return (finish(end), None);
             }
@@ -234,7 +250,10 @@ impl Turn {
                 );
                 return (Err(error), None);
             }
-            if let Err(end) = self.push(Ok(Event::reconnecting(self.attempt))) {
+            if let Err(end) = self
+                .push(Item::Event(Event::reconnecting(self.attempt)))
+                .await
+            {
                 return (finish(end), None);
             }
             if !immediate {
@@ -256,6 +275,7 @@ impl Turn {
     /// Opens the WebSocket and joins the namespace, bounded by the client
     /// timeout, while still listening to the consumer.
     async fn connect(&mut self, token: Option<&Secret>) -> std::result::Result<Conn, End> {
+        self.events.flush();
         let url = engineio::socket_url(&self.shared.base_url)
             .map_err(|e| End::Failed(Error::config(e.to_string())))?;
         let mut request = url
@@ -328,6 +348,7 @@ impl Turn {
 
     /// Sleeps before a reconnect, still listening to the consumer.
     async fn pause(&mut self, delay: Duration) -> std::result::Result<(), End> {
+        self.events.flush();
         let until = sleep_until(Instant::now() + delay);
         tokio::pin!(until);
         loop {
@@ -370,8 +391,10 @@ impl Turn {
     async fn session(&mut self, conn: &mut Conn, gap: Option<String>) -> End {
         let mut gap = gap;
         let mut ready = false;
+        let mut burst = 0;
         self.server_ready = false;
 
+        self.lag_grace = MAX_LAG_GRACE.min(conn.handshake.ping_timeout / 2);
         let silence = conn.handshake.silence_limit();
         let ping_timer = sleep_until(conn.opened_at + silence);
         tokio::pin!(ping_timer);
@@ -390,17 +413,33 @@ impl Turn {
                     stop_timer.as_mut().reset(Instant::now() + STOP_GRACE);
                 }
             }
-            // Biased: commands first so `stop` is not starved by a flood of
-            // frames; the frame branch is ready whenever data is buffered,
-            // so the timers cost nothing while events stream.
-            let wake = tokio::select! {
-                biased;
-                command = self.commands.recv(), if self.commands_open => Wake::Command(command),
-                frame = conn.ws.next() => Wake::Frame(frame),
-                () = self.events.closed() => Wake::Abandoned,
-                () = &mut ping_timer => Wake::Silent,
-                () = &mut ready_timer, if !ready => Wake::Ready,
-                () = &mut stop_timer, if self.stop_requested && ready => Wake::StopGrace,
+            // Frames already received are handled in bursts without waking
+            // the consumer; it is woken once, when the socket would block.
+            let ready_frame = if burst < BURST {
+                conn.ws.next().now_or_never()
+            } else {
+                None
+            };
+            let wake = match ready_frame {
+                Some(frame) => {
+                    burst += 1;
+                    Wake::Frame(frame)
+                }
+                None => {
+                    burst = 0;
+                    self.events.flush();
+                    // Biased: commands first so `stop` is not starved by a
+                    // flood of frames.
+                    tokio::select! {
+                        biased;
+                        command = self.commands.recv(), if self.commands_open => Wake::Command(command),
+                        frame = conn.ws.next() => Wake::Frame(frame),
+                        () = self.events.closed() => Wake::Abandoned,
+                        () = &mut ping_timer => Wake::Silent,
+                        () = &mut ready_timer, if !ready => Wake::Ready,
+                        () = &mut stop_timer, if self.stop_requested && ready => Wake::StopGrace,
+                    }
+                }
             };
             let outcome = match wake {
                 Wake::Ready => {
@@ -468,7 +507,7 @@ impl Turn {
         conn: &mut Conn,
         gap: Option<String>,
     ) -> std::result::Result<(), End> {
-        self.push(Ok(Event::connected()))?;
+        self.push(Item::Event(Event::connected())).await?;
         if let Some(payload) = self.message.take() {
             let frame = event_frame(&self.namespace, "message", &payload)?;
             if let Some(max) = conn.handshake.max_payload
@@ -485,7 +524,8 @@ impl Turn {
             send_text(&mut conn.ws, frame).await?;
             tracing::debug!(thread_id = %self.thread_id, "message sent");
         } else {
-            self.push(Ok(Event::stream_gap(gap, Some(self.attempt))))?;
+            self.push(Item::Event(Event::stream_gap(gap, Some(self.attempt))))
+                .await?;
             let thread = self.thread_ref();
             self.send_event(&mut conn.ws, "resume_stream", &thread)
                 .await?;
@@ -516,7 +556,7 @@ impl Turn {
                 ping_timer.reset(Instant::now() + silence);
                 send_text(&mut conn.ws, engineio::pong(payload)).await
             }
-            engineio::Packet::Message(packet) => self.on_packet(packet),
+            engineio::Packet::Message(packet) => self.on_packet(packet).await,
             engineio::Packet::Close => Err(self.lost("the server closed the Engine.IO session")),
             engineio::Packet::Open(_)
             | engineio::Packet::Pong(_)
@@ -526,7 +566,7 @@ impl Turn {
     }
 
     /// One Socket.IO packet.
-    fn on_packet(&mut self, packet: &str) -> std::result::Result<(), End> {
+    async fn on_packet(&mut self, packet: &str) -> std::result::Result<(), End> {
         let packet = socketio::decode(packet).map_err(|e| End::Failed(e.into()))?;
         if packet.namespace() != self.namespace {
             tracing::trace!(
@@ -538,7 +578,7 @@ impl Turn {
         match packet {
             socketio::Packet::Event { name, args, .. } => {
                 let data = args.into_iter().next().unwrap_or(Value::Null);
-                self.on_event(&name, data)
+                self.on_event(&name, data).await
             }
             socketio::Packet::Disconnect { .. } => Err(self.lost("the server left the namespace")),
             socketio::Packet::ConnectError { data, .. } => Err(connect_refused(&data)),
@@ -547,22 +587,21 @@ impl Turn {
     }
 
     /// One server event (wire.md §4.3).
-    fn on_event(&mut self, name: &str, data: Value) -> std::result::Result<(), End> {
+    async fn on_event(&mut self, name: &str, data: Value) -> std::result::Result<(), End> {
         match name {
             "agent_event" => {
                 // An event proves the connection and the token good.
                 self.attempt = 0;
                 self.refresh_allowed = true;
-                let item = decode_agent_event(data);
-                let done = matches!(&item, Ok(Event::Done(_)));
-                self.push(item)?;
+                let done = data.get("type").and_then(Value::as_str) == Some("done");
+                self.push(Item::AgentEvent(data)).await?;
                 if done { Err(End::Finished) } else { Ok(()) }
             }
             "connected" => {
                 self.server_ready = true;
                 Ok(())
             }
-            "error" => self.on_socket_error(data),
+            "error" => self.on_socket_error(data).await,
             "done" => {
                 if let Some(error) = self.rate_limit.take() {
                     return Err(End::Failed(error));
@@ -572,7 +611,7 @@ impl Turn {
                 let event = with_type(data, "done")
                     .and_then(|v| Event::from_value(v).ok())
                     .unwrap_or_else(|| Event::Done(Default::default()));
-                self.push(Ok(event))?;
+                self.push(Item::Event(event)).await?;
                 Err(End::Finished)
             }
             "server.deprecation" => {
@@ -607,7 +646,7 @@ impl Turn {
     }
 
     /// The gateway's socket-level `error` event (wire.md §4.2–§4.3).
-    fn on_socket_error(&mut self, data: Value) -> std::result::Result<(), End> {
+    async fn on_socket_error(&mut self, data: Value) -> std::result::Result<(), End> {
         let code = data.get("code").and_then(Value::as_str).map(str::to_owned);
         let message = data
             .get("message")
@@ -641,7 +680,7 @@ impl Turn {
             .and_then(|v| Event::from_value(v).ok())
             .filter(|e| matches!(e, Event::SocketError(_)))
             .unwrap_or_else(|| Event::socket_error(message, code));
-        self.push(Ok(event))
+        self.push(Item::Event(event)).await
     }
 
     /// Sends `approval_response` and remembers who waits for the ack.
@@ -713,17 +752,37 @@ impl Turn {
 
     // ---- helpers ----------------------------------------------------------
 
-    /// Hands one item to the consumer without ever waiting for it.
-    fn push(&mut self, item: Result<Event>) -> std::result::Result<(), End> {
-        match self.events.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Closed(_)) => Err(End::Abandoned),
-            Err(TrySendError::Full(_)) => Err(End::Failed(Error::stream(
+    /// Hands one item to the consumer.
+    ///
+    /// With room in the buffer this never waits. With the buffer full the
+    /// task stops reading the socket (TCP holds the server back) and waits
+    /// for room, but only for [`Turn::lag_grace`], which is shorter than the
+    /// server's `pingTimeout`: a ping that arrives meanwhile is still read
+    /// and answered in time, so a consumer that is briefly slower (or
+    /// descheduled) costs nothing, while one that stays behind ends the
+    /// stream with an explicit `consumer_lagged` error instead of losing
+    /// events or the connection.
+    async fn push(&mut self, item: Item) -> std::result::Result<(), End> {
+        let item = match self.events.try_push(item) {
+            Ok(()) => return Ok(()),
+            Err(Refused::Gone) => return Err(End::Abandoned),
+            Err(Refused::Full(item)) => item,
+        };
+        match timeout(self.lag_grace, self.events.room()).await {
+            Ok(true) => match self.events.try_push(item) {
+                Ok(()) => Ok(()),
+                // Only this task pushes, so room stays room; but never panic.
+                Err(_) => Err(End::Abandoned),
+            },
+            Ok(false) => Err(End::Abandoned),
+            Err(_) => Err(End::Failed(Error::stream(
                 Some("consumer_lagged".into()),
                 format!(
-                    "the consumer fell {} events behind; the stream was ended rather than \
-                     dropping events (read faster, or raise the client's stream_buffer)",
-                    self.events.max_capacity()
+                    "the consumer stayed {} events behind for {} ms; the stream was ended \
+                     rather than dropping events (read faster, or raise the client's \
+                     stream_buffer)",
+                    self.events.capacity(),
+                    self.lag_grace.as_millis()
                 ),
             ))),
         }
@@ -999,19 +1058,6 @@ fn is_token_refusal(code: Option<&str>, message: &str) -> bool {
         || lower.starts_with("missing auth")
 }
 
-/// Decodes an `agent_event` payload; a known type with a malformed body is
-/// a decode error naming the type and the field.
-fn decode_agent_event(data: Value) -> Result<Event> {
-    Event::from_value(data).map_err(|e| {
-        let path = match (e.kind(), e.path()) {
-            (Some(kind), Some(".") | Some("") | None) => kind.to_owned(),
-            (Some(kind), Some(path)) => format!("{kind}.{path}"),
-            (None, _) => "agent_event".to_owned(),
-        };
-        Error::decode(None, path, e.to_string(), b"")
-    })
-}
-
 /// `data` as an object with `type` set, for events the gateway sends
 /// outside `agent_event`.
 fn with_type(data: Value, kind: &str) -> Option<Value> {
@@ -1063,23 +1109,6 @@ mod tests {
             }
             _ => panic!("not terminal"),
         }
-    }
-
-    #[test]
-    fn malformed_known_events_name_type_and_field() {
-        let e = decode_agent_event(json!({"type": "token", "text": 5})).unwrap_err();
-        assert!(matches!(e, Error::Decode(_)));
-        assert_eq!(e.decode_path(), Some("token.text"));
-        assert!(e.message().contains("token"), "{}", e.message());
-
-        let e = decode_agent_event(json!({"type": "tool_call", "params": {}})).unwrap_err();
-        assert!(e.decode_path().unwrap().starts_with("tool_call"), "{e}");
-
-        let e = decode_agent_event(json!("nope")).unwrap_err();
-        assert_eq!(e.decode_path(), Some("agent_event"));
-
-        let unknown = decode_agent_event(json!({"type": "brand_new", "x": 1})).unwrap();
-        assert_eq!(unknown.to_value(), json!({"type": "brand_new", "x": 1}));
     }
 
     #[test]

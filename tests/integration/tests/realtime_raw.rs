@@ -650,7 +650,8 @@ async fn a_lagging_consumer_gets_every_buffered_event_then_an_explicit_error() {
     let server = RawServer::start(move |mut conn| {
         let tx = tx.clone();
         async move {
-            conn.handshake().await;
+            // pingTimeout 200 ms: a full buffer may hold the socket 100 ms.
+            conn.handshake_with(60_000, 200).await;
             conn.expect_event("message").await;
             for i in 0..50 {
                 conn.agent_event(json!({"type": "token", "text": format!("t{i}")}))
