@@ -179,11 +179,7 @@ impl RetryConfig {
 
     /// Sets the jitter fraction (clamped to `0.0..=1.0`).
     pub fn with_jitter(mut self, jitter: f64) -> Self {
-        self.jitter = if jitter.is_finite() {
-            jitter.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        self.jitter = clamp_jitter(jitter);
         self
     }
 
@@ -235,11 +231,16 @@ impl ReconnectConfig {
 
     /// Sets the jitter fraction (clamped to `0.0..=1.0`).
     pub fn with_jitter(mut self, jitter: f64) -> Self {
-        self.jitter = if jitter.is_finite() {
-            jitter.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        self.jitter = clamp_jitter(jitter);
         self
+    }
+}
+
+/// A jitter fraction that cannot make a delay negative or NaN.
+fn clamp_jitter(jitter: f64) -> f64 {
+    if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
     }
 }

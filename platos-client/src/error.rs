@@ -95,14 +95,8 @@ impl Error {
     /// The HTTP status the server answered with, if the error came from an answer.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::Auth(e)
-            | Error::NotFound(e)
-            | Error::Validation(e)
-            | Error::RateLimited(e)
-            | Error::Server(e)
-            | Error::Refused(e) => (e.status != 0).then_some(e.status),
             Error::Decode(e) => e.status,
-            _ => None,
+            _ => self.api().map(|e| e.status).filter(|s| *s != 0),
         }
     }
 
@@ -111,44 +105,27 @@ impl Error {
     /// (`OPERATOR_ONLY`); for realtime errors, the socket error's `code`.
     pub fn code(&self) -> Option<&str> {
         match self {
-            Error::Auth(e)
-            | Error::NotFound(e)
-            | Error::Validation(e)
-            | Error::RateLimited(e)
-            | Error::Server(e)
-            | Error::Refused(e) => e.code.as_deref(),
             Error::Stream(e) => e.code.as_deref(),
-            _ => None,
+            _ => self.api().and_then(|e| e.code.as_deref()),
         }
     }
 
     /// A human-readable message (the rule of wire.md §3.1 for server answers).
     pub fn message(&self) -> &str {
         match self {
-            Error::Auth(e)
-            | Error::NotFound(e)
-            | Error::Validation(e)
-            | Error::RateLimited(e)
-            | Error::Server(e)
-            | Error::Refused(e) => &e.message,
             Error::Network(e) | Error::Timeout(e) => &e.message,
             Error::Decode(e) => &e.message,
             Error::Config(m) => m,
             Error::Stream(e) => &e.message,
+            _ => self.api().map_or("", |e| &e.message),
         }
     }
 
     /// The raw response body (capped at 64 KiB), when there was one.
     pub fn body(&self) -> Option<&str> {
         match self {
-            Error::Auth(e)
-            | Error::NotFound(e)
-            | Error::Validation(e)
-            | Error::RateLimited(e)
-            | Error::Server(e)
-            | Error::Refused(e) => Some(&e.body),
             Error::Decode(e) => Some(&e.body),
-            _ => None,
+            _ => self.api().map(|e| e.body.as_str()),
         }
     }
 
