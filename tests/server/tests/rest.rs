@@ -934,3 +934,47 @@ async fn rest_fault_knobs_and_recording() {
             .await
     );
 }
+
+#[tokio::test]
+async fn seed_off_insert_agent_and_shutdown() {
+    let s = TestServer::builder()
+        .seed(false)
+        .start()
+        .await
+        .expect("server");
+    let b = s.base_url();
+    let h = s.direct_headers();
+    let (_, _, v) = call(&b, Method::GET, "/agents", &h, None).await;
+    assert_eq!(
+        (v["total"].clone(), v["agents"].clone()),
+        (json!(0), json!([]))
+    );
+    assert_eq!(
+        call(&b, Method::GET, "/threads/thr_seed", &h, None).await.0,
+        404
+    );
+    s.insert_agent(
+        s.scope(),
+        json!({"id": "a1", "name": "A1", "isActive": true}),
+    );
+    let (st, _, t) = call(
+        &b,
+        Method::POST,
+        "/threads",
+        &h,
+        Some(json!({"agentId": "a1", "title": null})),
+    )
+    .await;
+    assert_eq!((st, t["agentId"].clone()), (201, json!("a1")));
+    assert!(
+        TestServer::builder()
+            .secret("too-short")
+            .start()
+            .await
+            .is_err()
+    );
+
+    s.shutdown().await;
+    let r = http().get(format!("{b}/api/v1/agent/agents")).send().await;
+    assert!(r.is_err(), "nothing listens after shutdown");
+}
