@@ -1489,7 +1489,9 @@ fn new_run(c: &Caller, task: &str, payload: Value, options: Value) -> Value {
 }
 
 fn run_handle(r: &Value) -> Value {
-    json!({"id": r["id"], "publicAccessToken": format!("pat_{}", &r["id"].as_str().unwrap_or("")[4..].chars().take(12).collect::<String>())})
+    let id = r["id"].as_str().unwrap_or("");
+    let tail: String = id.chars().skip(4).take(12).collect();
+    json!({"id": id, "publicAccessToken": format!("pat_{tail}")})
 }
 
 fn parse_options(b: &serde_json::Map<String, Value>) -> Result<Value, Response> {
