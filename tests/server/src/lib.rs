@@ -215,7 +215,8 @@ impl Shared {
 }
 
 /// Options for [`TestServer`]. Obtained from [`TestServer::builder`].
-#[derive(Debug, Clone)]
+/// `Debug` hides the secret and the api key.
+#[derive(Clone)]
 #[must_use]
 pub struct TestServerBuilder {
     bind: SocketAddr,
@@ -232,6 +233,23 @@ pub struct TestServerBuilder {
     expire_sessions: bool,
     event_delay: Duration,
     approval_every_turn: bool,
+}
+
+impl std::fmt::Debug for TestServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestServerBuilder")
+            .field("bind", &self.bind)
+            .field("secret", &"***")
+            .field("entity_id", &self.entity_id)
+            .field("api_key", &"***")
+            .field("scope", &self.scope)
+            .field("user_id", &self.user_id)
+            .field("namespace", &self.namespace)
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for TestServerBuilder {
