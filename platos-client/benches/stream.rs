@@ -15,6 +15,9 @@
 //! - `raw frames`: tokio-tungstenite, counting text frames (no decoding);
 //! - `raw + JSON`: the same, plus `serde_json` of each Socket.IO payload
 //!   into a `Value` (what any Socket.IO client must at least do);
+//! - `raw + Event`: the same, decoding each event into the same typed
+//!   `platos_events::Event` the SDK yields, on the reading thread: the
+//!   like-for-like baseline;
 //! - `TurnStream`: the SDK: Engine.IO + Socket.IO framing, typed
 //!   `platos_events::Event` decoding, the channel to the consumer.
 //!
@@ -65,20 +68,26 @@ async fn run(events: usize) {
         .expect("client");
 
     println!("stream bench: {events} token events per run, best of {ROUNDS}");
-    let (mut raw, mut json, mut sdk) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let mut raw = Duration::MAX;
+    let mut json = Duration::MAX;
+    let mut typed = Duration::MAX;
+    let mut sdk = Duration::MAX;
     for _ in 0..ROUNDS {
-        raw = raw.min(raw_reader(&ws_url, events, false).await);
-        json = json.min(raw_reader(&ws_url, events, true).await);
+        raw = raw.min(raw_reader(&ws_url, events, Decode::Nothing).await);
+        json = json.min(raw_reader(&ws_url, events, Decode::Json).await);
+        typed = typed.min(raw_reader(&ws_url, events, Decode::Event).await);
         sdk = sdk.min(turn_stream(&client, events).await);
     }
     let rate = |d: Duration| events as f64 / d.as_secs_f64();
     println!("  raw frames  : {:>12.0} events/s", rate(raw));
     println!("  raw + JSON  : {:>12.0} events/s", rate(json));
+    println!("  raw + Event : {:>12.0} events/s", rate(typed));
     println!("  TurnStream  : {:>12.0} events/s", rate(sdk));
     println!(
-        "  ratio TurnStream / raw frames = {:.2}, TurnStream / raw + JSON = {:.2}",
-        rate(sdk) / rate(raw),
-        rate(sdk) / rate(json)
+        "  TurnStream / raw + Event = {:.2}   / raw + JSON = {:.2}   / raw frames = {:.2}",
+        rate(sdk) / rate(typed),
+        rate(sdk) / rate(json),
+        rate(sdk) / rate(raw)
     );
 }
 
@@ -141,8 +150,16 @@ async fn serve(tcp: TcpStream, blob: std::sync::Arc<Vec<u8>>) {
     }
 }
 
+/// How much a raw reader decodes.
+#[derive(Clone, Copy, PartialEq)]
+enum Decode {
+    Nothing,
+    Json,
+    Event,
+}
+
 /// A hand-rolled Socket.IO client on tokio-tungstenite.
-async fn raw_reader(url: &str, events: usize, parse: bool) -> Duration {
+async fn raw_reader(url: &str, events: usize, decode: Decode) -> Duration {
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("connect");
@@ -167,9 +184,18 @@ async fn raw_reader(url: &str, events: usize, parse: bool) -> Duration {
             if started.is_none() {
                 started = Some(Instant::now());
             }
-            if parse {
-                let value: serde_json::Value = serde_json::from_str(body).expect("json");
-                checksum += value.as_array().map_or(0, Vec::len);
+            match decode {
+                Decode::Nothing => {}
+                Decode::Json => {
+                    let value: serde_json::Value = serde_json::from_str(body).expect("json");
+                    checksum += value.as_array().map_or(0, Vec::len);
+                }
+                Decode::Event => {
+                    let (_, event): (String, serde_json::Value) =
+                        serde_json::from_str(body).expect("json");
+                    let event = Event::from_value(event).expect("event");
+                    checksum += event.kind().len();
+                }
             }
             if body.contains(r#""type":"done""#) {
                 break;

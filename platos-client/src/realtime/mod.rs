@@ -374,8 +374,17 @@ impl Stream for TurnStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.events.poll_pop(cx).map(|item| {
             item.map(|item| match item {
-                Ok(Item::AgentEvent(payload)) => decode_agent_event(payload),
-                Ok(Item::Event(event)) => Ok(event),
+                Ok(Item::AgentJson { frame, start, end }) => match frame.get(start..end) {
+                    Some(json) => Event::from_json(json).map_err(decode_error),
+                    None => Err(Error::decode(
+                        None,
+                        "agent_event",
+                        "frame slice out of range",
+                        b"",
+                    )),
+                },
+                Ok(Item::AgentValue(payload)) => decode_agent_event(payload),
+                Ok(Item::Event(event)) => Ok(*event),
                 // The terminal error, after the last event.
                 Err(error) => Err(error),
             })
@@ -386,14 +395,18 @@ impl Stream for TurnStream {
 /// Decodes an `agent_event` payload; a known type with a malformed body is
 /// a decode error naming the type and the field.
 pub(crate) fn decode_agent_event(data: Value) -> Result<Event> {
-    Event::from_value(data).map_err(|e| {
-        let path = match (e.kind(), e.path()) {
-            (Some(kind), Some(".") | Some("") | None) => kind.to_owned(),
-            (Some(kind), Some(path)) => format!("{kind}.{path}"),
-            (None, _) => "agent_event".to_owned(),
-        };
-        Error::decode(None, path, e.to_string(), b"")
-    })
+    Event::from_value(data).map_err(decode_error)
+}
+
+/// An event decode error as an SDK error: its path is `<type>.<field>`,
+/// or the type alone for the event object itself.
+fn decode_error(e: platos_events::DecodeError) -> Error {
+    let path = match (e.kind(), e.path()) {
+        (Some(kind), Some(".") | Some("") | None) => kind.to_owned(),
+        (Some(kind), Some(path)) => format!("{kind}.{path}"),
+        (None, _) => "agent_event".to_owned(),
+    };
+    Error::decode(None, path, e.to_string(), b"")
 }
 
 impl fmt::Debug for TurnStream {

@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::ProtocolError;
 
@@ -180,6 +181,37 @@ pub(crate) fn decode(packet: &str) -> Result<Packet<'_>, ProtocolError> {
             packet,
         )),
     }
+}
+
+/// An EVENT seen without decoding its argument: what the hot path needs.
+#[derive(Debug, PartialEq)]
+pub(crate) struct PeekedEvent<'a> {
+    pub(crate) namespace: &'a str,
+    pub(crate) name: &'a str,
+    /// The argument's JSON text, a slice of the packet (validated JSON).
+    pub(crate) arg: &'a str,
+}
+
+/// The fast path for the common packet `2/ns,["name",{...}]`: checks the
+/// JSON and finds the argument without building any value. `None` for
+/// anything else (other types, ack ids, escaped names, other arities,
+/// invalid JSON): [`decode`] then handles it, errors included.
+pub(crate) fn peek_event(packet: &str) -> Option<PeekedEvent<'_>> {
+    let rest = packet.strip_prefix('2')?;
+    let (namespace, rest) = if rest.starts_with('/') {
+        rest.split_once(',')?
+    } else {
+        ("/", rest)
+    };
+    if rest.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let (name, arg) = serde_json::from_str::<(&str, &RawValue)>(rest).ok()?;
+    Some(PeekedEvent {
+        namespace,
+        name,
+        arg: arg.get(),
+    })
 }
 
 fn json_array(text: &str, packet: &str, what: &str) -> Result<Vec<Value>, ProtocolError> {
@@ -356,6 +388,32 @@ mod tests {
             r#"2/agent,["stop",{"threadId":"th"}]"#
         );
         assert_eq!(event("/", "x", &json!(null)).unwrap(), r#"2["x",null]"#);
+    }
+
+    #[test]
+    fn peeks_at_plain_events_without_decoding() {
+        let frame = r#"2/agent,["agent_event",{"type":"token","text":"a \"b\""}]"#;
+        let p = peek_event(frame).unwrap();
+        assert_eq!(p.namespace, "/agent");
+        assert_eq!(p.name, "agent_event");
+        assert_eq!(p.arg, r#"{"type":"token","text":"a \"b\""}"#);
+        // The argument is a slice of the frame, not a copy.
+        let offset = p.arg.as_ptr() as usize - frame.as_ptr() as usize;
+        assert_eq!(&frame[offset..offset + p.arg.len()], p.arg);
+
+        assert_eq!(peek_event(r#"2["x",1]"#).unwrap().namespace, "/");
+        for other in [
+            r#"2/agent,["agent_event",{"type":"token""#,
+            r#"2/agent,["agent_event"]"#,
+            r#"2/agent,["agent_event",{},{}]"#,
+            r#"2/agent,3["agent_event",{}]"#,
+            r#"2/agent,["agent\u005fevent",{}]"#,
+            r#"0/agent,{"sid":"x"}"#,
+            "2/agent",
+            "",
+        ] {
+            assert_eq!(peek_event(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use tokio::time::{Instant, Sleep, sleep_until, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::engineio::{self, Handshake};
@@ -72,12 +72,30 @@ pub(crate) enum Command {
 }
 
 /// What the socket task hands the stream.
+///
+/// `agent_event`s are decoded by the stream, on the consumer's thread: the
+/// socket task only checks the frame and reads its `type`, so it stays
+/// quick to answer pings, decoding runs beside the socket reading, and
+/// every allocation of a decoded event is made and freed by one thread
+/// (cross-thread frees contend on the allocator's locks).
 pub(crate) enum Item {
-    /// An `agent_event` payload, decoded into an [`Event`] by the stream,
-    /// on the consumer's core, so decoding runs beside the socket reading.
-    AgentEvent(Value),
+    /// An `agent_event` argument as JSON text: `frame[start..end]`, sharing
+    /// the frame's bytes.
+    AgentJson {
+        frame: Utf8Bytes,
+        start: usize,
+        end: usize,
+    },
+    /// An `agent_event` argument already parsed (packets off the fast path).
+    AgentValue(Value),
     /// An event the client made (lifecycle, socket errors).
-    Event(Event),
+    Event(Box<Event>),
+}
+
+impl Item {
+    fn made(event: Event) -> Item {
+        Item::Event(Box::new(event))
+    }
 }
 
 /// Why a connection (or an attempt at one) ended.
@@ -233,7 +251,7 @@ impl Turn {
             self.fail_awaiting_acks();
             if was_connected
                 && let Err(end) = self
-                    .push(Item::Event(Event::disconnected(Some(reason.clone()))))
+                    .push(Item::made(Event::disconnected(Some(reason.clone()))))
                     .await
             {
                 return (finish(end), None);
@@ -251,7 +269,7 @@ impl Turn {
                 return (Err(error), None);
             }
             if let Err(end) = self
-                .push(Item::Event(Event::reconnecting(self.attempt)))
+                .push(Item::made(Event::reconnecting(self.attempt)))
                 .await
             {
                 return (finish(end), None);
@@ -507,7 +525,7 @@ impl Turn {
         conn: &mut Conn,
         gap: Option<String>,
     ) -> std::result::Result<(), End> {
-        self.push(Item::Event(Event::connected())).await?;
+        self.push(Item::made(Event::connected())).await?;
         if let Some(payload) = self.message.take() {
             let frame = event_frame(&self.namespace, "message", &payload)?;
             if let Some(max) = conn.handshake.max_payload
@@ -524,7 +542,7 @@ impl Turn {
             send_text(&mut conn.ws, frame).await?;
             tracing::debug!(thread_id = %self.thread_id, "message sent");
         } else {
-            self.push(Item::Event(Event::stream_gap(gap, Some(self.attempt))))
+            self.push(Item::made(Event::stream_gap(gap, Some(self.attempt))))
                 .await?;
             let thread = self.thread_ref();
             self.send_event(&mut conn.ws, "resume_stream", &thread)
@@ -547,16 +565,16 @@ impl Turn {
     async fn on_text(
         &mut self,
         conn: &mut Conn,
-        text: &str,
+        text: &Utf8Bytes,
         ping_timer: Pin<&mut Sleep>,
         silence: Duration,
     ) -> std::result::Result<(), End> {
-        match engineio::decode(text).map_err(|e| End::Failed(e.into()))? {
+        match engineio::decode(text.as_str()).map_err(|e| End::Failed(e.into()))? {
             engineio::Packet::Ping(payload) => {
                 ping_timer.reset(Instant::now() + silence);
                 send_text(&mut conn.ws, engineio::pong(payload)).await
             }
-            engineio::Packet::Message(packet) => self.on_packet(packet).await,
+            engineio::Packet::Message(packet) => self.on_packet(text, packet).await,
             engineio::Packet::Close => Err(self.lost("the server closed the Engine.IO session")),
             engineio::Packet::Open(_)
             | engineio::Packet::Pong(_)
@@ -565,8 +583,23 @@ impl Turn {
         }
     }
 
-    /// One Socket.IO packet.
-    async fn on_packet(&mut self, packet: &str) -> std::result::Result<(), End> {
+    /// One Socket.IO packet, a slice of `frame`.
+    async fn on_packet(&mut self, frame: &Utf8Bytes, packet: &str) -> std::result::Result<(), End> {
+        // The hot path: an `agent_event` goes to the stream as a slice of
+        // the frame, checked but not decoded here (see `Item::AgentJson`).
+        if let Some(peeked) = socketio::peek_event(packet)
+            && peeked.name == "agent_event"
+            && peeked.namespace == self.namespace
+        {
+            let start = (peeked.arg.as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
+            let item = Item::AgentJson {
+                frame: frame.clone(),
+                start,
+                end: start.saturating_add(peeked.arg.len()),
+            };
+            let done = event_type(peeked.arg) == Some("done");
+            return self.on_agent_event(item, done).await;
+        }
         let packet = socketio::decode(packet).map_err(|e| End::Failed(e.into()))?;
         if packet.namespace() != self.namespace {
             tracing::trace!(
@@ -590,12 +623,8 @@ impl Turn {
     async fn on_event(&mut self, name: &str, data: Value) -> std::result::Result<(), End> {
         match name {
             "agent_event" => {
-                // An event proves the connection and the token good.
-                self.attempt = 0;
-                self.refresh_allowed = true;
                 let done = data.get("type").and_then(Value::as_str) == Some("done");
-                self.push(Item::AgentEvent(data)).await?;
-                if done { Err(End::Finished) } else { Ok(()) }
+                self.on_agent_event(Item::AgentValue(data), done).await
             }
             "connected" => {
                 self.server_ready = true;
@@ -611,7 +640,7 @@ impl Turn {
                 let event = with_type(data, "done")
                     .and_then(|v| Event::from_value(v).ok())
                     .unwrap_or_else(|| Event::Done(Default::default()));
-                self.push(Item::Event(event)).await?;
+                self.push(Item::made(event)).await?;
                 Err(End::Finished)
             }
             "server.deprecation" => {
@@ -643,6 +672,15 @@ impl Turn {
                 Ok(())
             }
         }
+    }
+
+    /// One `agent_event`; `done` ends the turn after it is handed over.
+    async fn on_agent_event(&mut self, item: Item, done: bool) -> std::result::Result<(), End> {
+        // An event proves the connection and the token good.
+        self.attempt = 0;
+        self.refresh_allowed = true;
+        self.push(item).await?;
+        if done { Err(End::Finished) } else { Ok(()) }
     }
 
     /// The gateway's socket-level `error` event (wire.md §4.2–§4.3).
@@ -680,7 +718,7 @@ impl Turn {
             .and_then(|v| Event::from_value(v).ok())
             .filter(|e| matches!(e, Event::SocketError(_)))
             .unwrap_or_else(|| Event::socket_error(message, code));
-        self.push(Item::Event(event)).await
+        self.push(Item::made(event)).await
     }
 
     /// Sends `approval_response` and remembers who waits for the ack.
@@ -1058,6 +1096,16 @@ fn is_token_refusal(code: Option<&str>, message: &str) -> bool {
         || lower.starts_with("missing auth")
 }
 
+/// The `type` of an event object, read without building it.
+fn event_type(json: &str) -> Option<&str> {
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<&'a str>,
+    }
+    serde_json::from_str::<Typed<'_>>(json).ok()?.kind
+}
+
 /// `data` as an object with `type` set, for events the gateway sends
 /// outside `agent_event`.
 fn with_type(data: Value, kind: &str) -> Option<Value> {
@@ -1109,6 +1157,20 @@ mod tests {
             }
             _ => panic!("not terminal"),
         }
+    }
+
+    #[test]
+    fn event_type_is_read_without_decoding() {
+        assert_eq!(
+            event_type(r#"{"text":"x","type":"done","n":[1,{"type":"no"}]}"#),
+            Some("done")
+        );
+        assert_eq!(
+            event_type(r#"{"result":{"type":"done"},"type":"token"}"#),
+            Some("token")
+        );
+        assert_eq!(event_type(r#"{"text":"x"}"#), None);
+        assert_eq!(event_type("[1]"), None);
     }
 
     #[test]
