@@ -1,23 +1,33 @@
 //! Realtime streaming of a turn: `threads.send` over Socket.IO (wire.md §4).
 //!
-//! Three layers, each in its own module, read top to bottom:
+//! Inside, each layer is its own module, read top to bottom: `engineio`
+//! (Engine.IO v4 framing over WebSocket text messages: open, ping/pong,
+//! message, close), `socketio` (Socket.IO v5 packets inside Engine.IO
+//! messages: namespace connect, events, connect errors), `queue` (the
+//! bounded hand-off to the stream) and `turn` (the turn loop: connect and
+//! authenticate, send the message, answer pings, reconnect, refresh the
+//! token, stop).
 //!
-//! - [`engineio`]: Engine.IO v4 framing over WebSocket text messages (open,
-//!   ping/pong, message, close);
-//! - [`socketio`]: Socket.IO v5 packets inside Engine.IO messages (namespace
-//!   connect, events, connect errors);
-//! - [`turn`]: the turn loop: connect and authenticate, send the message,
-//!   answer pings, decode events, reconnect, refresh the token, stop.
+//! `threads().send(..)` spawns the turn loop as a Tokio task and returns a
+//! [`TurnStream`] reading from it. The task owns the socket, so pings are
+//! answered however slowly the stream is polled. The hand-off holds at most
+//! the client's `stream_buffer` events (plus the few the stream has taken
+//! but not yet yielded). When it is full the task stops reading the socket
+//! (TCP holds the server back) for at most half the server's `pingTimeout`
+//! (5 s at most), short enough for a ping queued meanwhile to be answered
+//! in time; a consumer still behind after that gets an explicit
+//! `consumer_lagged` error, never silent loss.
 //!
-//! [`send`] spawns the turn loop as a Tokio task and returns a
-//! [`TurnStream`] reading from it through a bounded channel. The task owns
-//! the socket, so pings are answered however slowly the stream is polled;
-//! the channel holds at most the client's `stream_buffer` events. When it
-//! is full the task stops reading the socket (TCP holds the server back)
-//! for at most half the server's `pingTimeout` (5 s at most), short enough
-//! for a ping queued meanwhile to be answered in time; a consumer still
-//! behind after that gets an explicit `consumer_lagged` error, never silent
-//! loss.
+//! On each connection the client waits for the namespace ack and then for
+//! the gateway's `connected` event before sending anything: a refused token
+//! is announced after the ack (wire.md §4.2), and a `message` sent to a
+//! socket about to be refused would be lost. Servers that never send
+//! `connected` are spoken to 1 s after the ack.
+//!
+//! The gateway routes a turn's events to the socket that sent `message`, so
+//! the first connection sends no `join_thread`; after a reconnect the new
+//! socket sends `resume_stream` (parity with the other SDKs; current
+//! gateways ignore it) and `join_thread`, and never the `message` again.
 //!
 //! # Items of a [`TurnStream`]
 //!
@@ -346,7 +356,7 @@ impl TurnStream {
     /// the server's `approval_ack`. The same decision can be made over REST
     /// with `approvals().resolve`.
     ///
-    /// Fails with [`Error::Stream`](crate::Error::Stream) (code
+    /// Fails with [`Error::Stream`] (code
     /// `approval_response_error`) when the server refuses it, with a
     /// network error when the turn or its connection ends first, and with a
     /// timeout when no acknowledgement comes within the client's timeout.
