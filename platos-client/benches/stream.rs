@@ -3,8 +3,8 @@
 //! server in the same run.
 //!
 //! ```text
-//! cargo bench -p platos-client --bench stream            # 300 000 events per run
-//! STREAM_BENCH_EVENTS=1000000 cargo bench -p platos-client --bench stream
+//! cargo bench -p platos-client --bench stream            # 1 000 000 events per run
+//! STREAM_BENCH_EVENTS=200000 cargo bench -p platos-client --bench stream
 //! ```
 //!
 //! The server speaks just enough Engine.IO/Socket.IO to start a turn, then
@@ -33,7 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
 const ROUNDS: usize = 3;
-const DEFAULT_EVENTS: usize = 300_000;
+const DEFAULT_EVENTS: usize = 1_000_000;
 const TOKEN_FRAME: &str =
     r#"42/agent,["agent_event",{"type":"token","text":"Hello, world. ","threadId":"th_bench"}]"#;
 const DONE_FRAME: &str = r#"42/agent,["agent_event",{"type":"done","threadId":"th_bench"}]"#;
