@@ -1020,8 +1020,24 @@ fn upgrade_error(e: tungstenite::Error) -> End {
             format!("TLS handshake failed: {e}"),
             Some(Box::new(e)),
         )),
+        // tokio-rustls reports a refused certificate as an I/O error
+        // wrapping the rustls error; retrying cannot fix it.
+        tungstenite::Error::Io(e) if is_tls_refusal(&e) => End::Failed(Error::network(
+            format!("TLS handshake failed: {e}"),
+            Some(Box::new(e)),
+        )),
         other => End::Lost(format!("connecting failed: {other}")),
     }
+}
+
+#[cfg(feature = "rustls")]
+fn is_tls_refusal(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+}
+
+#[cfg(not(feature = "rustls"))]
+fn is_tls_refusal(_: &std::io::Error) -> bool {
+    false
 }
 
 /// A read error on an established WebSocket.

@@ -777,3 +777,35 @@ async fn lifecycle_events_serialise_like_the_python_sdk() {
     )
     .unwrap();
 }
+
+#[tokio::test]
+async fn wss_uses_the_clients_tls_trust_settings() {
+    let server = RawServer::start_tls(|mut conn| async move {
+        scripted_turn(&mut conn, &[json!({"type": "done"})]).await;
+        conn.drain().await;
+    })
+    .await;
+    assert!(server.base_url().starts_with("https://"));
+
+    // Trusted through the client's extra root (the same trust REST uses).
+    let trusted = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token("t")
+        .add_root_certificate(common::TEST_CA_PEM)
+        .reconnect(fast_reconnect())
+        .build()
+        .unwrap();
+    let items = collect(trusted.threads().send("th", "hi")).await;
+    assert_eq!(kinds(&items), ["connected", "done"]);
+
+    // Not trusted: a terminal network error, not a reconnect loop.
+    let before = server.accepted.load(Ordering::SeqCst);
+    let untrusted = client(&server.base_url(), "t");
+    let items = collect(untrusted.threads().send("th", "hi")).await;
+    assert_eq!(kinds(&items), ["Err(network)"]);
+    assert!(
+        items[0].as_ref().unwrap_err().message().contains("TLS"),
+        "{items:?}"
+    );
+    assert_eq!(server.accepted.load(Ordering::SeqCst), before + 1);
+}

@@ -18,8 +18,10 @@ use futures::{SinkExt, StreamExt};
 use platos_client::{Error, PlatosClient, ReconnectConfig};
 use platos_events::Event;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -92,11 +94,24 @@ where
 // Raw scripted Engine.IO server
 // ---------------------------------------------------------------------------
 
+/// The byte stream under a raw connection: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// The test CA (`common/tls`, a throwaway made for these tests) and the
+/// 127.0.0.1 certificate it signed.
+pub const TEST_CA_PEM: &[u8] = include_bytes!("tls/ca.pem");
+const SERVER_CERT_PEM: &[u8] = include_bytes!("tls/server.pem");
+const SERVER_KEY_PEM: &[u8] = include_bytes!("tls/server.key");
+
 /// A WebSocket server whose every connection is handed to a script that
 /// speaks Engine.IO text frames by hand.
 pub struct RawServer {
     pub addr: std::net::SocketAddr,
+    /// TCP connections accepted so far.
+    pub accepted: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    tls: bool,
 }
 
 impl RawServer {
@@ -106,27 +121,77 @@ impl RawServer {
         F: Fn(RawConn) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        Self::serve(script, None).await
+    }
+
+    /// Like [`start`](Self::start), over TLS with the test certificate
+    /// (`wss://`, base URL `https://127.0.0.1:PORT`).
+    pub async fn start_tls<F, Fut>(script: F) -> RawServer
+    where
+        F: Fn(RawConn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(SERVER_CERT_PEM)
+            .collect::<Result<Vec<_>, _>>()
+            .expect("test certificate");
+        let key = PrivateKeyDer::from_pem_slice(SERVER_KEY_PEM).expect("test key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        Self::serve(
+            script,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn serve<F, Fut>(script: F, tls: Option<tokio_rustls::TlsAcceptor>) -> RawServer
+    where
+        F: Fn(RawConn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let script = Arc::new(script);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let is_tls = tls.is_some();
         let task = tokio::spawn(async move {
-            let mut index = 0;
             while let Ok((tcp, _)) = listener.accept().await {
                 let script = script.clone();
-                let n = index;
-                index += 1;
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    if let Some(conn) = RawConn::accept(tcp, n).await {
+                    let io: Box<dyn Io> = match tls {
+                        None => Box::new(tcp),
+                        Some(acceptor) => match acceptor.accept(tcp).await {
+                            Ok(stream) => Box::new(stream),
+                            Err(_) => return,
+                        },
+                    };
+                    if let Some(conn) = RawConn::accept(io, n).await {
                         script(conn).await;
                     }
                 });
             }
         });
-        RawServer { addr, task }
+        RawServer {
+            addr,
+            accepted,
+            task,
+            tls: is_tls,
+        }
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 }
 
@@ -138,7 +203,7 @@ impl Drop for RawServer {
 
 /// One accepted connection of a [`RawServer`].
 pub struct RawConn {
-    pub ws: WebSocketStream<TcpStream>,
+    pub ws: WebSocketStream<Box<dyn Io>>,
     /// Connection number, from 0.
     pub index: usize,
     /// The upgrade request's path and query.
@@ -148,7 +213,7 @@ pub struct RawConn {
 }
 
 impl RawConn {
-    async fn accept(tcp: TcpStream, index: usize) -> Option<RawConn> {
+    async fn accept(io: Box<dyn Io>, index: usize) -> Option<RawConn> {
         let seen = Arc::new(Mutex::new((String::new(), Vec::new())));
         let s = seen.clone();
         let callback = move |req: &Request, resp: Response| {
@@ -165,7 +230,7 @@ impl RawConn {
             *s.lock().unwrap() = (req.uri().to_string(), headers);
             Ok(resp)
         };
-        let ws = tokio_tungstenite::accept_hdr_async(tcp, callback)
+        let ws = tokio_tungstenite::accept_hdr_async(io, callback)
             .await
             .ok()?;
         let (uri, headers) = seen.lock().unwrap().clone();
