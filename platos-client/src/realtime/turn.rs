@@ -35,7 +35,7 @@ use super::engineio::{self, Handshake};
 use super::queue::{Refused, Writer};
 use super::socketio;
 use crate::client::{PlatosClient, Shared};
-use crate::config::Secret;
+use crate::config::{ReconnectConfig, Secret};
 use crate::error::{Error, Result};
 use crate::retry;
 
@@ -151,6 +151,8 @@ pub(crate) struct Turn {
     stop_requested: bool,
     /// The gateway sent `connected` on the current connection.
     server_ready: bool,
+    /// The consumer was given `connected` for the current connection.
+    announced: bool,
     /// How long a full buffer may hold the socket unread (see `push`).
     lag_grace: Duration,
     /// A rate-limit refusal waiting for the socket-level `done` that follows it.
@@ -185,6 +187,7 @@ impl Turn {
             refresh_allowed: true,
             stop_requested: false,
             server_ready: false,
+            announced: false,
             lag_grace: MAX_LAG_GRACE,
             rate_limit: None,
             queued_approvals: Vec::new(),
@@ -192,9 +195,9 @@ impl Turn {
         }
     }
 
-    /// Runs the turn to its end. The event channel is closed before the
-    /// terminal error goes to `tail` and before the socket's closing
-    /// handshake, so the consumer sees the end as soon as it is known.
+    /// Runs the turn to its end. The queue is finished (with the terminal
+    /// error, if any) before the socket's closing handshake, so the consumer
+    /// sees the end as soon as it is known.
     pub(crate) async fn run(mut self) {
         let (result, socket) = self.drive().await;
         self.events.finish(result.err());
@@ -222,7 +225,8 @@ impl Turn {
                             self.say_goodbye(&mut conn.ws, &end).await;
                             return (finish(end), Some(conn.ws));
                         }
-                        End::Lost(_) | End::AuthRefused { .. } => (end, true),
+                        // `disconnected` pairs with a `connected` the consumer saw.
+                        End::Lost(_) | End::AuthRefused { .. } => (end, self.announced),
                     }
                 }
                 Err(end) => (end, false),
@@ -275,11 +279,7 @@ impl Turn {
                 return (finish(end), None);
             }
             if !immediate {
-                let config = &self.shared.reconnect;
-                let delay = retry::jittered(
-                    retry::exponential(config.base_delay, config.max_delay, self.attempt - 1),
-                    config.jitter,
-                );
+                let delay = reconnect_delay(&self.shared.reconnect, self.attempt);
                 if let Err(end) = self.pause(delay).await {
                     return (finish(end), None);
                 }
@@ -411,6 +411,7 @@ impl Turn {
         let mut ready = false;
         let mut burst = 0;
         self.server_ready = false;
+        self.announced = false;
 
         self.lag_grace = MAX_LAG_GRACE.min(conn.handshake.ping_timeout / 2);
         let silence = conn.handshake.silence_limit();
@@ -526,6 +527,7 @@ impl Turn {
         gap: Option<String>,
     ) -> std::result::Result<(), End> {
         self.push(Item::made(Event::connected())).await?;
+        self.announced = true;
         if let Some(payload) = self.message.take() {
             let frame = event_frame(&self.namespace, "message", &payload)?;
             if let Some(max) = conn.handshake.max_payload
@@ -860,6 +862,19 @@ impl Turn {
     }
 }
 
+/// The pause before reconnect attempt `attempt` (from 1):
+/// `min(max_delay, base_delay · 2^(attempt−1))`, jittered (wire.md §4.4).
+fn reconnect_delay(config: &ReconnectConfig, attempt: u32) -> Duration {
+    retry::jittered(
+        retry::exponential(
+            config.base_delay,
+            config.max_delay,
+            attempt.saturating_sub(1),
+        ),
+        config.jitter,
+    )
+}
+
 /// Turns how the loop ended into what the stream's tail says.
 fn finish(end: End) -> Result<()> {
     match end {
@@ -1138,6 +1153,26 @@ fn with_type(data: Value, kind: &str) -> Option<Value> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn reconnect_delays_double_from_half_a_second_up_to_ten() {
+        let exact = ReconnectConfig::default().with_jitter(0.0);
+        let secs: Vec<f64> = (1..=7)
+            .map(|k| reconnect_delay(&exact, k).as_secs_f64())
+            .collect();
+        assert_eq!(secs, [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]);
+        let jittered = ReconnectConfig::default();
+        for k in 1..=7 {
+            let nominal = reconnect_delay(&exact, k).as_secs_f64();
+            for _ in 0..50 {
+                let d = reconnect_delay(&jittered, k).as_secs_f64();
+                assert!(
+                    d >= nominal * 0.8 - 1e-9 && d <= nominal * 1.2 + 1e-9,
+                    "{k}: {d}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn token_refusals() {
