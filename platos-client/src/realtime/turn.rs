@@ -374,7 +374,13 @@ impl Turn {
                 biased;
                 () = &mut until => return Ok(()),
                 () = self.events.closed() => return Err(End::Abandoned),
-                command = self.commands.recv(), if self.commands_open => self.on_idle_command(command)?,
+                command = self.commands.recv(), if self.commands_open => {
+                    self.on_idle_command(command)?;
+                    // A stop is worth a connection now, not after the backoff.
+                    if self.stop_requested {
+                        return Ok(());
+                    }
+                }
             }
         }
     }

@@ -617,6 +617,57 @@ async fn stop_sends_stop_and_ends_after_the_servers_done() {
 }
 
 #[tokio::test]
+async fn stop_during_a_reconnect_pause_reconnects_at_once_to_deliver_it() {
+    let (tx, mut seen) = observations();
+    let server = RawServer::start(move |mut conn| {
+        let tx = tx.clone();
+        async move {
+            conn.handshake().await;
+            if conn.index == 0 {
+                conn.expect_event("message").await;
+                return; // dropped mid-turn
+            }
+            let mut names = Vec::new();
+            while let Some((name, _)) = conn.next_event().await {
+                names.push(name.clone());
+                if name == "stop" {
+                    conn.agent_event(json!({"type": "done", "stopped": true}))
+                        .await;
+                    break;
+                }
+            }
+            let _ = tx.send(names);
+            conn.drain().await;
+        }
+    })
+    .await;
+    // A 60 s backoff: the test only ends in time if stop cuts it short.
+    let client = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token("t")
+        .reconnect(
+            platos_client::ReconnectConfig::default()
+                .with_delays(Duration::from_secs(60), Duration::from_secs(60))
+                .with_jitter(0.0),
+        )
+        .build()
+        .unwrap();
+    let mut stream = client.threads().send("th", "hi");
+    loop {
+        if let Some(Ok(Event::Reconnecting(_))) = next(&mut stream).await {
+            break;
+        }
+    }
+    stream.stop();
+    let rest = collect(stream).await;
+    assert_eq!(kinds(&rest), ["connected", "stream_gap", "done"]);
+    assert_eq!(
+        seen.recv().await.unwrap(),
+        ["resume_stream", "join_thread", "stop"]
+    );
+}
+
+#[tokio::test]
 async fn dropping_the_stream_sends_stop_then_leaves() {
     let (tx, mut seen) = observations();
     let server = RawServer::start(move |mut conn| {
