@@ -90,3 +90,8 @@ pub use threads::{CreateThread, ListArtifacts, ListMessages, ListThreads, Thread
 pub mod types {
     pub use crate::generated::types::*;
 }
+
+/// The README's examples compile as doctests, so it cannot drift from the API.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
