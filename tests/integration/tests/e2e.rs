@@ -1,0 +1,329 @@
+//! End to end against the Platos-compatible server, every layer real:
+//! mint → list → create → stream → approve → messages → trace/cost, then
+//! the other namespaces, auth rules, scope isolation and a retried outage.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use platos_client::mint::{MintOptions, mint_session_token};
+use platos_client::types::{CreateJobRequest, UpdateJobRequest};
+use platos_client::{Error, Event, PlatosClient, RetryConfig, Scope};
+use platos_test_server::{RestFault, SEED_AGENT_SUPPORT, TestServer};
+use serde_json::json;
+
+fn user_client(server: &TestServer) -> PlatosClient {
+    let scope = server.scope();
+    let token = mint_session_token(
+        &MintOptions::new(server.secret(), server.entity_id())
+            .scope(
+                &scope.organization_id,
+                &scope.project_id,
+                &scope.environment_id,
+            )
+            .user_id(server.user_id()),
+    )
+    .expect("mint");
+    PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token(token)
+        .build()
+        .expect("client")
+}
+
+fn operator_client(server: &TestServer) -> PlatosClient {
+    let scope = server.scope();
+    PlatosClient::builder()
+        .base_url(server.base_url())
+        .api_key(server.api_key())
+        .scope(
+            Scope::new(
+                &scope.organization_id,
+                &scope.project_id,
+                &scope.environment_id,
+            )
+            .with_user_id(server.user_id()),
+        )
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn a_turn_with_an_approval_shows_up_in_messages_trace_and_cost() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    let operator = operator_client(&server);
+
+    let agents = client.agents().list().await.unwrap();
+    assert!(agents.iter().any(|a| a.id == SEED_AGENT_SUPPORT));
+    assert!(
+        client
+            .agents()
+            .get(SEED_AGENT_SUPPORT)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        client
+            .agents()
+            .get("agent_missing")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let versions = client
+        .agents()
+        .list_versions(SEED_AGENT_SUPPORT)
+        .await
+        .unwrap();
+    assert!(!versions.is_empty());
+
+    let thread = client
+        .threads()
+        .create(SEED_AGENT_SUPPORT)
+        .title("e2e")
+        .await
+        .unwrap();
+    assert_eq!(thread.title.as_deref(), Some("e2e"));
+    assert_eq!(
+        client
+            .threads()
+            .get(&thread.id)
+            .await
+            .unwrap()
+            .map(|t| t.id),
+        Some(thread.id.clone())
+    );
+
+    let mut turn = client.threads().send(
+        &thread.id,
+        "Draft the reply and ask for approval [tokens=5]",
+    );
+    let (mut text, mut kinds, mut persisted, mut resolution) = (String::new(), vec![], None, None);
+    while let Some(item) = turn.next().await {
+        let event = item.expect("no stream errors");
+        kinds.push(event.kind().to_owned());
+        match event {
+            Event::Token(t) => text.push_str(&t.text),
+            Event::ApprovalNeeded(a) => {
+                resolution = Some(
+                    client
+                        .approvals()
+                        .resolve(&a.approval_id, true)
+                        .comment("looks right")
+                        .await
+                        .unwrap(),
+                );
+            }
+            Event::MessagePersisted(m) => persisted = Some(m),
+            Event::Done(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(text, "w1 w2 w3 w4 w5 ");
+    assert_eq!(resolution.and_then(|r| r.resolved), Some(true));
+    for kind in [
+        "connected",
+        "approval_needed",
+        "approval_resolved",
+        "artifact_committed",
+        "message_persisted",
+        "done",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} missing: {kinds:?}");
+    }
+    let persisted = persisted.expect("message_persisted");
+    let cost = persisted.cost_cents.expect("cost");
+    assert!(cost > 0.0);
+
+    // The turn is persisted: the user's message and the streamed answer.
+    let messages = client.threads().messages(&thread.id).await.unwrap();
+    let roles: Vec<_> = messages.iter().filter_map(|m| m.role.as_deref()).collect();
+    assert_eq!(roles, ["user", "assistant"]);
+    let answer = messages[1].content.as_deref().unwrap_or_default();
+    assert_eq!(answer.trim_end(), text.trim_end());
+    assert_eq!(messages[1].id, persisted.message_id);
+    let artifacts = client.threads().artifacts(&thread.id).await.unwrap();
+    assert_eq!(artifacts.len(), 1);
+
+    // Operators see the approval, the trace and the cost of that turn.
+    let approvals = operator
+        .approvals()
+        .list()
+        .thread_id(&thread.id)
+        .await
+        .unwrap();
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(approvals[0].status.as_deref(), Some("approved"));
+    let trace = operator.monitoring().traces(&thread.id).await.unwrap();
+    let rollup = trace.rollup.expect("rollup");
+    assert_eq!(rollup.total_messages, Some(2));
+    let traced = rollup.total_cost_cents.expect("trace cost");
+    assert!((traced - cost).abs() < 1e-9, "{traced} vs {cost}");
+    let rows = operator.monitoring().cost_by_agent().await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.agent_id.as_deref() == Some(SEED_AGENT_SUPPORT))
+        .expect("a cost row for the agent");
+    assert!(row.cost_cents.unwrap_or(0.0) >= cost);
+
+    // End users may not read operator routes.
+    let e = client.approvals().list().await.unwrap_err();
+    assert!(matches!(e, Error::Auth(_)), "{e:?}");
+    assert_eq!(e.code(), Some("OPERATOR_ONLY"));
+
+    // Archive, restore, delete.
+    client.threads().archive(&thread.id).await.unwrap();
+    client.threads().unarchive(&thread.id).await.unwrap();
+    client.threads().delete(&thread.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn other_namespaces_work_against_the_server() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+
+    let caps = client.budgets().list().await.unwrap();
+    assert!(!caps.is_empty());
+    let status = client
+        .budgets()
+        .status()
+        .agent_id(SEED_AGENT_SUPPORT)
+        .await
+        .unwrap();
+    assert_eq!(status.blocked, Some(false));
+
+    let job = client
+        .jobs()
+        .create(CreateJobRequest {
+            job_id: "e2e-job".into(),
+            display_name: "E2E".into(),
+            handler: "export default async () => ({ ok: true })".into(),
+            allowed_agent_ids: vec![],
+            description: None,
+            invocation_type: None,
+            max_retries: None,
+            payload_schema: Default::default(),
+            schedule_cron: None,
+            schedule_timezone: None,
+            timeout: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(job.job_id.as_deref(), Some("e2e-job"));
+    let dup = client
+        .jobs()
+        .create(CreateJobRequest {
+            job_id: "e2e-job".into(),
+            display_name: "again".into(),
+            handler: "x".into(),
+            allowed_agent_ids: vec![],
+            description: None,
+            invocation_type: None,
+            max_retries: None,
+            payload_schema: Default::default(),
+            schedule_cron: None,
+            schedule_timezone: None,
+            timeout: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(dup.status(), Some(409));
+    let updated = client
+        .jobs()
+        .update(
+            "e2e-job",
+            UpdateJobRequest {
+                is_active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.is_active, Some(false));
+    assert_eq!(
+        client.jobs().get("e2e-job").await.unwrap().display_name,
+        Some("E2E".into())
+    );
+    let listed = client.jobs().list().into_stream().count().await;
+    assert!(listed >= 2, "seeded job + ours: {listed}");
+    let mut payload = serde_json::Map::new();
+    payload.insert("n".into(), json!(1));
+    let dispatched = client.jobs().dispatch("e2e-job", payload).await.unwrap();
+    assert_eq!(dispatched.job_id.as_deref(), Some("e2e-job"));
+    client.jobs().delete("e2e-job").await.unwrap();
+    assert!(matches!(
+        client.jobs().get("e2e-job").await,
+        Err(Error::NotFound(_))
+    ));
+
+    let tasks = client.bgo().tasks().list().await.unwrap();
+    let task = tasks[0].id.clone().expect("task id");
+    let run = client
+        .bgo()
+        .tasks()
+        .trigger(&task, json!({"to": "a@example.com"}))
+        .await
+        .unwrap();
+    let run_id = run.id.clone().expect("run id");
+    let runs = client.bgo().runs().list().task_id(&task).await.unwrap();
+    assert!(
+        runs.iter()
+            .any(|r| r.id.as_deref() == Some(run_id.as_str()))
+    );
+    let raw = client
+        .bgo()
+        .raw("GET", &format!("/trigger/runs/{run_id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(raw["id"], json!(run_id));
+}
+
+#[tokio::test]
+async fn scopes_are_isolated() {
+    let server = TestServer::start().await.unwrap();
+    let client = operator_client(&server);
+    let thread = client.threads().create(SEED_AGENT_SUPPORT).await.unwrap();
+
+    let elsewhere =
+        client.with_scope(Scope::new("org_other", "proj_other", "env_other").with_user_id("u"));
+    let theirs = elsewhere.threads().list().await.unwrap();
+    assert!(theirs.iter().all(|t| t.id != thread.id));
+    assert!(elsewhere.threads().get(&thread.id).await.unwrap().is_none());
+    let ours = client.threads().list().await.unwrap();
+    assert!(ours.iter().any(|t| t.id == thread.id));
+}
+
+#[tokio::test]
+async fn a_brief_outage_is_retried_transparently() {
+    let server = TestServer::start().await.unwrap();
+    let client = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token(server.session_token())
+        .retry(
+            RetryConfig::default().with_delays(Duration::from_millis(1), Duration::from_millis(5)),
+        )
+        .build()
+        .unwrap();
+    server
+        .faults()
+        .fail_next_rest(RestFault::unavailable().times(2));
+    let agents = client.agents().list().await.unwrap();
+    assert!(!agents.is_empty());
+    let tries = server.recorder().requests_to("/agents").len();
+    assert_eq!(tries, 3, "two 503s, then the answer");
+
+    // A create retried after a 503 carries the same idempotency key each time.
+    server
+        .faults()
+        .fail_next_rest(RestFault::unavailable().times(1));
+    client.threads().create(SEED_AGENT_SUPPORT).await.unwrap();
+    let creates = server.recorder().requests_to("/threads");
+    assert_eq!(creates.len(), 2);
+    let keys: Vec<_> = creates
+        .iter()
+        .map(|r| r.header("idempotency-key").map(str::to_owned))
+        .collect();
+    assert!(keys[0].is_some());
+    assert_eq!(keys[0], keys[1]);
+}
