@@ -1119,6 +1119,228 @@ impl Event {
             _ => ::std::option::Option::None,
         }
     }
+    /// Deserializes the body of a known `kind` straight from `de`, a
+    /// map that no longer yields the `type` entry, into `out`;
+    /// `Ok(false)` when `kind` is not in [`KNOWN_KINDS`]. The fast
+    /// path of [`Event::from_json`]: no `Value` is built and no field
+    /// path is tracked (`crate::fast` leaves failures to the slow
+    /// path, which names the field). `out` rather than a returned
+    /// `Event` because the enum is large and every `Result` layer
+    /// would copy it again.
+    pub(crate) fn deserialize_known<'de, D>(
+        kind: &str,
+        de: D,
+        out: &mut ::std::option::Option<Event>,
+    ) -> ::std::result::Result<bool, D::Error>
+    where
+        D: ::serde::Deserializer<'de>,
+    {
+        match kind {
+            "status" => {
+                *out = ::std::option::Option::Some(
+                    Event::Status(
+                        <StatusEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "meta" => {
+                *out = ::std::option::Option::Some(
+                    Event::Meta(<MetaEvent as ::serde::Deserialize>::deserialize(de)?),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "token" => {
+                *out = ::std::option::Option::Some(
+                    Event::Token(<TokenEvent as ::serde::Deserialize>::deserialize(de)?),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "message_boundary" => {
+                *out = ::std::option::Option::Some(
+                    Event::MessageBoundary(
+                        <MessageBoundaryEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "thinking" => {
+                *out = ::std::option::Option::Some(
+                    Event::Thinking(
+                        <ThinkingEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "tool_call" => {
+                *out = ::std::option::Option::Some(
+                    Event::ToolCall(
+                        <ToolCallEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "tool_result" => {
+                *out = ::std::option::Option::Some(
+                    Event::ToolResult(
+                        <ToolResultEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "approval_needed" => {
+                *out = ::std::option::Option::Some(
+                    Event::ApprovalNeeded(
+                        <ApprovalNeededEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "approval_resolved" => {
+                *out = ::std::option::Option::Some(
+                    Event::ApprovalResolved(
+                        <ApprovalResolvedEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "safety_flags" => {
+                *out = ::std::option::Option::Some(
+                    Event::SafetyFlags(
+                        <SafetyFlagsEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "error" => {
+                *out = ::std::option::Option::Some(
+                    Event::Error(<ErrorEvent as ::serde::Deserialize>::deserialize(de)?),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "structured_output" => {
+                *out = ::std::option::Option::Some(
+                    Event::StructuredOutput(
+                        <StructuredOutputEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "artifact_start" => {
+                *out = ::std::option::Option::Some(
+                    Event::ArtifactStart(
+                        <ArtifactStartEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "artifact_delta" => {
+                *out = ::std::option::Option::Some(
+                    Event::ArtifactDelta(
+                        <ArtifactDeltaEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "artifact_committed" => {
+                *out = ::std::option::Option::Some(
+                    Event::ArtifactCommitted(
+                        <ArtifactCommittedEvent as ::serde::Deserialize>::deserialize(
+                            de,
+                        )?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "artifact_error" => {
+                *out = ::std::option::Option::Some(
+                    Event::ArtifactError(
+                        <ArtifactErrorEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "job_update" => {
+                *out = ::std::option::Option::Some(
+                    Event::JobUpdate(
+                        <JobUpdateEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "run_update" => {
+                *out = ::std::option::Option::Some(
+                    Event::RunUpdate(
+                        <RunUpdateEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "message_persisted" => {
+                *out = ::std::option::Option::Some(
+                    Event::MessagePersisted(
+                        <MessagePersistedEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "done" => {
+                *out = ::std::option::Option::Some(
+                    Event::Done(<DoneEvent as ::serde::Deserialize>::deserialize(de)?),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "heartbeat" => {
+                *out = ::std::option::Option::Some(
+                    Event::Heartbeat(
+                        <HeartbeatEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "connected" => {
+                *out = ::std::option::Option::Some(
+                    Event::Connected(
+                        <ConnectedEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "disconnected" => {
+                *out = ::std::option::Option::Some(
+                    Event::Disconnected(
+                        <DisconnectedEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "reconnecting" => {
+                *out = ::std::option::Option::Some(
+                    Event::Reconnecting(
+                        <ReconnectingEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "stream_gap" => {
+                *out = ::std::option::Option::Some(
+                    Event::StreamGap(
+                        <StreamGapEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            "socket_error" => {
+                *out = ::std::option::Option::Some(
+                    Event::SocketError(
+                        <SocketErrorEvent as ::serde::Deserialize>::deserialize(de)?,
+                    ),
+                );
+                ::std::result::Result::Ok(true)
+            }
+            _ => ::std::result::Result::Ok(false),
+        }
+    }
     /// Encodes a known variant (tag included); `None` for `Unknown`.
     pub(crate) fn encode_known(&self) -> ::std::option::Option<::serde_json::Value> {
         match self {

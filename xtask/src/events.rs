@@ -405,6 +405,33 @@ fn dispatcher(events: &[EventDef]) -> TokenStream {
                 }
             }
 
+            /// Deserializes the body of a known `kind` straight from `de`, a
+            /// map that no longer yields the `type` entry, into `out`;
+            /// `Ok(false)` when `kind` is not in [`KNOWN_KINDS`]. The fast
+            /// path of [`Event::from_json`]: no `Value` is built and no field
+            /// path is tracked (`crate::fast` leaves failures to the slow
+            /// path, which names the field). `out` rather than a returned
+            /// `Event` because the enum is large and every `Result` layer
+            /// would copy it again.
+            pub(crate) fn deserialize_known<'de, D>(
+                kind: &str,
+                de: D,
+                out: &mut ::std::option::Option<Event>,
+            ) -> ::std::result::Result<bool, D::Error>
+            where
+                D: ::serde::Deserializer<'de>,
+            {
+                match kind {
+                    #(#tags => {
+                        *out = ::std::option::Option::Some(Event::#variants(
+                            <#structs as ::serde::Deserialize>::deserialize(de)?,
+                        ));
+                        ::std::result::Result::Ok(true)
+                    })*
+                    _ => ::std::result::Result::Ok(false),
+                }
+            }
+
             /// Encodes a known variant (tag included); `None` for `Unknown`.
             pub(crate) fn encode_known(&self) -> ::std::option::Option<::serde_json::Value> {
                 match self {
