@@ -605,7 +605,10 @@ impl Turn {
                 start,
                 end: start.saturating_add(peeked.arg.len()),
             };
-            let done = event_type(peeked.arg) == Some("done");
+            // `event_type` borrows the tag, so it can only say `done` where
+            // the text holds `"done"` verbatim: the substring test skips a
+            // second scan of every other event and changes no answer.
+            let done = peeked.arg.contains(r#""done""#) && event_type(peeked.arg) == Some("done");
             return self.on_agent_event(item, done).await;
         }
         let packet = socketio::decode(packet).map_err(|e| End::Failed(e.into()))?;
@@ -1227,6 +1230,9 @@ mod tests {
             Some("token")
         );
         assert_eq!(event_type(r#"{"text":"x"}"#), None);
+        // The `"done"` pre-test in `on_packet` relies on this: an escaped
+        // tag is not borrowed, so it never reads as `done`.
+        assert_eq!(event_type(r#"{"type":"d\u006fne"}"#), None);
         assert_eq!(event_type("[1]"), None);
     }
 
