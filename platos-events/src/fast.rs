@@ -209,12 +209,16 @@ mod tests {
     use super::decode;
     use crate::{DecodeError, Event};
 
-    /// What `from_json` returned before the fast path existed.
+    /// What `from_json` returned before either fast path existed: parse,
+    /// then decode with path tracking only.
     fn slow(text: &str) -> Result<Event, DecodeError> {
         let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::Syntax {
             message: e.to_string(),
         })?;
-        Event::from_value(value)
+        crate::TRACKED_ONLY.with(|t| t.set(true));
+        let event = Event::from_value(value);
+        crate::TRACKED_ONLY.with(|t| t.set(false));
+        event
     }
 
     fn conformance(name: &str) -> Vec<Value> {
@@ -296,12 +300,19 @@ mod tests {
                 answered += 1;
                 assert_eq!(Ok(&event), expected.as_ref(), "fast path differs on {text}");
             }
-            // The public entry point is the slow path's answer either way.
+            // The public entry points give the slow path's answer either way.
             assert_eq!(
                 Event::from_json(&text),
                 expected,
                 "from_json differs on {text}"
             );
+            if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                assert_eq!(
+                    Event::from_value(value),
+                    expected,
+                    "from_value differs on {text}"
+                );
+            }
         }
         assert!(
             answered > 100,

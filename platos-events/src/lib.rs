@@ -116,6 +116,13 @@ pub(crate) fn decode_body<T>(kind: &str, body: Value) -> Result<T, DecodeError>
 where
     T: serde::de::DeserializeOwned,
 {
+    // Plain serde first: tracking the path costs a key copy per field, and
+    // only an error needs it. Borrowing keeps `body` for that re-run.
+    if untracked_first()
+        && let Ok(decoded) = T::deserialize(&body)
+    {
+        return Ok(decoded);
+    }
     serde_path_to_error::deserialize(body).map_err(|err| {
         let path = truncate(&err.path().to_string());
         DecodeError::Malformed {
@@ -124,6 +131,24 @@ where
             message: truncate(&err.into_inner().to_string()),
         }
     })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by tests that need the reference decoder (path tracking only) to
+    /// compare the fast paths against.
+    pub(crate) static TRACKED_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn untracked_first() -> bool {
+    #[cfg(test)]
+    {
+        !TRACKED_ONLY.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        true
+    }
 }
 
 /// Encodes an event body and writes the `type` tag back.
