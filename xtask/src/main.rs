@@ -203,6 +203,20 @@ fn ci() -> Result<()> {
         ],
         &[],
     )?;
+    // native-tls is the one optional feature that swaps code paths.
+    run(
+        "native-tls build",
+        &cargo,
+        &[
+            "check",
+            "--package",
+            "platos-client",
+            "--no-default-features",
+            "--features",
+            "native-tls,mint",
+        ],
+        &[],
+    )?;
     install_node_peer()?;
     run("tests", &cargo, &["test", "--workspace"], &[])?;
     run(
