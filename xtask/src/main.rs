@@ -185,6 +185,36 @@ fn install_node_peer() -> Result<()> {
     )
 }
 
+/// The published Python SDK is a test peer too (tests/integration/tests/parity_python.rs):
+/// a venv in tests/parity/.venv, created once, with the pinned requirements installed
+/// (pip makes that a no-op when they already are).
+fn install_python_peer() -> Result<()> {
+    let dir = workspace_root().join("tests/parity");
+    if !dir.join("requirements.txt").exists() {
+        return Ok(());
+    }
+    if !dir.join(".venv/bin/python").exists() {
+        run(
+            "python peer venv",
+            "python3",
+            &["-m", "venv", "tests/parity/.venv"],
+            &[],
+        )?;
+    }
+    run(
+        "python peer",
+        "tests/parity/.venv/bin/pip",
+        &[
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-r",
+            "tests/parity/requirements.txt",
+        ],
+        &[],
+    )
+}
+
 fn ci() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     run("format", &cargo, &["fmt", "--all", "--check"], &[])?;
@@ -218,6 +248,7 @@ fn ci() -> Result<()> {
         &[],
     )?;
     install_node_peer()?;
+    install_python_peer()?;
     run("tests", &cargo, &["test", "--workspace"], &[])?;
     run(
         "docs",
