@@ -124,6 +124,13 @@ impl ClientHooks<Inner> for Client {
         if let Ok(ua) = HeaderValue::from_str(&shared.user_agent) {
             headers.insert(reqwest::header::USER_AGENT, ua);
         }
+        // reqwest form-encodes query values (space as `+`); the wire spells a
+        // space `%20`, like every path segment (wire.md §3.3). A literal `+`
+        // is already `%2B` here, so the swap is exact.
+        if let Some(query) = request.url().query().filter(|q| q.contains('+')) {
+            let query = query.replace('+', "%20");
+            request.url_mut().set_query(Some(&query));
+        }
         let method = request.method().clone();
         let mints = matches!(method, reqwest::Method::POST | reqwest::Method::PATCH)
             && shared.idempotency_keys;

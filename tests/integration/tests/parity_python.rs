@@ -560,7 +560,7 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
             );
             assert_eq!(
                 r.query.as_deref(),
-                Some("agentId=a+b%26c"),
+                Some("agentId=a%20b%26c"),
                 "{what}: rust raw query"
             );
         } else {
