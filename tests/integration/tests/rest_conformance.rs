@@ -440,13 +440,13 @@ fn check_request(expected: &Value, got: &Recorded) -> Vec<String> {
     }
 
     // Spelling matters too: a space in a query value is `%20`, never `+`.
-    if let Some(want) = expected.get("rawQueryContains").and_then(Value::as_str) {
-        if !got.raw_query.as_deref().is_some_and(|q| q.contains(want)) {
-            problems.push(format!(
-                "raw query: want it to contain {want:?}, got {:?}",
-                got.raw_query
-            ));
-        }
+    if let Some(want) = expected.get("rawQueryContains").and_then(Value::as_str)
+        && !got.raw_query.as_deref().is_some_and(|q| q.contains(want))
+    {
+        problems.push(format!(
+            "raw query: want it to contain {want:?}, got {:?}",
+            got.raw_query
+        ));
     }
 
     for (name, want) in expected["headers"].as_object().expect("request.headers") {
