@@ -232,7 +232,29 @@ impl Error {
         retry_after: Option<Duration>,
         raw: String,
     ) -> Self {
-        Error::RateLimited(Box::new(ApiError {
+        Error::RateLimited(Box::new(ApiError::realtime(
+            code,
+            message,
+            retry_after,
+            raw,
+        )))
+    }
+
+    /// A realtime auth refusal (refused or expired token that refresh could not fix).
+    pub(crate) fn auth_refused(code: Option<String>, message: String, raw: String) -> Self {
+        Error::Auth(Box::new(ApiError::realtime(code, message, None, raw)))
+    }
+}
+
+impl ApiError {
+    /// A refusal that came over the socket: no HTTP status (0), no request id.
+    fn realtime(
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+        raw: String,
+    ) -> Self {
+        ApiError {
             status: 0,
             code,
             message,
@@ -240,24 +262,9 @@ impl Error {
             request_id: None,
             validation_errors: Vec::new(),
             retry_after,
-        }))
+        }
     }
 
-    /// A realtime auth refusal (refused or expired token that refresh could not fix).
-    pub(crate) fn auth_refused(code: Option<String>, message: String, raw: String) -> Self {
-        Error::Auth(Box::new(ApiError {
-            status: 0,
-            code,
-            message,
-            body: raw,
-            request_id: None,
-            validation_errors: Vec::new(),
-            retry_after: None,
-        }))
-    }
-}
-
-impl ApiError {
     /// Parses an error answer. `retry_after_header` is the already-parsed
     /// `Retry-After` header, which wins over a V1 body's `retryAfterSec`.
     pub(crate) fn parse(

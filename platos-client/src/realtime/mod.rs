@@ -126,10 +126,21 @@ impl SendOptions {
         SendOptions::default()
     }
 
-    /// Sets `agentId`.
-    pub fn agent_id(mut self, agent_id: impl Into<String>) -> Self {
-        self.agent_id = Some(agent_id.into());
-        self
+    crate::request::setters! {
+        /// Sets `agentId`.
+        agent_id: String,
+        /// Sets `contextType` alone.
+        context_type: String,
+        /// Sets `contextId` alone.
+        context_id: String,
+        /// Sets `modelLabel`.
+        model_label: String,
+        /// Sets `replyToMessageId`.
+        reply_to_message_id: String,
+        /// Sets `idempotencyKey` (1–255 characters from `A–Z a–z 0–9 _ . : -`).
+        idempotency_key: String,
+        /// Sets the scope of this turn.
+        scope: Scope,
     }
 
     /// Sets `contextType` and `contextId`.
@@ -139,18 +150,6 @@ impl SendOptions {
         context_id: impl Into<String>,
     ) -> Self {
         self.context_type = Some(context_type.into());
-        self.context_id = Some(context_id.into());
-        self
-    }
-
-    /// Sets `contextType` alone.
-    pub fn context_type(mut self, context_type: impl Into<String>) -> Self {
-        self.context_type = Some(context_type.into());
-        self
-    }
-
-    /// Sets `contextId` alone.
-    pub fn context_id(mut self, context_id: impl Into<String>) -> Self {
         self.context_id = Some(context_id.into());
         self
     }
@@ -192,33 +191,9 @@ impl SendOptions {
         self
     }
 
-    /// Sets `modelLabel`.
-    pub fn model_label(mut self, label: impl Into<String>) -> Self {
-        self.model_label = Some(label.into());
-        self
-    }
-
-    /// Sets `replyToMessageId`.
-    pub fn reply_to_message_id(mut self, id: impl Into<String>) -> Self {
-        self.reply_to_message_id = Some(id.into());
-        self
-    }
-
-    /// Sets `idempotencyKey` (1–255 characters from `A–Z a–z 0–9 _ . : -`).
-    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
-        self.idempotency_key = Some(key.into());
-        self
-    }
-
     /// Sets how many times this turn may reconnect.
     pub fn reconnect_attempts(mut self, attempts: u32) -> Self {
         self.reconnect_attempts = Some(attempts);
-        self
-    }
-
-    /// Sets the scope of this turn.
-    pub fn scope(mut self, scope: Scope) -> Self {
-        self.scope = Some(scope);
         self
     }
 }
