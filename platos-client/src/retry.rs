@@ -12,12 +12,35 @@ pub(crate) fn is_retryable_status(status: u16) -> bool {
     status == 429 || status >= 500
 }
 
-/// Whether a request may be sent again without risking a duplicate effect.
-/// POST and PATCH only with an idempotency key (the server de-duplicates).
-pub(crate) fn is_replay_safe(method: &Method, has_idempotency_key: bool) -> bool {
-    match *method {
-        Method::POST | Method::PATCH => has_idempotency_key,
-        _ => true,
+/// How an operation may be sent again (`x-platos-idempotency` in the spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Idempotency {
+    /// Carries an auto-minted `idempotency-key`, reused on every try; the
+    /// server de-duplicates, so retries are safe.
+    Key,
+    /// Sent once: a repeat could act twice and the server does not
+    /// de-duplicate it.
+    Once,
+    /// Safe to repeat by its nature (GET, PUT, DELETE, and the like).
+    Natural,
+}
+
+impl Idempotency {
+    /// The rule of a request with no spec entry (`bgo().raw`): by method.
+    pub(crate) fn of_method(method: &Method) -> Self {
+        match *method {
+            Method::POST | Method::PATCH => Idempotency::Key,
+            _ => Idempotency::Natural,
+        }
+    }
+}
+
+/// Whether a request may be sent again without risking a duplicate effect:
+/// by nature, or under an idempotency key the server de-duplicates.
+pub(crate) fn is_replay_safe(rule: Idempotency, has_idempotency_key: bool) -> bool {
+    match rule {
+        Idempotency::Natural => true,
+        Idempotency::Key | Idempotency::Once => has_idempotency_key,
     }
 }
 
@@ -108,10 +131,16 @@ mod tests {
 
     #[test]
     fn replay_safety() {
-        assert!(is_replay_safe(&Method::GET, false));
-        assert!(is_replay_safe(&Method::DELETE, false));
-        assert!(!is_replay_safe(&Method::POST, false));
-        assert!(is_replay_safe(&Method::POST, true));
-        assert!(!is_replay_safe(&Method::PATCH, false));
+        let by = |m: Method| Idempotency::of_method(&m);
+        assert!(is_replay_safe(by(Method::GET), false));
+        assert!(is_replay_safe(by(Method::DELETE), false));
+        assert!(!is_replay_safe(by(Method::POST), false));
+        assert!(is_replay_safe(by(Method::POST), true));
+        assert!(!is_replay_safe(by(Method::PATCH), false));
+        // `once` is sent once even though a caller's key would make it safe to
+        // repeat only if the server de-duplicated: it keeps the caller's word.
+        assert!(!is_replay_safe(Idempotency::Once, false));
+        assert!(is_replay_safe(Idempotency::Once, true));
+        assert!(is_replay_safe(Idempotency::Natural, false));
     }
 }

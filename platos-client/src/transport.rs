@@ -19,7 +19,7 @@ use crate::client::Shared;
 use crate::config::{Scope, Secret};
 use crate::error::{ApiError, Error, Result};
 use crate::generated::Client;
-use crate::retry;
+use crate::retry::{self, Idempotency};
 
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const SESSION_TOKEN: &str = "x-platos-session-token";
@@ -132,14 +132,15 @@ impl ClientHooks<Inner> for Client {
             request.url_mut().set_query(Some(&query));
         }
         let method = request.method().clone();
-        let mints = matches!(method, reqwest::Method::POST | reqwest::Method::PATCH)
-            && shared.idempotency_keys;
+        let rule = crate::namespaces::idempotency(info.operation_id)
+            .unwrap_or_else(|| Idempotency::of_method(&method));
+        let mints = rule == Idempotency::Key && shared.idempotency_keys;
         if mints && !request.headers().contains_key(IDEMPOTENCY_KEY) {
             let key = uuid::Uuid::new_v4().to_string();
             set_header(&mut request, IDEMPOTENCY_KEY, &key);
         }
         let replay_safe =
-            retry::is_replay_safe(&method, request.headers().contains_key(IDEMPOTENCY_KEY));
+            retry::is_replay_safe(rule, request.headers().contains_key(IDEMPOTENCY_KEY));
         *request.timeout_mut() = Some(shared.timeout);
 
         let mut refreshed = false;

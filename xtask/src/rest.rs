@@ -9,9 +9,6 @@
 //! Besides what progenitor needs, validation enforces the project's rules for
 //! response schemas (wire.md: clients must survive newer servers): no closed
 //! `enum` and no `additionalProperties: false` anywhere a response can reach.
-//!
-//! This file is also compiled into `xtask/tests/` (via `#[path]`), so it only
-//! depends on crates and never on the rest of the xtask binary.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};

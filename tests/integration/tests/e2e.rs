@@ -210,7 +210,7 @@ async fn other_namespaces_work_against_the_server() {
         })
         .await
         .unwrap();
-    assert_eq!(job.job_id.as_deref(), Some("e2e-job"));
+    assert_eq!(job.job.job_id.as_deref(), Some("e2e-job"));
     let dup = client
         .jobs()
         .create(CreateJobRequest {
@@ -240,7 +240,7 @@ async fn other_namespaces_work_against_the_server() {
         )
         .await
         .unwrap();
-    assert_eq!(updated.is_active, Some(false));
+    assert_eq!(updated.job.is_active, Some(false));
     assert_eq!(
         client.jobs().get("e2e-job").await.unwrap().display_name,
         Some("E2E".into())

@@ -238,7 +238,7 @@ async fn run_rust(client: &PlatosClient, c: &Call, results: &[Value]) -> Value {
     let kw_str = |k: &str| kw[k].as_str().map(str::to_string);
     match c.name {
         "agents.list" => ok(client.agents().list().await),
-        "agents.get" => ok(client.agents().get(&text(&args, 0)).await),
+        "agents.get" => ok(client.agents().get(text(&args, 0)).await),
         "agents.list_versions" => ok(client.agents().list_versions(text(&args, 0)).await),
         "threads.create" => {
             let mut req = client
@@ -259,12 +259,12 @@ async fn run_rust(client: &PlatosClient, c: &Call, results: &[Value]) -> Value {
             }
             ok(req.await)
         }
-        "threads.get" => ok(client.threads().get(&text(&args, 0)).await),
+        "threads.get" => ok(client.threads().get(text(&args, 0)).await),
         "threads.messages" => ok(client.threads().messages(text(&args, 0)).await),
         "threads.artifacts" => ok(client.threads().artifacts(text(&args, 0)).await),
-        "threads.archive" => ok(client.threads().archive(&text(&args, 0)).await),
-        "threads.unarchive" => ok(client.threads().unarchive(&text(&args, 0)).await),
-        "threads.delete" => ok(client.threads().delete(&text(&args, 0)).await),
+        "threads.archive" => ok(client.threads().archive(text(&args, 0)).await),
+        "threads.unarchive" => ok(client.threads().unarchive(text(&args, 0)).await),
+        "threads.delete" => ok(client.threads().delete(text(&args, 0)).await),
         "bgo.tasks.list" => ok(client.bgo().tasks().list().await),
         "bgo.tasks.trigger" => ok(client
             .bgo()
@@ -281,9 +281,9 @@ async fn run_rust(client: &PlatosClient, c: &Call, results: &[Value]) -> Value {
             }
             ok(req.await)
         }
-        "bgo.runs.get" => ok(client.bgo().runs().get(&text(&args, 0)).await),
-        "bgo.runs.cancel" => ok(client.bgo().runs().cancel(&text(&args, 0)).await),
-        "bgo.runs.replay" => ok(client.bgo().runs().replay(&text(&args, 0)).await),
+        "bgo.runs.get" => ok(client.bgo().runs().get(text(&args, 0)).await),
+        "bgo.runs.cancel" => ok(client.bgo().runs().cancel(text(&args, 0)).await),
+        "bgo.runs.replay" => ok(client.bgo().runs().replay(text(&args, 0)).await),
         "bgo.schedules.list" => ok(client.bgo().schedules().list().await),
         "bgo.schedules.create" => {
             let body: CreateScheduleRequest = serde_json::from_value(json!({
@@ -293,10 +293,10 @@ async fn run_rust(client: &PlatosClient, c: &Call, results: &[Value]) -> Value {
             ok(client.bgo().schedules().create(body).await)
         }
         "bgo.schedules.deactivate" => {
-            ok(client.bgo().schedules().deactivate(&text(&args, 0)).await)
+            ok(client.bgo().schedules().deactivate(text(&args, 0)).await)
         }
-        "bgo.schedules.activate" => ok(client.bgo().schedules().activate(&text(&args, 0)).await),
-        "bgo.schedules.delete" => ok(client.bgo().schedules().delete(&text(&args, 0)).await),
+        "bgo.schedules.activate" => ok(client.bgo().schedules().activate(text(&args, 0)).await),
+        "bgo.schedules.delete" => ok(client.bgo().schedules().delete(text(&args, 0)).await),
         "bgo.batches.trigger" => {
             let payloads = args[1].as_array().expect("payloads").clone();
             ok(client
@@ -305,7 +305,7 @@ async fn run_rust(client: &PlatosClient, c: &Call, results: &[Value]) -> Value {
                 .trigger(text(&args, 0), payloads)
                 .await)
         }
-        "bgo.batches.get" => ok(client.bgo().batches().get(&text(&args, 0)).await),
+        "bgo.batches.get" => ok(client.bgo().batches().get(text(&args, 0)).await),
         other => panic!("no Rust mapping for {other}"),
     }
 }

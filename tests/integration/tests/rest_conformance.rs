@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use platos_client::types::{
     CreateJobRequest, CreateScheduleRequest, TriggerOptions, UpdateJobRequest,
 };
-use platos_client::{Error, PlatosClient, Scope};
+use platos_client::{Error, PlatosClient, Rating, Scope, TurnResult};
 use recorder::{Answer, Recorded, Recorder};
 use serde_json::{Map, Value};
 
@@ -61,6 +61,18 @@ const CALLS: &[&str] = &[
     "jobs.update",
     "jobs.delete",
     "jobs.dispatch",
+    "threads.ask",
+    "agents.ask",
+    "messages.rate",
+    "messages.unrate",
+    "messages.rating",
+    "tools.list",
+    "tools.search",
+    "tools.stats",
+    "tools.matrix",
+    "tools.set_enabled",
+    "tools.test",
+    "tools.execute",
 ];
 
 fn repo_root() -> PathBuf {
@@ -143,6 +155,29 @@ macro_rules! opts {
         $( if let Some(v) = opt_u($args, $uk) { $b = $b.$uf(v); } )*
         $b
     }};
+}
+
+fn strings(args: &Value, key: &str) -> Option<Vec<String>> {
+    args.get(key).map(|v| {
+        v.as_array()
+            .unwrap_or_else(|| panic!("arg `{key}` must be an array"))
+            .iter()
+            .map(|s| s.as_str().expect("strings").to_owned())
+            .collect()
+    })
+}
+
+/// A whole turn as JSON, its events as they go on the wire.
+fn turn(t: TurnResult) -> Value {
+    serde_json::json!({
+        "text": t.text,
+        "threadId": t.thread_id,
+        "messageId": t.message_id,
+        "costCents": t.cost_cents,
+        "inputTokens": t.input_tokens,
+        "outputTokens": t.output_tokens,
+        "events": t.events.iter().map(|e| e.to_value()).collect::<Vec<_>>(),
+    })
 }
 
 fn json<T: serde::Serialize>(value: T) -> Value {
@@ -334,6 +369,81 @@ async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<Value
                 .dispatch(s(args, "jobId"), obj(args, "payload"))
                 .await?,
         ),
+        "threads.ask" => {
+            let mut b = client
+                .threads()
+                .ask(s(args, "threadId"), s(args, "message"));
+            b = opts!(b, args, str: ["agentId" => agent_id], u64: []);
+            if let Some(ids) = strings(args, "attachmentIds") {
+                b = b.attachment_ids(ids);
+            }
+            turn(b.await?)
+        }
+        "agents.ask" => {
+            let mut b = client.agents().ask(s(args, "agentId"), s(args, "message"));
+            b = opts!(b, args,
+                str: ["threadId" => thread_id, "systemPromptOverride" => system_prompt_override,
+                      "modelLabel" => model_label],
+                u64: []);
+            if args.get("outputSchema").is_some() {
+                b = b.output_schema(obj(args, "outputSchema"));
+            }
+            turn(b.await?)
+        }
+        "messages.rate" => {
+            let rating = match s(args, "rating") {
+                "up" => Rating::Up,
+                "down" => Rating::Down,
+                other => panic!("rating `{other}`"),
+            };
+            let mut b = client.messages().rate(s(args, "messageId"), rating);
+            b = opts!(b, args, str: ["comment" => comment], u64: []);
+            json(b.await?)
+        }
+        "messages.unrate" => json(client.messages().unrate(s(args, "messageId")).await?),
+        "messages.rating" => json(client.messages().rating(s(args, "messageId")).await?),
+        "tools.list" => {
+            let mut b = client.tools().list();
+            b = opts!(b, args, str: ["category" => category], u64: []);
+            json(b.await?)
+        }
+        "tools.search" => {
+            let mut b = client.tools().search(s(args, "q"));
+            b = opts!(b, args, str: ["entity" => entity], u64: ["limit" => limit]);
+            json(b.await?)
+        }
+        "tools.stats" => json(client.tools().stats().await?),
+        "tools.matrix" => {
+            let mut b = client.tools().matrix();
+            b = opts!(b, args,
+                str: ["search" => search, "category" => category, "status" => status,
+                      "entityId" => entity_id],
+                u64: ["page" => page, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "tools.set_enabled" => json(
+            client
+                .tools()
+                .set_enabled(
+                    s(args, "entityId"),
+                    s(args, "toolName"),
+                    args["enabled"].as_bool().expect("enabled"),
+                )
+                .await?,
+        ),
+        "tools.test" => {
+            let mut b = client.tools().test(s(args, "toolId"), obj(args, "params"));
+            b = opts!(b, args, str: ["sourceEntityId" => source_entity_id], u64: []);
+            json(b.await?)
+        }
+        "tools.execute" => {
+            let mut b = client.tools().execute(s(args, "tool"));
+            b = opts!(b, args, str: ["purpose" => purpose], u64: []);
+            if args.get("params").is_some() {
+                b = b.params(obj(args, "params"));
+            }
+            json(b.await?)
+        }
         other => panic!("rest.json names an unknown call `{other}`"),
     })
 }
@@ -535,6 +645,11 @@ async fn run_entry(doc: &Value, entry: &Value) -> Vec<String> {
             {
                 problems.push(format!("error status: want {status}, got {:?}", e.status()));
             }
+            if let Some(code) = err.get("code").and_then(Value::as_str)
+                && e.code() != Some(code)
+            {
+                problems.push(format!("error code: want {code:?}, got {:?}", e.code()));
+            }
             if let Some(m) = err.get("message").and_then(Value::as_str)
                 && e.message() != m
             {
@@ -571,6 +686,7 @@ async fn every_entry_conforms() {
 #[test]
 fn entries_are_well_formed() {
     let doc = load();
+    let rules = idempotency_rules();
     let mut names = BTreeSet::new();
     for entry in entries(&doc) {
         let name = entry["name"].as_str().expect("entry.name");
@@ -584,13 +700,33 @@ fn entries_are_well_formed() {
         );
         let method = entry["request"]["method"].as_str().expect("method");
         let key = entry["request"]["headers"]["idempotency-key"].as_str();
-        let want = if matches!(method, "POST" | "PATCH") {
-            "<uuid>"
-        } else {
-            "<absent>"
+        // The spec's rule: `x-platos-idempotency`, else a key on POST/PATCH.
+        let rule = entry["operationId"]
+            .as_str()
+            .and_then(|id| rules.get(id).cloned().flatten());
+        let want = match (rule.as_deref(), method) {
+            (Some("key"), _) | (None, "POST" | "PATCH") => "<uuid>",
+            _ => "<absent>",
         };
         assert_eq!(key, Some(want), "{name}: idempotency-key marker");
     }
+}
+
+/// `operationId` → its `x-platos-idempotency`, if it has one.
+fn idempotency_rules() -> BTreeMap<String, Option<String>> {
+    let yaml =
+        std::fs::read_to_string(repo_root().join("spec/openapi.yaml")).expect("openapi.yaml");
+    let spec: Value = serde_yaml::from_str(&yaml).expect("openapi.yaml parses");
+    let mut rules = BTreeMap::new();
+    for item in spec["paths"].as_object().expect("paths").values() {
+        for op in item.as_object().expect("path item").values() {
+            if let Some(id) = op["operationId"].as_str() {
+                let rule = op["x-platos-idempotency"].as_str().map(str::to_owned);
+                rules.insert(id.to_owned(), rule);
+            }
+        }
+    }
+    rules
 }
 
 #[test]

@@ -1,0 +1,1288 @@
+//! The public namespace layer: `spec/openapi.yaml` → `platos-client/src/namespaces.rs`.
+//!
+//! progenitor gives one flat builder per operation, speaking reqwest types.
+//! Users meet this layer instead: `client.agents().list().limit(5).await?`.
+//! Its shape comes from the spec:
+//!
+//! - an operation's (single) tag is its namespace; a dotted tag (`bgo.tasks`)
+//!   is a namespace inside another;
+//! - required path, query and body parameters are the method's arguments;
+//!   optional query parameters and optional body properties are setters on a
+//!   request value that can be awaited;
+//! - vendor extensions say what no OpenAPI keyword can (documented in
+//!   `spec/README.md`): `x-platos-method` and `x-platos-request` (names),
+//!   `x-platos-list` (which envelope key holds the items, whether it pages),
+//!   `x-platos-not-found: none` (404 is `None`), `x-platos-unwrap` (answer
+//!   with one field of the body), `x-platos-discard` (ignore the body),
+//!   `x-platos-convert` (a hand-written `TryFrom` of the answer),
+//!   `x-platos-body: whole` (the body type is one argument),
+//!   `x-platos-idempotency` (`key`, `once` or `natural`), and the document's
+//!   `x-platos-enums` (open request-side enums named by `x-platos-enum`).
+//!
+//! Every problem in the spec is reported at once, naming its operation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result, bail};
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use serde_json::{Map, Value};
+
+/// Turns `spec/openapi.yaml` into the body of `platos-client/src/namespaces.rs`.
+pub fn generate(openapi_yaml: &str) -> Result<String> {
+    let doc: Value = serde_yaml::from_str(openapi_yaml).context("parsing the OpenAPI document")?;
+    let model = Model::read(&doc)?;
+    crate::rest::format_tokens(model.emit())
+}
+
+// ------------------------------------------------------------------ model
+
+#[derive(Clone, Debug, PartialEq)]
+enum Ty {
+    Str,
+    U64,
+    I64,
+    F64,
+    Bool,
+    Object,
+    Json,
+    Strings,
+    Values,
+    Named(String),
+    Enum(String, EnumKind),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum EnumKind {
+    Str,
+    Int,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Place {
+    Path,
+    Query,
+    Body,
+}
+
+#[derive(Clone, Debug)]
+struct Field {
+    wire: String,
+    rust: String,
+    ty: Ty,
+    place: Place,
+    doc: String,
+    /// A required but nullable body property: a setter, sent as `null` when
+    /// not set.
+    always: bool,
+    /// A required body property with a `default`: a setter, the default
+    /// (JSON text) sent when not set.
+    default: Option<String>,
+}
+
+enum Body {
+    None,
+    Whole,
+    Fields,
+}
+
+enum Output {
+    Unit,
+    Type(String),
+    Optional(String),
+    Discard,
+    Unwrap { field: String, ty: Field },
+    Convert { path: String },
+    List(List),
+}
+
+struct List {
+    item: String,
+    keys: Vec<String>,
+    has_more: bool,
+    paged: bool,
+    clear: Vec<String>,
+    /// `send()` answers the whole envelope (it carries more than the items,
+    /// such as aggregates); `into_stream()` still walks the items.
+    whole: Option<String>,
+}
+
+struct Op {
+    id: String,
+    namespace: Vec<String>,
+    method: String,
+    request: String,
+    doc: String,
+    args: Vec<Field>,
+    options: Vec<Field>,
+    body: Body,
+    output: Output,
+    idempotency: &'static str,
+}
+
+struct OpenEnum {
+    name: String,
+    doc: String,
+    kind: EnumKind,
+    variants: Vec<(String, Value)>,
+}
+
+struct Model {
+    namespaces: BTreeMap<Vec<String>, String>,
+    enums: Vec<OpenEnum>,
+    ops: Vec<Op>,
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// camelCase / kebab-case → snake_case (what progenitor and typify do to
+/// the names this spec uses).
+pub fn to_snake(s: &str) -> String {
+    let mut out = String::new();
+    let mut prev_lower_or_digit = false;
+    for c in s.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower_or_digit {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower_or_digit = false;
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+            prev_lower_or_digit = true;
+        } else {
+            if !out.is_empty() && !out.ends_with('_') {
+                out.push('_');
+            }
+            prev_lower_or_digit = false;
+        }
+    }
+    out
+}
+
+/// snake_case, SCREAMING or dotted → UpperCamel.
+fn to_camel(s: &str) -> String {
+    to_snake(s)
+        .split('_')
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+struct Reader<'a> {
+    doc: &'a Value,
+    enums: BTreeMap<String, EnumKind>,
+    problems: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn resolve(&self, v: &'a Value) -> &'a Value {
+        match str_of(v, "$ref").and_then(|r| r.strip_prefix('#')) {
+            Some(pointer) => self.doc.pointer(pointer).unwrap_or(v),
+            None => v,
+        }
+    }
+
+    /// The component schema name of a `$ref`, if it is one.
+    fn ref_name(v: &Value) -> Option<String> {
+        str_of(v, "$ref")
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .map(str::to_owned)
+    }
+
+    /// The Rust type of a parameter or property schema (with its own
+    /// `x-platos-enum`, if any).
+    fn ty_of(&mut self, schema: &Value, ext_holder: &Value, at: &str) -> Option<Ty> {
+        if let Some(name) = str_of(ext_holder, "x-platos-enum").or(str_of(schema, "x-platos-enum"))
+        {
+            return match self.enums.get(name) {
+                Some(kind) => Some(Ty::Enum(name.to_owned(), *kind)),
+                None => {
+                    self.problems.push(format!(
+                        "{at}: x-platos-enum {name} is not in x-platos-enums"
+                    ));
+                    None
+                }
+            };
+        }
+        if let Some(name) = Self::ref_name(schema) {
+            return Some(Ty::Named(name));
+        }
+        let ty = match (str_of(schema, "type"), str_of(schema, "format")) {
+            (Some("string"), _) => Ty::Str,
+            (Some("integer"), _) => Ty::I64,
+            (Some("number"), _) => Ty::F64,
+            (Some("boolean"), _) => Ty::Bool,
+            (Some("object"), _) if schema.get("properties").is_none() => Ty::Object,
+            (Some("array"), _) => match schema.get("items").map(|i| str_of(i, "type")) {
+                Some(Some("string")) => Ty::Strings,
+                Some(None) => Ty::Values,
+                _ => {
+                    self.problems
+                        .push(format!("{at}: arrays hold strings or any JSON"));
+                    return None;
+                }
+            },
+            (None, _) if schema.get("oneOf").is_none() && schema.get("anyOf").is_none() => Ty::Json,
+            _ => {
+                self.problems.push(format!(
+                    "{at}: schema {schema} has no facade type (give it a $ref or use x-platos-body: whole)"
+                ));
+                return None;
+            }
+        };
+        Some(ty)
+    }
+}
+
+impl Model {
+    fn read(doc: &Value) -> Result<Model> {
+        let mut r = Reader {
+            doc,
+            enums: BTreeMap::new(),
+            problems: Vec::new(),
+        };
+        let enums = read_enums(doc, &mut r);
+
+        let mut namespaces = BTreeMap::new();
+        for tag in doc
+            .get("tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = str_of(tag, "name") {
+                let path: Vec<String> = name.split('.').map(str::to_owned).collect();
+                namespaces.insert(path, str_of(tag, "description").unwrap_or("").to_owned());
+            }
+        }
+
+        let mut ops = Vec::new();
+        let empty = Map::new();
+        let paths = doc
+            .get("paths")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        for (path, item) in paths {
+            for method in ["get", "put", "post", "delete", "patch"] {
+                let Some(op) = item.get(method) else { continue };
+                if let Some(op) = read_op(&mut r, &namespaces, path, method, item, op) {
+                    ops.push(op);
+                }
+            }
+        }
+
+        let mut methods = BTreeSet::new();
+        let mut requests = BTreeSet::new();
+        for op in &ops {
+            if !methods.insert((op.namespace.clone(), op.method.clone())) {
+                r.problems.push(format!(
+                    "operation {}: namespace {} already has a method `{}`",
+                    op.id,
+                    op.namespace.join("."),
+                    op.method
+                ));
+            }
+            if !requests.insert(op.request.clone()) {
+                r.problems.push(format!(
+                    "operation {}: request type {} is used twice",
+                    op.id, op.request
+                ));
+            }
+        }
+        // Every parent of a nested namespace must exist.
+        for ns in namespaces.keys() {
+            if ns.len() > 1 && !namespaces.contains_key(&ns[..ns.len() - 1]) {
+                r.problems.push(format!(
+                    "tag {}: its parent tag {} is not declared",
+                    ns.join("."),
+                    ns[..ns.len() - 1].join(".")
+                ));
+            }
+        }
+        if !r.problems.is_empty() {
+            bail!(
+                "the namespace layer cannot be generated; {} problem(s):\n  - {}",
+                r.problems.len(),
+                r.problems.join("\n  - ")
+            );
+        }
+        Ok(Model {
+            namespaces,
+            enums,
+            ops,
+        })
+    }
+}
+
+fn read_enums(doc: &Value, r: &mut Reader<'_>) -> Vec<OpenEnum> {
+    let mut out = Vec::new();
+    let Some(all) = doc.get("x-platos-enums").and_then(Value::as_object) else {
+        return out;
+    };
+    for (name, e) in all {
+        let kind = match str_of(e, "type") {
+            Some("string") => EnumKind::Str,
+            Some("integer") => EnumKind::Int,
+            other => {
+                r.problems.push(format!(
+                    "x-platos-enums.{name}: type {other:?} (string or integer)"
+                ));
+                continue;
+            }
+        };
+        let variants: Vec<(String, Value)> = match e.get("values") {
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|v| (to_camel(v.as_str().unwrap_or_default()), v.clone()))
+                .collect(),
+            Some(Value::Object(map)) => map.iter().map(|(k, v)| (to_camel(k), v.clone())).collect(),
+            _ => {
+                r.problems.push(format!(
+                    "x-platos-enums.{name}: `values` must be a list or a map"
+                ));
+                continue;
+            }
+        };
+        let fits = |v: &Value| match kind {
+            EnumKind::Str => v.is_string(),
+            EnumKind::Int => v.is_i64(),
+        };
+        if variants
+            .iter()
+            .any(|(n, v)| n.is_empty() || !fits(v) || n == "Other")
+        {
+            r.problems.push(format!(
+                "x-platos-enums.{name}: every value must be a {kind:?} with a usable name (not `Other`)"
+            ));
+            continue;
+        }
+        r.enums.insert(name.clone(), kind);
+        out.push(OpenEnum {
+            name: name.clone(),
+            doc: str_of(e, "description").unwrap_or("").to_owned(),
+            kind,
+            variants,
+        });
+    }
+    out
+}
+
+fn read_op(
+    r: &mut Reader<'_>,
+    namespaces: &BTreeMap<Vec<String>, String>,
+    path: &str,
+    method: &str,
+    item: &Value,
+    op: &Value,
+) -> Option<Op> {
+    let id = str_of(op, "operationId")?.to_owned();
+    let before = r.problems.len();
+    let report =
+        |r: &mut Reader<'_>, msg: String| r.problems.push(format!("operation {id}: {msg}"));
+
+    let tags: Vec<&str> = op
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let [tag] = tags.as_slice() else {
+        report(
+            r,
+            format!("needs exactly one tag (its namespace), has {tags:?}"),
+        );
+        return None;
+    };
+    let namespace: Vec<String> = tag.split('.').map(str::to_owned).collect();
+    if !namespaces.contains_key(&namespace) {
+        report(r, format!("tag {tag} is not declared in `tags`"));
+    }
+    let prefix = format!("{}_", namespace.join("_"));
+    let method_name = str_of(op, "x-platos-method")
+        .map(str::to_owned)
+        .unwrap_or_else(|| id.strip_prefix(&prefix).unwrap_or(&id).to_owned());
+    let request = str_of(op, "x-platos-request")
+        .map(str::to_owned)
+        .unwrap_or_else(|| to_camel(&id));
+    let doc = [str_of(op, "summary"), str_of(op, "description")]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n\n");
+
+    // Parameters (path-level first, as OpenAPI says).
+    let mut args = Vec::new();
+    let mut options = Vec::new();
+    let params = item
+        .get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            op.get("parameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+    for p in params {
+        let p = r.resolve(p);
+        let (Some(name), Some(loc)) = (str_of(p, "name"), str_of(p, "in")) else {
+            report(r, format!("parameter {p} has no name or location"));
+            continue;
+        };
+        let place = match loc {
+            "path" => Place::Path,
+            "query" => Place::Query,
+            other => {
+                report(
+                    r,
+                    format!("parameter {name} in {other}: the facade sends none"),
+                );
+                continue;
+            }
+        };
+        let schema = p.get("schema").cloned().unwrap_or(Value::Null);
+        let Some(mut ty) = r.ty_of(&schema, p, &format!("operation {id}: parameter {name}")) else {
+            continue;
+        };
+        // Counts and sizes are unsigned on the public side.
+        if ty == Ty::I64 && place == Place::Query {
+            ty = Ty::U64;
+        }
+        let field = Field {
+            wire: name.to_owned(),
+            rust: to_snake(name),
+            ty,
+            place,
+            doc: str_of(p, "description").unwrap_or("").to_owned(),
+            always: false,
+            default: None,
+        };
+        if place == Place::Path || p.get("required") == Some(&Value::Bool(true)) {
+            args.push(field);
+        } else {
+            options.push(field);
+        }
+    }
+
+    // Body.
+    let body = match op
+        .pointer("/requestBody/content/application~1json/schema")
+        .map(|s| (s, Reader::ref_name(s)))
+    {
+        None => Body::None,
+        Some((_, None)) => {
+            report(
+                r,
+                "the request body schema must be a $ref to a component".into(),
+            );
+            Body::None
+        }
+        Some((_, Some(name))) if str_of(op, "x-platos-body") == Some("whole") => {
+            args.push(Field {
+                wire: "body".into(),
+                rust: "body".into(),
+                ty: Ty::Named(name),
+                place: Place::Body,
+                doc: String::new(),
+                always: false,
+                default: None,
+            });
+            Body::Whole
+        }
+        Some((schema, Some(_))) => {
+            let schema = r.resolve(schema);
+            let required: BTreeSet<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let props = schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            // Required properties become arguments in the order `required` lists them.
+            let order: Vec<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            for name in order.iter().copied().chain(
+                props
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| !required.contains(k)),
+            ) {
+                let Some(prop) = props.get(name) else {
+                    report(
+                        r,
+                        format!("required body property {name} is not a property"),
+                    );
+                    continue;
+                };
+                let at = format!("operation {id}: body property {name}");
+                let Some(ty) = r.ty_of(prop, prop, &at) else {
+                    continue;
+                };
+                let nullable = prop.get("nullable") == Some(&Value::Bool(true));
+                let field = Field {
+                    wire: name.to_owned(),
+                    rust: to_snake(name),
+                    always: nullable && required.contains(name),
+                    default: prop
+                        .get("default")
+                        .filter(|_| required.contains(name))
+                        .map(Value::to_string),
+                    ty,
+                    place: Place::Body,
+                    doc: str_of(prop, "description").unwrap_or("").to_owned(),
+                };
+                if field.always && matches!(field.ty, Ty::Enum(..)) {
+                    report(
+                        r,
+                        format!("body property {name}: a nullable enum is unsupported"),
+                    );
+                }
+                if required.contains(name) && !field.always && field.default.is_none() {
+                    args.push(field);
+                } else {
+                    options.push(field);
+                }
+            }
+            Body::Fields
+        }
+    };
+
+    // The answer.
+    let success = op
+        .get("responses")
+        .and_then(Value::as_object)
+        .and_then(|m| m.iter().find(|(k, _)| k.starts_with('2')).map(|(_, v)| v));
+    let answer_schema = success
+        .map(|s| r.resolve(s))
+        .and_then(|s| s.pointer("/content/application~1json/schema"));
+    let answer = match answer_schema {
+        None => None,
+        Some(s) => match Reader::ref_name(s) {
+            Some(name) => Some(name),
+            None => {
+                report(r, "the 2xx schema must be a $ref to a component".into());
+                None
+            }
+        },
+    };
+    let flag = |key: &str| op.get(key).is_some();
+    let output = if let Some(list) = op.get("x-platos-list") {
+        read_list(r, &id, list, answer.as_deref(), &options)
+            .map(Output::List)
+            .unwrap_or(Output::Unit)
+    } else if flag("x-platos-discard") {
+        Output::Discard
+    } else if let Some(path) = str_of(op, "x-platos-convert") {
+        Output::Convert {
+            path: path.to_owned(),
+        }
+    } else if let Some(field) = str_of(op, "x-platos-unwrap") {
+        match answer.as_deref().map(|a| read_unwrap(r, a, field)) {
+            Some(Ok(ty)) => Output::Unwrap {
+                field: to_snake(field),
+                ty,
+            },
+            Some(Err(e)) => {
+                report(r, e);
+                Output::Unit
+            }
+            None => {
+                report(r, "x-platos-unwrap needs a 2xx schema".into());
+                Output::Unit
+            }
+        }
+    } else {
+        match (answer, str_of(op, "x-platos-not-found")) {
+            (Some(a), Some("none")) => Output::Optional(a),
+            (None, Some(_)) => {
+                report(r, "x-platos-not-found needs a 2xx schema".into());
+                Output::Unit
+            }
+            (_, Some(other)) if other != "none" => {
+                report(r, format!("x-platos-not-found: {other} (only `none`)"));
+                Output::Unit
+            }
+            (Some(a), _) => Output::Type(a),
+            (None, _) => Output::Unit,
+        }
+    };
+
+    let idempotency = match (str_of(op, "x-platos-idempotency"), method) {
+        (Some("key"), _) => "Key",
+        (Some("once"), _) => "Once",
+        (Some("natural"), _) => "Natural",
+        (Some(other), _) => {
+            report(
+                r,
+                format!("x-platos-idempotency: {other} (key, once or natural)"),
+            );
+            "Once"
+        }
+        (None, "post" | "patch") => "Key",
+        (None, _) => "Natural",
+    };
+
+    let names: Vec<&str> = args
+        .iter()
+        .chain(&options)
+        .map(|f| f.rust.as_str())
+        .collect();
+    let unique: BTreeSet<&&str> = names.iter().collect();
+    if unique.len() != names.len() {
+        report(
+            r,
+            format!("two parameters get the same Rust name: {names:?}"),
+        );
+    }
+    if names.contains(&"client") {
+        report(
+            r,
+            "a parameter named `client` clashes with the request's handle".into(),
+        );
+    }
+    let _ = path;
+    (r.problems.len() == before).then_some(Op {
+        id,
+        namespace,
+        method: method_name,
+        request,
+        doc,
+        args,
+        options,
+        body,
+        output,
+        idempotency,
+    })
+}
+
+fn read_list(
+    r: &mut Reader<'_>,
+    id: &str,
+    list: &Value,
+    envelope: Option<&str>,
+    options: &[Field],
+) -> Option<List> {
+    let mut fail = |msg: String| {
+        r.problems
+            .push(format!("operation {id}: x-platos-list: {msg}"));
+        None
+    };
+    let Some(envelope) = envelope else {
+        return fail("needs a 2xx schema (the envelope)".into());
+    };
+    let Some(schema) = r.doc.pointer(&format!("/components/schemas/{envelope}")) else {
+        return fail(format!("schema {envelope} not found"));
+    };
+    let keys: Vec<String> = list
+        .get("keys")
+        .and_then(Value::as_array)
+        .map(|k| {
+            k.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if keys.is_empty() {
+        return fail("`keys` names no envelope key".into());
+    }
+    let mut item = None;
+    for key in &keys {
+        let ty = schema
+            .pointer(&format!("/properties/{key}"))
+            .filter(|p| str_of(p, "type") == Some("array"))
+            .and_then(|p| p.get("items"))
+            .and_then(Reader::ref_name);
+        match (ty, &item) {
+            (None, _) => return fail(format!("{envelope}.{key} is not an array of a $ref")),
+            (Some(t), Some(first)) if &t != first => {
+                return fail(format!("{envelope}.{key} holds {t}, not {first}"));
+            }
+            (Some(t), _) => item = Some(t),
+        }
+    }
+    let paged = list.get("paged") == Some(&Value::Bool(true));
+    let clear: Vec<String> = list
+        .get("clear")
+        .and_then(Value::as_array)
+        .map(|k| k.iter().filter_map(Value::as_str).map(to_snake).collect())
+        .unwrap_or_default();
+    if paged {
+        for needed in ["offset", "limit"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(clear.clone())
+        {
+            if !options
+                .iter()
+                .any(|f| f.rust == needed && f.place == Place::Query)
+            {
+                return fail(format!(
+                    "a paged list needs the optional query parameter {needed}"
+                ));
+            }
+        }
+    }
+    let whole = (list.get("whole") == Some(&Value::Bool(true))).then(|| envelope.to_owned());
+    if whole.is_some() && !paged {
+        return fail("`whole` is for paged lists (a plain answer needs no x-platos-list)".into());
+    }
+    Some(List {
+        whole,
+        item: item?,
+        keys: keys.iter().map(|k| to_snake(k)).collect(),
+        has_more: schema.pointer("/properties/hasMore").is_some(),
+        paged,
+        clear,
+    })
+}
+
+fn read_unwrap(
+    r: &mut Reader<'_>,
+    answer: &str,
+    field: &str,
+) -> std::result::Result<Field, String> {
+    let doc = r.doc;
+    let schema = doc
+        .pointer(&format!("/components/schemas/{answer}"))
+        .ok_or_else(|| format!("schema {answer} not found"))?;
+    let required = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|req| req.iter().any(|v| v.as_str() == Some(field)));
+    let prop = schema
+        .pointer(&format!("/properties/{field}"))
+        .filter(|_| required)
+        .ok_or_else(|| format!("x-platos-unwrap: {answer}.{field} must be a required property"))?;
+    let ty = r
+        .ty_of(prop, prop, &format!("x-platos-unwrap: {answer}.{field}"))
+        .ok_or_else(|| format!("x-platos-unwrap: {answer}.{field} has no facade type"))?;
+    Ok(Field {
+        wire: field.to_owned(),
+        rust: to_snake(field),
+        ty,
+        place: Place::Body,
+        doc: String::new(),
+        always: false,
+        default: None,
+    })
+}
+
+// ------------------------------------------------------------------ emit
+
+fn ident(s: &str) -> proc_macro2::Ident {
+    proc_macro2::Ident::new(s, Span::call_site())
+}
+
+fn ty_tokens(t: &str) -> TokenStream {
+    let i = ident(t);
+    quote!(crate::types::#i)
+}
+
+fn path_tokens(p: &str) -> TokenStream {
+    p.parse()
+        .unwrap_or_else(|_| quote!(compile_error!("bad path")))
+}
+
+impl Field {
+    /// The type stored in the request.
+    fn stored(&self) -> TokenStream {
+        match &self.ty {
+            Ty::Str => quote!(String),
+            Ty::U64 => quote!(u64),
+            Ty::I64 => quote!(i64),
+            Ty::F64 => quote!(f64),
+            Ty::Bool => quote!(bool),
+            Ty::Object => quote!(crate::JsonObject),
+            Ty::Json => quote!(serde_json::Value),
+            Ty::Strings => quote!(Vec<String>),
+            Ty::Values => quote!(Vec<serde_json::Value>),
+            Ty::Named(n) => ty_tokens(n),
+            Ty::Enum(n, _) => {
+                let i = ident(n);
+                quote!(#i)
+            }
+        }
+    }
+
+    /// The type a method or setter takes. Integers take the exact type so
+    /// that a literal works: `impl Into<u64>` would leave `.limit(5)` an
+    /// ambiguous `i32`.
+    fn taken(&self) -> TokenStream {
+        let stored = self.stored();
+        match &self.ty {
+            Ty::Str | Ty::Enum(..) => quote!(impl Into<#stored>),
+            Ty::Strings => quote!(impl IntoIterator<Item = impl Into<String>>),
+            _ => stored,
+        }
+    }
+
+    /// The stored value from the taken one.
+    fn convert(&self, v: TokenStream) -> TokenStream {
+        match &self.ty {
+            Ty::Str | Ty::Enum(..) => quote!(#v.into()),
+            Ty::Strings => quote!(#v.into_iter().map(Into::into).collect()),
+            _ => v,
+        }
+    }
+
+    /// What the generated (progenitor or typify) setter is given.
+    fn wire_value(&self, v: TokenStream) -> TokenStream {
+        match &self.ty {
+            Ty::Enum(_, EnumKind::Str) => quote!(#v.as_str().to_owned()),
+            Ty::Enum(_, EnumKind::Int) => quote!(#v.value()),
+            _ => v,
+        }
+    }
+
+    fn doc(&self) -> String {
+        if self.doc.is_empty() {
+            format!("`{}`.", self.wire)
+        } else {
+            self.doc.clone()
+        }
+    }
+}
+
+fn ns_type(path: &[String]) -> proc_macro2::Ident {
+    ident(&path.iter().map(|p| to_camel(p)).collect::<String>())
+}
+
+fn first_sentence(s: &str) -> String {
+    match s.find(". ") {
+        Some(i) => s[..=i].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+impl Model {
+    fn emit(&self) -> TokenStream {
+        let mut out = TokenStream::new();
+        for (path, doc) in &self.namespaces {
+            out.extend(emit_namespace(path, doc));
+        }
+        for e in &self.enums {
+            out.extend(emit_enum(e));
+        }
+        for op in &self.ops {
+            out.extend(emit_op(op));
+        }
+        let arms = self.ops.iter().map(|op| {
+            let id = &op.id;
+            let rule = ident(op.idempotency);
+            quote!(#id => Some(crate::retry::Idempotency::#rule),)
+        });
+        out.extend(quote! {
+            /// The idempotency rule of each operation (`x-platos-idempotency`,
+            /// else `key` for POST and PATCH and `natural` for the rest).
+            pub(crate) fn idempotency(operation_id: &str) -> Option<crate::retry::Idempotency> {
+                match operation_id {
+                    #(#arms)*
+                    _ => None,
+                }
+            }
+        });
+        out
+    }
+}
+
+fn emit_namespace(path: &[String], doc: &str) -> TokenStream {
+    let ty = ns_type(path);
+    let accessor = ident(&to_snake(&path[path.len() - 1]));
+    let accessor_doc = first_sentence(doc);
+    let parent_impl = if path.len() == 1 {
+        quote! {
+            impl crate::PlatosClient {
+                #[doc = #accessor_doc]
+                pub fn #accessor(&self) -> #ty<'_> {
+                    #ty { client: self }
+                }
+            }
+        }
+    } else {
+        let parent = ns_type(&path[..path.len() - 1]);
+        quote! {
+            impl<'c> #parent<'c> {
+                #[doc = #accessor_doc]
+                pub fn #accessor(&self) -> #ty<'c> {
+                    #ty { client: self.client }
+                }
+            }
+        }
+    };
+    let ns_doc = format!("`{}`: {doc}", path.join("."));
+    quote! {
+        #[doc = #ns_doc]
+        #[derive(Debug, Clone, Copy)]
+        pub struct #ty<'c> {
+            pub(crate) client: &'c crate::PlatosClient,
+        }
+        #parent_impl
+    }
+}
+
+fn emit_enum(e: &OpenEnum) -> TokenStream {
+    let name = ident(&e.name);
+    let doc = format!(
+        "{}\n\nOpen: a value this SDK does not know is sent as given with `Other`.",
+        e.doc
+    );
+    let variants: Vec<_> = e.variants.iter().map(|(v, _)| ident(v)).collect();
+    let docs: Vec<String> = e.variants.iter().map(|(_, w)| format!("`{w}`")).collect();
+    match e.kind {
+        EnumKind::Str => {
+            let wires: Vec<&str> = e
+                .variants
+                .iter()
+                .map(|(_, w)| w.as_str().unwrap_or_default())
+                .collect();
+            quote! {
+                #[doc = #doc]
+                #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+                #[non_exhaustive]
+                pub enum #name {
+                    #( #[doc = #docs] #variants, )*
+                    /// A value this SDK does not know; sent as given.
+                    Other(String),
+                }
+                impl #name {
+                    /// The value as it goes on the wire.
+                    pub fn as_str(&self) -> &str {
+                        match self {
+                            #( Self::#variants => #wires, )*
+                            Self::Other(v) => v,
+                        }
+                    }
+                }
+                impl From<&str> for #name {
+                    fn from(v: &str) -> Self {
+                        match v {
+                            #( #wires => Self::#variants, )*
+                            other => Self::Other(other.to_owned()),
+                        }
+                    }
+                }
+                impl From<String> for #name {
+                    fn from(v: String) -> Self {
+                        match v.as_str() {
+                            #( #wires => Self::#variants, )*
+                            _ => Self::Other(v),
+                        }
+                    }
+                }
+                impl std::fmt::Display for #name {
+                    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(self.as_str())
+                    }
+                }
+            }
+        }
+        EnumKind::Int => {
+            let wires: Vec<i64> = e
+                .variants
+                .iter()
+                .map(|(_, w)| w.as_i64().unwrap_or_default())
+                .collect();
+            quote! {
+                #[doc = #doc]
+                #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+                #[non_exhaustive]
+                pub enum #name {
+                    #( #[doc = #docs] #variants, )*
+                    /// A value this SDK does not know; sent as given.
+                    Other(i64),
+                }
+                impl #name {
+                    /// The value as it goes on the wire.
+                    pub fn value(&self) -> i64 {
+                        match self {
+                            #( Self::#variants => #wires, )*
+                            Self::Other(v) => *v,
+                        }
+                    }
+                }
+                impl From<i64> for #name {
+                    fn from(v: i64) -> Self {
+                        match v {
+                            #( #wires => Self::#variants, )*
+                            other => Self::Other(other),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn emit_op(op: &Op) -> TokenStream {
+    let ns = ns_type(&op.namespace);
+    let method = ident(&op.method);
+    let request = ident(&op.request);
+    let gen_method = ident(&op.id);
+    let method_doc = if op.doc.is_empty() {
+        op.id.clone()
+    } else {
+        op.doc.clone()
+    };
+
+    let arg_names: Vec<_> = op.args.iter().map(|f| ident(&f.rust)).collect();
+    let arg_taken: Vec<_> = op.args.iter().map(Field::taken).collect();
+    let arg_stored: Vec<_> = op.args.iter().map(Field::stored).collect();
+    let opt_names: Vec<_> = op.options.iter().map(|f| ident(&f.rust)).collect();
+    let opt_taken: Vec<_> = op.options.iter().map(Field::taken).collect();
+    let opt_stored: Vec<_> = op.options.iter().map(Field::stored).collect();
+    let opt_docs: Vec<_> = op.options.iter().map(Field::doc).collect();
+    let arg_inits: Vec<_> = op
+        .args
+        .iter()
+        .map(|f| {
+            let name = ident(&f.rust);
+            let value = f.convert(quote!(#name));
+            if name == value.to_string() {
+                quote!(#name)
+            } else {
+                quote!(#name: #value)
+            }
+        })
+        .collect();
+    let opt_values: Vec<_> = op
+        .options
+        .iter()
+        .map(|f| f.convert(quote!(value)))
+        .collect();
+
+    // Building the generated call.
+    let mut build = TokenStream::new();
+    for f in &op.args {
+        let name = ident(&f.rust);
+        let value = f.wire_value(quote!(self.#name));
+        build.extend(match (f.place, &op.body) {
+            (Place::Path, _) => quote! {
+                let call = call.#name(crate::request::path_id(&self.#name)?);
+            },
+            (Place::Query, _) => quote! { let call = call.#name(#value); },
+            (Place::Body, Body::Whole) => quote! { let call = call.body(self.body); },
+            (Place::Body, _) => quote! { let call = call.body_map(|b| b.#name(#value)); },
+        });
+    }
+    for f in &op.options {
+        let name = ident(&f.rust);
+        let value = f.wire_value(quote!(value));
+        build.extend(match (f.place, &f.default) {
+            (Place::Body, Some(json)) => quote! {
+                let value = match self.#name {
+                    Some(value) => value,
+                    None => crate::transport::decode(None, #json.as_bytes())?,
+                };
+                let call = call.body_map(|b| b.#name(value));
+            },
+            (Place::Body, None) if f.always => quote! {
+                let call = call.body_map(|b| b.#name(self.#name));
+            },
+            (Place::Body, None) => quote! {
+                let call = match self.#name {
+                    Some(value) => call.body_map(|b| b.#name(#value)),
+                    None => call,
+                };
+            },
+            _ => quote! {
+                let call = match self.#name {
+                    Some(value) => call.#name(#value),
+                    None => call,
+                };
+            },
+        });
+    }
+    let call = quote! {
+        #[allow(unused_variables)]
+        let call = self.client.api.#gen_method();
+        #build
+        let answer = call.send().await;
+    };
+
+    let (out_ty, send_body, extra) = match &op.output {
+        Output::Unit => (
+            quote!(()),
+            quote!(crate::transport::finish(answer).await),
+            quote!(),
+        ),
+        Output::Discard => (
+            quote!(()),
+            quote!(crate::transport::finish_envelope(answer).await.map(drop)),
+            quote!(),
+        ),
+        Output::Type(t) => {
+            let t = ty_tokens(t);
+            (t, quote!(crate::transport::finish(answer).await), quote!())
+        }
+        Output::Optional(t) => {
+            let t = ty_tokens(t);
+            (
+                quote!(Option<#t>),
+                quote!(crate::transport::finish_optional(answer).await),
+                quote!(),
+            )
+        }
+        Output::Unwrap { field, ty } => {
+            let f = ident(field);
+            let t = ty.stored();
+            (
+                t,
+                quote!(Ok(crate::transport::finish(answer).await?.#f)),
+                quote!(),
+            )
+        }
+        Output::Convert { path } => {
+            let p = path_tokens(path);
+            (
+                p.clone(),
+                quote!(#p::try_from(crate::transport::finish(answer).await?)),
+                quote!(),
+            )
+        }
+        Output::List(list) => {
+            let item = ty_tokens(&list.item);
+            let keys: Vec<_> = list.keys.iter().map(|k| ident(k)).collect();
+            let has_more = if list.has_more {
+                quote!(envelope.has_more)
+            } else {
+                quote!(None)
+            };
+            let stream = if list.paged {
+                let clear: Vec<_> = list.clear.iter().map(|c| ident(c)).collect();
+                quote! {
+                    /// Every item from `offset` on (default 0), fetched `limit` at a
+                    /// time (default 50), one request per page as the stream is polled.
+                    pub fn into_stream(
+                        self,
+                    ) -> impl futures::Stream<Item = crate::Result<#item>> + Send + 'static {
+                        let start = self.offset.unwrap_or(0);
+                        let size = self.limit.unwrap_or(crate::paging::DEFAULT_PAGE_SIZE);
+                        crate::paging::offset_pages(start, size, move |offset, limit| {
+                            let mut next = self.clone();
+                            next.offset = Some(offset);
+                            next.limit = Some(limit);
+                            #( next.#clear = None; )*
+                            next.fetch()
+                        })
+                    }
+                }
+            } else {
+                quote!()
+            };
+            let (out, body) = match &list.whole {
+                Some(envelope) => (
+                    ty_tokens(envelope),
+                    quote!(crate::transport::finish_envelope(answer).await),
+                ),
+                None => (quote!(Vec<#item>), quote!(Ok(self.fetch().await?.items))),
+            };
+            (
+                out,
+                body,
+                quote! {
+                    async fn fetch(self) -> crate::Result<crate::paging::Page<#item>> {
+                        #call
+                        let envelope = crate::transport::finish_envelope(answer).await?;
+                        Ok(crate::paging::Page {
+                            items: crate::request::first_non_empty([#(envelope.#keys),*]),
+                            has_more: #has_more,
+                        })
+                    }
+                    #stream
+                },
+            )
+        }
+    };
+    let send = if matches!(&op.output, Output::List(l) if l.whole.is_none()) {
+        quote! {
+            /// Sends the call and returns the items of the answer.
+            pub async fn send(self) -> crate::Result<#out_ty> {
+                #send_body
+            }
+        }
+    } else {
+        quote! {
+            /// Sends the call.
+            pub async fn send(self) -> crate::Result<#out_ty> {
+                #call
+                #send_body
+            }
+        }
+    };
+    let request_doc = format!("The request of [`{ns}::{}`].", op.method);
+
+    quote! {
+        impl #ns<'_> {
+            #[doc = #method_doc]
+            pub fn #method(&self #(, #arg_names: #arg_taken)*) -> #request {
+                #request {
+                    client: self.client.clone(),
+                    #( #arg_inits, )*
+                    #( #opt_names: None, )*
+                }
+            }
+        }
+
+        #[doc = #request_doc]
+        #[derive(Debug, Clone)]
+        #[must_use = "a request does nothing until it is sent or awaited"]
+        pub struct #request {
+            client: crate::PlatosClient,
+            #( #arg_names: #arg_stored, )*
+            #( #opt_names: Option<#opt_stored>, )*
+        }
+
+        impl #request {
+            #(
+                #[doc = #opt_docs]
+                pub fn #opt_names(mut self, value: #opt_taken) -> Self {
+                    self.#opt_names = Some(#opt_values);
+                    self
+                }
+            )*
+            #send
+            #extra
+        }
+
+        impl std::future::IntoFuture for #request {
+            type Output = crate::Result<#out_ty>;
+            type IntoFuture = futures::future::BoxFuture<'static, crate::Result<#out_ty>>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(to_snake("sinceDays"), "since_days");
+        assert_eq!(to_camel("bgo_tasks_list"), "BgoTasksList");
+        assert_eq!(to_camel("timed_out"), "TimedOut");
+        assert_eq!(to_camel("PENDING"), "Pending");
+    }
+}
