@@ -292,9 +292,7 @@ async fn run_rust(client: &PlatosClient, c: &Call, results: &[Value]) -> Value {
             .expect("schedule request");
             ok(client.bgo().schedules().create(body).await)
         }
-        "bgo.schedules.deactivate" => {
-            ok(client.bgo().schedules().deactivate(text(&args, 0)).await)
-        }
+        "bgo.schedules.deactivate" => ok(client.bgo().schedules().deactivate(text(&args, 0)).await),
         "bgo.schedules.activate" => ok(client.bgo().schedules().activate(text(&args, 0)).await),
         "bgo.schedules.delete" => ok(client.bgo().schedules().delete(text(&args, 0)).await),
         "bgo.batches.trigger" => {
