@@ -314,6 +314,15 @@ impl ApiError {
             reason.unwrap_or("request failed").to_owned()
         };
 
+        // The route is right and the token valid: the caller is an end user.
+        let message = if code.as_deref() == Some("OPERATOR_ONLY") && message == "OPERATOR_ONLY" {
+            "OPERATOR_ONLY: this call needs an operator credential (an operator's \
+             session token or a direct-mode api key); an end user's token cannot make it"
+                .to_owned()
+        } else {
+            message
+        };
+
         let mut validation_errors: Vec<String> = obj
             .and_then(|o| o.get("validationErrors"))
             .and_then(|v| v.as_array())

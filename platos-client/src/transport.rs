@@ -170,29 +170,43 @@ impl ClientHooks<Inner> for Client {
             );
             let result = self.client().execute(attempt).await;
 
-            let wait = match &result {
+            let (result, wait) = match result {
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    if (status == 401 || status == 403) && !refreshed {
-                        if let Some(refused) = token.as_ref().filter(|_| shared.auth.can_refresh())
-                        {
-                            refreshed = true;
-                            // The replay reads the stored new token.
-                            let new = shared.auth.refresh_after_since(refused, status, epoch);
-                            if new.await.is_some() {
-                                continue;
-                            }
+                    if status == 401 || status == 403 {
+                        let refused = token.as_ref().filter(|_| shared.auth.can_refresh());
+                        let Some(refused) = refused.filter(|_| !refreshed) else {
+                            return Ok(response);
+                        };
+                        // A 403's code says whether the token or the caller
+                        // is refused; only the first can be fixed by a new one.
+                        let (response, code) = peek_code(response).await?;
+                        if !crate::auth::refresh_may_help(status, code.as_deref()) {
+                            tracing::debug!(
+                                operation = info.operation_id,
+                                status,
+                                ?code,
+                                "refusal is not about the token; no refresh"
+                            );
+                            return Ok(response);
                         }
-                        return result;
+                        refreshed = true;
+                        // The replay reads the stored new token.
+                        let new = shared.auth.refresh_after_since(refused, status, epoch);
+                        if new.await.is_some() {
+                            continue;
+                        }
+                        return Ok(response);
                     }
                     if !retry::is_retryable_status(status) {
-                        return result;
+                        return Ok(response);
                     }
-                    retry::retry_after(response.headers(), SystemTime::now())
+                    let wait = retry::retry_after(response.headers(), SystemTime::now())
                         .map(|d| d.min(config.max_retry_after))
-                        .unwrap_or_else(|| retry::backoff(config, retries))
+                        .unwrap_or_else(|| retry::backoff(config, retries));
+                    (Ok(response), wait)
                 }
-                Err(_) => retry::backoff(config, retries),
+                Err(e) => (Err(e), retry::backoff(config, retries)),
             };
             if !replay_safe || retries >= config.max_retries {
                 return result;
@@ -203,6 +217,23 @@ impl ClientHooks<Inner> for Client {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// Reads a refusal's body for its code and hands back an equivalent response
+/// (the body is small: it is an error answer).
+async fn peek_code(
+    response: reqwest::Response,
+) -> reqwest::Result<(reqwest::Response, Option<String>)> {
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let body = response.bytes().await?;
+    let code = ApiError::parse(status.as_u16(), None, None, None, &body).code;
+    let mut rebuilt = http::Response::new(body);
+    *rebuilt.status_mut() = status;
+    *rebuilt.version_mut() = version;
+    *rebuilt.headers_mut() = headers;
+    Ok((reqwest::Response::from(rebuilt), code))
 }
 
 /// Turns a generated call's outcome into the value or a classified error.

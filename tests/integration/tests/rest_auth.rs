@@ -270,6 +270,65 @@ async fn refresh_on_403_too() {
     assert_eq!(recorder.count(), 2);
 }
 
+/// A 403 whose code refuses the caller, not the token: a new token cannot
+/// help, so nothing is re-minted and the call is sent once; the error says
+/// which credential the route needs.
+#[tokio::test]
+async fn a_403_refusing_the_caller_asks_no_refresh() {
+    let bodies = [
+        ("OPERATOR_ONLY", json!({"error": "OPERATOR_ONLY"})),
+        (
+            "RATING_ACTOR_FORBIDDEN",
+            json!({"code": "RATING_ACTOR_FORBIDDEN", "message": "EndUser-only"}),
+        ),
+        (
+            "AGENT_SCOPE_MISMATCH",
+            json!({"error": {"code": "AGENT_SCOPE_MISMATCH", "title": "pinned to another agent"}}),
+        ),
+    ];
+    for (code, body) in bodies {
+        let recorder = Recorder::start().await;
+        recorder.respond_with(move |_| Answer::json(403, body.clone()));
+        let refresher = Refresher::default();
+        let client = refresher.client(&recorder.url(), |_| Ok(Some(NEW.to_owned())));
+        let e = client.agents().list().await.unwrap_err();
+        assert!(matches!(e, Error::Auth(_)), "{code}: {e:?}");
+        assert_eq!(e.code(), Some(code));
+        assert_eq!(refresher.count(), 0, "{code}: no refresh");
+        assert_eq!(recorder.count(), 1, "{code}: sent once");
+        assert_eq!(client.session_token().unwrap().expose(), OLD);
+        if code == "OPERATOR_ONLY" {
+            assert!(
+                e.message().contains("operator credential"),
+                "{}",
+                e.message()
+            );
+        }
+    }
+}
+
+/// A 403 without a code (or with one that is about the token) may be an
+/// expired token: refresh is asked, as on a 401.
+#[tokio::test]
+async fn a_403_about_the_token_still_refreshes() {
+    let recorder = Recorder::start().await;
+    recorder.respond_with(|r: &Recorded| {
+        if r.header("x-platos-session-token") == Some(NEW) {
+            agents_ok()
+        } else {
+            Answer::json(
+                403,
+                json!({"error": {"code": "SESSION_EXPIRED", "title": "expired"}}),
+            )
+        }
+    });
+    let refresher = Refresher::default();
+    let client = refresher.client(&recorder.url(), |_| Ok(Some(NEW.to_owned())));
+    client.agents().list().await.unwrap();
+    assert_eq!(refresher.calls(), [(OLD.to_owned(), 403)]);
+    assert_eq!(recorder.count(), 2);
+}
+
 #[tokio::test]
 async fn a_post_is_replayed_with_the_same_idempotency_key() {
     let recorder = Recorder::start().await;

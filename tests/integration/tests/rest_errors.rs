@@ -117,7 +117,11 @@ fn shapes() -> Vec<Shape> {
             name: "legacy error code alone",
             body: |s| Answer::json(s, json!({"error": "OPERATOR_ONLY"})),
             code: Some("OPERATOR_ONLY"),
-            message: |_| "OPERATOR_ONLY".into(),
+            message: |_| {
+                "OPERATOR_ONLY: this call needs an operator credential (an operator's session \
+                 token or a direct-mode api key); an end user's token cannot make it"
+                    .into()
+            },
             validation: &[],
             retry_after: None,
         },
