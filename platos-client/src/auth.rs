@@ -202,6 +202,27 @@ impl fmt::Debug for Auth {
     }
 }
 
+/// 403 codes a new token of the same caller cannot lift: the caller is not
+/// allowed, whatever its token (docs/wire.md, "Who may call what").
+const NOT_AUTH_403: &[&str] = &[
+    "OPERATOR_ONLY",
+    "AGENT_SCOPE_MISMATCH",
+    "RATING_ACTOR_FORBIDDEN",
+    "FORBIDDEN_SCOPE",
+    "MISSING_PERMISSION",
+    "IMPERSONATION_FORBIDDEN",
+];
+
+/// Whether asking `on_token_refresh` can help with a refusal: on a 401, and
+/// on a 403 unless its code says the caller (not the token) is refused.
+pub(crate) fn refresh_may_help(status: u16, code: Option<&str>) -> bool {
+    match status {
+        401 => true,
+        403 => !code.is_some_and(|c| NOT_AUTH_403.contains(&c)),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,26 +287,5 @@ mod tests {
             status: 401,
         };
         assert!(!format!("{ctx:?}").contains("tok_secret"));
-    }
-}
-
-/// 403 codes a new token of the same caller cannot lift: the caller is not
-/// allowed, whatever its token (docs/wire.md, "Who may call what").
-const NOT_AUTH_403: &[&str] = &[
-    "OPERATOR_ONLY",
-    "AGENT_SCOPE_MISMATCH",
-    "RATING_ACTOR_FORBIDDEN",
-    "FORBIDDEN_SCOPE",
-    "MISSING_PERMISSION",
-    "IMPERSONATION_FORBIDDEN",
-];
-
-/// Whether asking `on_token_refresh` can help with a refusal: on a 401, and
-/// on a 403 unless its code says the caller (not the token) is refused.
-pub(crate) fn refresh_may_help(status: u16, code: Option<&str>) -> bool {
-    match status {
-        401 => true,
-        403 => !code.is_some_and(|c| NOT_AUTH_403.contains(&c)),
-        _ => false,
     }
 }
