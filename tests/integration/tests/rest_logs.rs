@@ -2,14 +2,11 @@
 //! binary: tracing caches callsite interest process-wide, so a thread-local
 //! subscriber can miss events while other tests run in parallel.
 
-#[path = "common/recorder.rs"]
-mod recorder;
-
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use platos_client::{PlatosClient, RefreshContext, RetryConfig, Scope};
-use recorder::{Answer, Recorder};
+use platos_integration_tests::recorder::{Answer, Recorder};
 use serde_json::json;
 
 const SESSION: &str = "tok_SECRET_session_7f3a9c";

@@ -1,14 +1,11 @@
 //! Credentials on the wire (wire.md §1.1) and token refresh (§1.3),
 //! including 100 concurrent refusals coalesced into one refresh.
 
-#[path = "common/recorder.rs"]
-mod recorder;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use platos_client::{Error, PlatosClient, RefreshContext, Scope, USER_AGENT};
-use recorder::{Answer, Recorded, Recorder};
+use platos_integration_tests::recorder::{Answer, Recorded, Recorder};
 use serde_json::json;
 
 const OLD: &str = "tok_old_session";

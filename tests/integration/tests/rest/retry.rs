@@ -3,13 +3,10 @@
 //! runtime, so the instants it records are virtual and the delays between
 //! tries are exactly the client's sleeps.
 
-#[path = "common/recorder.rs"]
-mod recorder;
-
 use std::time::{Duration, SystemTime};
 
 use platos_client::{Error, PlatosClient, RetryConfig};
-use recorder::{Answer, Recorded, Recorder};
+use platos_integration_tests::recorder::{Answer, Recorded, Recorder};
 use serde_json::json;
 use tokio::time::Instant;
 

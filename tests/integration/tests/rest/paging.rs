@@ -1,12 +1,9 @@
 //! `into_stream()` walks offset pages (limit/offset) until a short page,
 //! an empty page or `hasMore: false`, one request per page as it is polled.
 
-#[path = "common/recorder.rs"]
-mod recorder;
-
 use futures::{StreamExt, TryStreamExt};
 use platos_client::{DEFAULT_PAGE_SIZE, Error, PlatosClient};
-use recorder::{Answer, Recorded, Recorder};
+use platos_integration_tests::recorder::{Answer, Recorded, Recorder};
 use serde_json::{Value, json};
 
 fn client(url: &str) -> PlatosClient {

@@ -2,13 +2,10 @@
 //! error-body shape of wire.md §3.1 × every status class, decode errors,
 //! configuration errors (nothing sent), connection refused and timeouts.
 
-#[path = "common/recorder.rs"]
-mod recorder;
-
 use std::time::Duration;
 
 use platos_client::{Error, PlatosClient, RetryConfig, Scope};
-use recorder::{Answer, Recorder};
+use platos_integration_tests::recorder::{Answer, Recorder};
 use serde_json::{Value, json};
 
 fn client(url: &str) -> PlatosClient {

@@ -4,14 +4,11 @@
 //! (including their source chains); redirects are not followed. Tracing
 //! output is checked in `rest_logs.rs`.
 
-#[path = "common/recorder.rs"]
-mod recorder;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use platos_client::{Error, PlatosClient, RefreshContext, RetryConfig, Scope, Secret};
-use recorder::{Answer, Recorder};
+use platos_integration_tests::recorder::{Answer, Recorder};
 use serde_json::json;
 
 const SESSION: &str = "tok_SECRET_session_7f3a9c";

@@ -1,4 +1,4 @@
-//! A scripted, recording HTTP server for the REST suites (`rest_*.rs`).
+//! A scripted, recording HTTP server for the REST suites (`tests/rest/`).
 //!
 //! Real HTTP/1.1 over 127.0.0.1: the SDK under test talks to it exactly as it
 //! would to Platos. Each test queues the answers it wants ([`Answer`]: status,
@@ -12,10 +12,6 @@
 //! Served with hyper directly (the engine under axum) because a hang-up must
 //! close the connection before any response, which only a fallible service
 //! can do.
-//!
-//! Include with `#[path = "common/recorder.rs"] mod recorder;`.
-
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,340 @@
+//! The one dispatcher from a call's name (`"threads.list"`, as
+//! `spec/conformance/rest.json` spells it) and JSON arguments (named as on
+//! the wire, camelCase) to the real SDK call. The conformance suite feeds it
+//! rest.json entries; the parity suite feeds it the calls it also makes
+//! through the Python SDK. The answer comes back as JSON: the SDK value
+//! serialised with serde (a `TurnResult` with its events as on the wire).
+
+use platos_client::types::{
+    CreateJobRequest, CreateScheduleRequest, TriggerOptions, UpdateJobRequest,
+};
+use platos_client::{Error, PlatosClient, Rating, TurnResult};
+use serde_json::{Map, Value};
+
+fn s<'a>(args: &'a Value, key: &str) -> &'a str {
+    args[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("arg `{key}` must be a string: {args}"))
+}
+
+fn opt_s(args: &Value, key: &str) -> Option<String> {
+    args.get(key).map(|v| {
+        v.as_str()
+            .unwrap_or_else(|| panic!("arg `{key}` must be a string"))
+            .to_owned()
+    })
+}
+
+fn opt_u(args: &Value, key: &str) -> Option<u64> {
+    args.get(key).map(|v| {
+        v.as_u64()
+            .unwrap_or_else(|| panic!("arg `{key}` must be an unsigned integer"))
+    })
+}
+
+fn obj(args: &Value, key: &str) -> Map<String, Value> {
+    args[key]
+        .as_object()
+        .unwrap_or_else(|| panic!("arg `{key}` must be an object"))
+        .clone()
+}
+
+/// Sets the builder's optional arguments that `args` carries.
+macro_rules! opts {
+    ($b:ident, $args:expr, str: [$($sk:literal => $sf:ident),* $(,)?], u64: [$($uk:literal => $uf:ident),* $(,)?]) => {{
+        $( if let Some(v) = opt_s($args, $sk) { $b = $b.$sf(v); } )*
+        $( if let Some(v) = opt_u($args, $uk) { $b = $b.$uf(v); } )*
+        $b
+    }};
+}
+
+fn strings(args: &Value, key: &str) -> Option<Vec<String>> {
+    args.get(key).map(|v| {
+        v.as_array()
+            .unwrap_or_else(|| panic!("arg `{key}` must be an array"))
+            .iter()
+            .map(|s| s.as_str().expect("strings").to_owned())
+            .collect()
+    })
+}
+
+/// A whole turn as JSON, its events as they go on the wire.
+fn turn(t: TurnResult) -> Value {
+    serde_json::json!({
+        "text": t.text,
+        "threadId": t.thread_id,
+        "messageId": t.message_id,
+        "costCents": t.cost_cents,
+        "inputTokens": t.input_tokens,
+        "outputTokens": t.output_tokens,
+        "events": t.events.iter().map(|e| e.to_value()).collect::<Vec<_>>(),
+    })
+}
+
+fn json<T: serde::Serialize>(value: T) -> Value {
+    serde_json::to_value(value).expect("SDK values serialise")
+}
+
+/// Calls the SDK method `call` names with the arguments of `args`.
+pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<Value, Error> {
+    Ok(match call {
+        "agents.list" => {
+            let mut b = client.agents().list();
+            b = opts!(b, args, str: ["search" => search, "status" => status],
+                u64: ["page" => page, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "agents.get" => json(client.agents().get(s(args, "agentId")).await?),
+        "agents.list_versions" => {
+            let mut b = client.agents().list_versions(s(args, "agentId"));
+            b = opts!(b, args, str: ["cursor" => cursor], u64: ["take" => take, "offset" => offset]);
+            json(b.await?)
+        }
+        "threads.create" => {
+            let mut b = client.threads().create(s(args, "agentId"));
+            if let Some(t) = opt_s(args, "title") {
+                b = b.title(t);
+            }
+            json(b.await?)
+        }
+        "threads.list" => {
+            let mut b = client.threads().list();
+            b = opts!(b, args,
+                str: ["agentId" => agent_id, "status" => status, "tag" => tag, "archived" => archived],
+                u64: ["limit" => limit, "offset" => offset, "page" => page]);
+            if let Some(p) = args.get("pinned") {
+                b = b.pinned(p.as_bool().expect("pinned is a bool"));
+            }
+            json(b.await?)
+        }
+        "threads.get" => json(client.threads().get(s(args, "threadId")).await?),
+        "threads.messages" => {
+            let mut b = client.threads().messages(s(args, "threadId"));
+            b = opts!(b, args, str: [], u64: ["limit" => limit, "offset" => offset, "page" => page]);
+            json(b.await?)
+        }
+        "threads.artifacts" => {
+            let mut b = client.threads().artifacts(s(args, "threadId"));
+            b = opts!(b, args, str: [], u64: ["limit" => limit, "offset" => offset, "page" => page]);
+            json(b.await?)
+        }
+        "threads.archive" => json(client.threads().archive(s(args, "threadId")).await?),
+        "threads.unarchive" => json(client.threads().unarchive(s(args, "threadId")).await?),
+        "threads.delete" => json(client.threads().delete(s(args, "threadId")).await?),
+        "approvals.list" => {
+            let mut b = client.approvals().list();
+            b = opts!(b, args,
+                str: ["threadId" => thread_id, "agentId" => agent_id, "status" => status,
+                      "source" => source, "search" => search],
+                u64: ["sinceDays" => since_days, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "approvals.get" => json(client.approvals().get(s(args, "approvalId")).await?),
+        "approvals.resolve" => {
+            let approved = args["approved"].as_bool().expect("approved is a bool");
+            let mut b = client.approvals().resolve(s(args, "approvalId"), approved);
+            if let Some(c) = opt_s(args, "comment") {
+                b = b.comment(c);
+            }
+            if args.get("editedArgs").is_some() {
+                b = b.edited_args(obj(args, "editedArgs"));
+            }
+            json(b.await?)
+        }
+        "budgets.list" => {
+            let mut b = client.budgets().list();
+            b = opts!(b, args, str: [], u64: ["page" => page, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "budgets.status" => {
+            let mut b = client.budgets().status();
+            b = opts!(b, args, str: ["agentId" => agent_id, "userId" => user_id], u64: []);
+            json(b.await?)
+        }
+        "monitoring.runs" => {
+            let mut b = client.monitoring().runs();
+            b = opts!(b, args,
+                str: ["agentId" => agent_id, "threadId" => thread_id, "status" => status],
+                u64: ["limit" => limit]);
+            json(b.await?)
+        }
+        "monitoring.traces" => json(client.monitoring().traces(s(args, "threadId")).await?),
+        "monitoring.cost_by_agent" => {
+            let mut b = client.monitoring().cost_by_agent();
+            b = opts!(b, args, str: ["search" => search],
+                u64: ["days" => days, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "monitoring.cost_by_scope" => {
+            let mut b = client.monitoring().cost_by_scope();
+            b = opts!(b, args, str: ["date" => date], u64: []);
+            json(b.await?)
+        }
+        "bgo.tasks.list" => json(client.bgo().tasks().list().await?),
+        "bgo.tasks.trigger" => {
+            let mut b = client
+                .bgo()
+                .tasks()
+                .trigger(s(args, "taskId"), args["payload"].clone());
+            if let Some(o) = args.get("options") {
+                let o: TriggerOptions = serde_json::from_value(o.clone()).expect("options");
+                b = b.options(o);
+            }
+            json(b.await?)
+        }
+        "bgo.runs.list" => {
+            let mut b = client.bgo().runs().list();
+            b = opts!(b, args, str: ["taskId" => task_id, "status" => status], u64: ["limit" => limit]);
+            json(b.await?)
+        }
+        "bgo.runs.get" => json(client.bgo().runs().get(s(args, "runId")).await?),
+        "bgo.runs.cancel" => json(client.bgo().runs().cancel(s(args, "runId")).await?),
+        "bgo.runs.replay" => json(client.bgo().runs().replay(s(args, "runId")).await?),
+        "bgo.schedules.list" => json(client.bgo().schedules().list().await?),
+        "bgo.schedules.create" => {
+            let req: CreateScheduleRequest =
+                serde_json::from_value(args.clone()).expect("schedule args");
+            json(client.bgo().schedules().create(req).await?)
+        }
+        "bgo.schedules.activate" => json(
+            client
+                .bgo()
+                .schedules()
+                .activate(s(args, "scheduleId"))
+                .await?,
+        ),
+        "bgo.schedules.deactivate" => json(
+            client
+                .bgo()
+                .schedules()
+                .deactivate(s(args, "scheduleId"))
+                .await?,
+        ),
+        "bgo.schedules.delete" => json(
+            client
+                .bgo()
+                .schedules()
+                .delete(s(args, "scheduleId"))
+                .await?,
+        ),
+        "bgo.batches.trigger" => {
+            let payloads = args["payloads"].as_array().expect("payloads").clone();
+            let mut b = client.bgo().batches().trigger(s(args, "taskId"), payloads);
+            if let Some(o) = args.get("options") {
+                let o: TriggerOptions = serde_json::from_value(o.clone()).expect("options");
+                b = b.options(o);
+            }
+            json(b.await?)
+        }
+        "bgo.batches.get" => json(client.bgo().batches().get(s(args, "batchId")).await?),
+        "bgo.raw" => json(
+            client
+                .bgo()
+                .raw(
+                    s(args, "method"),
+                    s(args, "path"),
+                    args.get("body").cloned(),
+                )
+                .await?,
+        ),
+        "jobs.list" => {
+            let mut b = client.jobs().list();
+            b = opts!(b, args, str: ["search" => search, "status" => status],
+                u64: ["page" => page, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "jobs.create" => {
+            let req: CreateJobRequest = serde_json::from_value(args.clone()).expect("job args");
+            json(client.jobs().create(req).await?)
+        }
+        "jobs.get" => json(client.jobs().get(s(args, "jobId")).await?),
+        "jobs.update" => {
+            let req: UpdateJobRequest =
+                serde_json::from_value(args["changes"].clone()).expect("job changes");
+            json(client.jobs().update(s(args, "jobId"), req).await?)
+        }
+        "jobs.delete" => json(client.jobs().delete(s(args, "jobId")).await?),
+        "jobs.dispatch" => json(
+            client
+                .jobs()
+                .dispatch(s(args, "jobId"), obj(args, "payload"))
+                .await?,
+        ),
+        "threads.ask" => {
+            let mut b = client
+                .threads()
+                .ask(s(args, "threadId"), s(args, "message"));
+            b = opts!(b, args, str: ["agentId" => agent_id], u64: []);
+            if let Some(ids) = strings(args, "attachmentIds") {
+                b = b.attachment_ids(ids);
+            }
+            turn(b.await?)
+        }
+        "agents.ask" => {
+            let mut b = client.agents().ask(s(args, "agentId"), s(args, "message"));
+            b = opts!(b, args,
+                str: ["threadId" => thread_id, "systemPromptOverride" => system_prompt_override,
+                      "modelLabel" => model_label],
+                u64: []);
+            if args.get("outputSchema").is_some() {
+                b = b.output_schema(obj(args, "outputSchema"));
+            }
+            turn(b.await?)
+        }
+        "messages.rate" => {
+            let rating = match s(args, "rating") {
+                "up" => Rating::Up,
+                "down" => Rating::Down,
+                other => panic!("rating `{other}`"),
+            };
+            let mut b = client.messages().rate(s(args, "messageId"), rating);
+            b = opts!(b, args, str: ["comment" => comment], u64: []);
+            json(b.await?)
+        }
+        "messages.unrate" => json(client.messages().unrate(s(args, "messageId")).await?),
+        "messages.rating" => json(client.messages().rating(s(args, "messageId")).await?),
+        "tools.list" => {
+            let mut b = client.tools().list();
+            b = opts!(b, args, str: ["category" => category], u64: []);
+            json(b.await?)
+        }
+        "tools.search" => {
+            let mut b = client.tools().search(s(args, "q"));
+            b = opts!(b, args, str: ["entity" => entity], u64: ["limit" => limit]);
+            json(b.await?)
+        }
+        "tools.stats" => json(client.tools().stats().await?),
+        "tools.matrix" => {
+            let mut b = client.tools().matrix();
+            b = opts!(b, args,
+                str: ["search" => search, "category" => category, "status" => status,
+                      "entityId" => entity_id],
+                u64: ["page" => page, "limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "tools.set_enabled" => json(
+            client
+                .tools()
+                .set_enabled(
+                    s(args, "entityId"),
+                    s(args, "toolName"),
+                    args["enabled"].as_bool().expect("enabled"),
+                )
+                .await?,
+        ),
+        "tools.test" => {
+            let mut b = client.tools().test(s(args, "toolId"), obj(args, "params"));
+            b = opts!(b, args, str: ["sourceEntityId" => source_entity_id], u64: []);
+            json(b.await?)
+        }
+        "tools.execute" => {
+            let mut b = client.tools().execute(s(args, "tool"));
+            b = opts!(b, args, str: ["purpose" => purpose], u64: []);
+            if args.get("params").is_some() {
+                b = b.params(obj(args, "params"));
+            }
+            json(b.await?)
+        }
+        other => panic!("rest.json names an unknown call `{other}`"),
+    })
+}
