@@ -107,6 +107,7 @@ mod auth;
 mod faults;
 mod record;
 mod rest;
+mod script;
 mod socket;
 mod store;
 
@@ -123,7 +124,7 @@ pub use faults::{Faults, RestFault, SocketRefusal};
 pub use record::{RecordedConnect, RecordedRequest, RecordedSocketEvent, Recorder};
 pub use store::{
     SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SEED_APPROVAL_APPROVED, SEED_APPROVAL_PENDING,
-    SEED_JOB, SEED_TASKS, SEED_THREAD,
+    SEED_JOB, SEED_JOB_ID, SEED_TASKS, SEED_THREAD, SEED_TOOLS,
 };
 
 /// Seeded organization id.
@@ -183,6 +184,7 @@ pub(crate) struct Config {
     pub namespace: String,
     pub deprecation: bool,
     pub expire_sessions: bool,
+    pub job_runtime: bool,
 }
 
 pub(crate) struct Shared {
@@ -231,6 +233,7 @@ pub struct TestServerBuilder {
     seed: bool,
     deprecation: bool,
     expire_sessions: bool,
+    job_runtime: bool,
     event_delay: Duration,
     approval_every_turn: bool,
 }
@@ -271,6 +274,7 @@ impl Default for TestServerBuilder {
             seed: true,
             deprecation: false,
             expire_sessions: false,
+            job_runtime: true,
             event_delay: Duration::ZERO,
             approval_every_turn: false,
         }
@@ -345,6 +349,13 @@ impl TestServerBuilder {
         self.expire_sessions = on;
         self
     }
+    /// Whether the durable job runtime is configured (default on). Off, `POST
+    /// /jobs/{id}/dispatch` answers 200 `{accepted:false, message:"The durable Job runtime
+    /// is not configured.", jobId}` like a server without one.
+    pub fn job_runtime(mut self, on: bool) -> Self {
+        self.job_runtime = on;
+        self
+    }
     /// Initial pause between scripted events (see [`Faults::set_event_delay`]).
     pub fn event_delay(mut self, d: Duration) -> Self {
         self.event_delay = d;
@@ -380,6 +391,7 @@ impl TestServerBuilder {
                 namespace: self.namespace.clone(),
                 deprecation: self.deprecation,
                 expire_sessions: self.expire_sessions,
+                job_runtime: self.job_runtime,
             },
             store: Mutex::new(store::Store::new(self.seed, &self.scope, &self.user_id)),
             recorder: recorder.clone(),

@@ -31,7 +31,7 @@ fn direct(scope: &Scope, user: Option<&str>, key: &str) -> Vec<(String, String)>
 #[tokio::test]
 async fn agents_list_envelope_pagination_and_errors() {
     let s = TestServer::start().await.expect("server");
-    let h = token_headers(&s.session_token());
+    let h = token_headers(&s.operator_token());
     let b = s.base_url();
     let (st, _, v) = call(&b, Method::GET, "/agents", &h, None).await;
     assert_eq!(st, 200);
@@ -257,13 +257,21 @@ async fn auth_refusals() {
         200
     );
 
-    // Operator-only routes.
+    // Operator-only reads: an end user is refused, an operator token and an api key pass.
     let user = token_headers(&s.session_token());
     for path in [
+        "/agents",
+        "/agents/agent_support",
+        "/agents/agent_support/versions",
+        "/budgets",
+        "/budgets/status",
+        "/monitoring/runs",
         "/monitoring/approvals",
         "/monitoring/approvals/apr_seed_pending",
-        "/monitoring/trace/thr_seed",
         "/monitoring/cost-by-agent",
+        "/monitoring/cost",
+        "/jobs",
+        "/jobs/job_seed_1",
     ] {
         let (st, _, v) = call(&b, Method::GET, path, &user, None).await;
         assert_eq!(
@@ -635,63 +643,185 @@ async fn jobs_crud_and_dispatch() {
         json!({"jobId": "reindex", "displayName": "Reindex", "handler": "export default () => 1"});
     let (st, _, v) = call(&b, Method::POST, "/jobs", &h, Some(body.clone())).await;
     assert_eq!(
-        (st, v["job"]["jobId"].clone(), v["job"]["isActive"].clone()),
-        (201, json!("reindex"), json!(true))
+        (
+            st,
+            v["job"]["jobId"].clone(),
+            v["job"]["isActive"].clone(),
+            v["syntaxError"].clone()
+        ),
+        (201, json!("reindex"), json!(true), Value::Null)
     );
+    // Addressed by the internal id, not by the jobId key.
+    let id = v["job"]["id"].as_str().expect("id").to_string();
+    assert_ne!(id, "reindex");
+    assert_eq!(
+        call(&b, Method::GET, "/jobs/reindex", &h, None).await.0,
+        404
+    );
+    let (st, _, v) = call(&b, Method::GET, &format!("/jobs/{id}"), &h, None).await;
+    assert_eq!((st, v["job"]["jobId"].clone()), (200, json!("reindex")));
+
     let (st, _, v) = call(&b, Method::POST, "/jobs", &h, Some(body)).await;
-    assert_eq!((st, v["statusCode"].clone()), (409, json!(409)));
+    assert_eq!(
+        (st, v["message"].clone()),
+        (
+            409,
+            json!("A job with this jobId already exists in this scope")
+        )
+    );
+    for (bad, message) in [
+        (
+            json!({"jobId": "Bad_Id", "displayName": "x", "handler": "x"}),
+            "jobId must be 1-64 lowercase alphanumeric + hyphens",
+        ),
+        (
+            json!({"jobId": "ok-id", "handler": "x"}),
+            "displayName is required",
+        ),
+        (
+            json!({"jobId": "ok-id", "displayName": "x", "handler": " "}),
+            "handler source is required",
+        ),
+    ] {
+        let (st, _, v) = call(&b, Method::POST, "/jobs", &h, Some(bad)).await;
+        assert_eq!((st, v["message"].clone()), (400, json!(message)));
+    }
     let (st, _, v) = call(
         &b,
         Method::POST,
         "/jobs",
         &h,
-        Some(json!({"jobId": "Bad Id"})),
+        Some(json!({"jobId": "typed", "displayName": "x", "handler": "x", "timeout": "soon"})),
     )
     .await;
-    assert_eq!(st, 400);
-    assert!(
-        v["validationErrors"]
-            .as_array()
-            .is_some_and(|e| e.len() >= 3)
+    assert_eq!(
+        (st, v["validationErrors"].clone()),
+        (400, json!(["timeout must be a non-negative integer"]))
+    );
+
+    // A handler that does not compile is stored, FAILED: inactive, with the error.
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/jobs",
+        &h,
+        Some(json!({"jobId": "broken", "displayName": "Broken", "handler": "export default () => {"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["syntaxError"].clone(), v["job"]["isActive"].clone()),
+        (
+            201,
+            json!("SyntaxError: Unexpected end of input"),
+            json!(false)
+        )
+    );
+    let broken = v["job"]["id"].as_str().expect("id").to_string();
+    let (_, _, v) = call(
+        &b,
+        Method::PATCH,
+        &format!("/jobs/{broken}"),
+        &h,
+        Some(json!({"handler": "export default () => {}"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            v["syntaxError"].clone(),
+            v["job"]["isActive"].clone(),
+            v["job"]["handlerVersion"].clone()
+        ),
+        (Value::Null, json!(true), json!(2))
     );
     let (_, _, v) = call(
         &b,
         Method::PATCH,
-        "/jobs/reindex",
+        &format!("/jobs/{broken}"),
+        &h,
+        Some(json!({"handler": "export default () => 1)"})),
+    )
+    .await;
+    assert_eq!(
+        (v["syntaxError"].clone(), v["job"]["isActive"].clone()),
+        (json!("SyntaxError: Unexpected token ')'"), json!(false))
+    );
+
+    let (_, _, v) = call(
+        &b,
+        Method::PATCH,
+        &format!("/jobs/{id}"),
         &h,
         Some(json!({"isActive": false})),
     )
     .await;
-    assert_eq!(v["job"]["isActive"], false);
-    let (_, _, v) = call(
+    assert_eq!(
+        (v["job"]["isActive"].clone(), v["syntaxError"].clone()),
+        (json!(false), Value::Null)
+    );
+    let (st, _, v) = call(
         &b,
         Method::POST,
-        "/jobs/reindex/dispatch",
+        &format!("/jobs/{id}/dispatch"),
         &h,
         Some(json!({"payload": {}})),
     )
     .await;
     assert_eq!(
-        v,
-        json!({"accepted": false, "jobId": "reindex", "message": "Job is inactive"})
+        (st, v["message"].clone()),
+        (404, json!("Job not found or inactive"))
     );
-    let (_, _, v) = call(
+    let (st, _, v) = call(
         &b,
         Method::POST,
-        "/jobs/nightly-digest/dispatch",
+        "/jobs/job_seed_1/dispatch",
         &h,
         Some(json!({"payload": {"a": 1}})),
     )
     .await;
-    assert_eq!(v["accepted"], true);
+    assert_eq!(
+        (st, v),
+        (200, json!({"accepted": true, "jobId": "job_seed_1"}))
+    );
     let (_, _, v) = call(&b, Method::GET, "/jobs?search=night", &h, None).await;
     assert_eq!(v["jobs"].as_array().map(Vec::len), Some(1));
     assert_eq!(
-        call(&b, Method::DELETE, "/jobs/reindex", &h, None).await.2,
+        call(&b, Method::DELETE, &format!("/jobs/{id}"), &h, None)
+            .await
+            .2,
         json!({"deleted": true})
     );
-    let (st, _, v) = call(&b, Method::GET, "/jobs/reindex", &h, None).await;
+    let (st, _, v) = call(&b, Method::GET, &format!("/jobs/{id}"), &h, None).await;
     assert_eq!((st, v["message"].clone()), (404, json!("Job not found")));
+    assert_eq!(
+        call(&b, Method::DELETE, &format!("/jobs/{id}"), &h, None)
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn jobs_dispatch_without_a_runtime_is_not_accepted() {
+    let s = TestServer::builder()
+        .job_runtime(false)
+        .start()
+        .await
+        .expect("server");
+    let (st, _, v) = call(
+        &s.base_url(),
+        Method::POST,
+        "/jobs/job_seed_1/dispatch",
+        &s.direct_headers(),
+        Some(json!({"payload": {}})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            200,
+            json!({"accepted": false, "message": "The durable Job runtime is not configured.", "jobId": "job_seed_1"})
+        )
+    );
 }
 
 #[tokio::test]
@@ -844,7 +974,8 @@ async fn bgo_trigger_routes() {
 async fn rest_fault_knobs_and_recording() {
     let s = TestServer::start().await.expect("server");
     let b = s.base_url();
-    let h = token_headers(&s.session_token());
+    // An operator: `/agents` is operator-only.
+    let h = token_headers(&s.operator_token());
     s.faults().fail_next_rest(RestFault::unavailable().times(2));
     s.faults()
         .fail_next_rest(RestFault::rate_limited(3).path_contains("/agents"));
@@ -977,4 +1108,62 @@ async fn seed_off_insert_agent_and_shutdown() {
     s.shutdown().await;
     let r = http().get(format!("{b}/api/v1/agent/agents")).send().await;
     assert!(r.is_err(), "nothing listens after shutdown");
+}
+
+#[tokio::test]
+async fn trace_and_thread_cost_are_ownership_gated() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let owner = token_headers(&s.session_token());
+    let stranger = token_headers(&s.mint(&s.token_spec("user_other")));
+    let not_found = json!({"statusCode": 404, "message": "Thread not found", "error": "Not Found"});
+    for path in [
+        "/monitoring/trace/thr_seed",
+        "/monitoring/cost/thread/thr_seed",
+    ] {
+        for h in [
+            owner.clone(),
+            token_headers(&s.operator_token()),
+            s.direct_headers(),
+        ] {
+            assert_eq!(call(&b, Method::GET, path, &h, None).await.0, 200, "{path}");
+        }
+        let (st, _, v) = call(&b, Method::GET, path, &stranger, None).await;
+        assert_eq!((st, &v), (404, &not_found), "{path}");
+    }
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/monitoring/cost/thread/thr_seed",
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            v["threadId"].clone(),
+            v["costCents"].clone(),
+            v["inputTokens"].clone(),
+            v["outputTokens"].clone(),
+            v["turnCount"].clone(),
+            v["turns"][0]["turnId"].clone()
+        ),
+        (
+            json!("thr_seed"),
+            json!(0.0054),
+            json!(12),
+            json!(6),
+            json!(1),
+            json!("turn_seed")
+        )
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::GET,
+        "/monitoring/cost/thread/ghost",
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!((st, v), (404, not_found));
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) async fn agents_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
-    let c = auth(&s, &h)?;
+    let c = operator(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let status = q_str(&q, "status");
     if let Some(st) = status
@@ -42,7 +42,7 @@ pub(super) fn agent_not_found(id: &str) -> Response {
 }
 
 pub(super) async fn agents_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
-    let c = auth(&s, &h)?;
+    let c = operator(&s, &h)?;
     let st = s.store();
     let a = st
         .agents
@@ -60,7 +60,7 @@ pub(super) async fn agents_versions(
     Path(id): Path<String>,
     Query(q): Q,
 ) -> Res {
-    let c = auth(&s, &h)?;
+    let c = operator(&s, &h)?;
     let p = page(&q, "take", 20)?;
     let st = s.store();
     if !st

@@ -48,7 +48,7 @@ fn validate_job_fields(b: &serde_json::Map<String, Value>, errors: &mut Vec<Stri
 }
 
 pub(super) async fn jobs_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
-    let c = auth(&s, &h)?;
+    let c = operator(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let status = q_str(&q, "status");
     if let Some(x) = status
@@ -86,44 +86,75 @@ pub(super) async fn jobs_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     ))
 }
 
-pub(super) async fn jobs_create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
-    let c = auth(&s, &h)?;
-    let b = body_object(&body)?;
-    let mut errors = Vec::new();
-    let job_id = b
-        .get("jobId")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let id_ok = !job_id.is_empty()
-        && job_id.len() <= 64
-        && job_id
-            .bytes()
-            .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == b'-' || x == b'_');
-    if !id_ok {
-        errors.push("jobId must be 1-64 characters from a-z 0-9 - _".into());
-    }
-    for f in ["displayName", "handler"] {
-        if b.get(f)
-            .and_then(Value::as_str)
-            .is_none_or(|x| x.trim().is_empty())
-        {
-            errors.push(format!("{f} is required"));
+/// A stand-in for compiling the handler: unbalanced `{}`, `[]` or `()` (outside string
+/// literals and comments is not tracked; handlers in tests are short) is a syntax error,
+/// phrased like the V8 message the real server stores.
+pub(super) fn handler_syntax_error(src: &str) -> Option<String> {
+    let mut open = Vec::new();
+    for ch in src.chars() {
+        match ch {
+            '{' | '[' | '(' => open.push(ch),
+            '}' | ']' | ')' => {
+                let want = match ch {
+                    '}' => '{',
+                    ']' => '[',
+                    _ => '(',
+                };
+                if open.pop() != Some(want) {
+                    return Some(format!("SyntaxError: Unexpected token '{ch}'"));
+                }
+            }
+            _ => {}
         }
     }
+    (!open.is_empty()).then(|| "SyntaxError: Unexpected end of input".to_string())
+}
+
+/// `jobId` is the external key: 1-64 characters from `a-z 0-9 -`.
+fn job_id_ok(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || x == b'-')
+}
+
+fn required_str<'a>(b: &'a serde_json::Map<String, Value>, k: &str) -> Option<&'a str> {
+    b.get(k)
+        .and_then(Value::as_str)
+        .filter(|x| !x.trim().is_empty())
+}
+
+pub(super) async fn jobs_create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
+    let c = operator(&s, &h)?;
+    let b = body_object(&body)?;
+    // The real controller checks the three required fields one by one, in this order.
+    let job_id = b.get("jobId").and_then(Value::as_str).unwrap_or("");
+    if !job_id_ok(job_id) {
+        return Err(bad_request(
+            "jobId must be 1-64 lowercase alphanumeric + hyphens",
+        ));
+    }
+    if required_str(&b, "displayName").is_none() {
+        return Err(bad_request("displayName is required"));
+    }
+    let Some(handler) = required_str(&b, "handler") else {
+        return Err(bad_request("handler source is required"));
+    };
+    let mut errors = Vec::new();
     validate_job_fields(&b, &mut errors);
     if !errors.is_empty() {
         return Err(validation_failed(errors));
     }
+    let syntax_error = handler_syntax_error(handler);
     let mut st = s.store();
     if st
         .jobs
         .iter()
-        .any(|j| j["jobId"] == job_id.as_str() && in_scope(j, &c.scope))
+        .any(|j| j["jobId"] == job_id && in_scope(j, &c.scope))
     {
         return Err(framework(
             StatusCode::CONFLICT,
-            &format!("Job with jobId '{job_id}' already exists"),
+            "A job with this jobId already exists in this scope",
         ));
     }
     let now = now_iso();
@@ -133,8 +164,10 @@ pub(super) async fn jobs_create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
         "description": g("description", Value::Null), "invocationType": g("invocationType", json!("manual")),
         "scheduleCron": g("scheduleCron", Value::Null), "scheduleTimezone": g("scheduleTimezone", Value::Null),
         "allowedAgentIds": g("allowedAgentIds", json!([])), "payloadSchema": g("payloadSchema", Value::Null),
-        "handler": g("handler", Value::Null), "timeout": g("timeout", json!(60)), "maxRetries": g("maxRetries", json!(0)),
-        "isActive": true, "handlerVersion": 1, "createdBy": c.user_id.clone().unwrap_or_else(|| "api-key".into()),
+        "handler": handler, "timeout": g("timeout", json!(60)), "maxRetries": g("maxRetries", json!(0)),
+        // A handler that does not compile is stored FAILED, which reads as inactive.
+        "isActive": syntax_error.is_none(), "handlerVersion": 1,
+        "createdBy": c.user_id.clone().unwrap_or_else(|| "api-key".into()),
         "createdAt": now, "updatedAt": now, "lastStartedAt": null
     });
     if let Value::Object(o) = &mut job {
@@ -142,17 +175,18 @@ pub(super) async fn jobs_create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
     }
     st.jobs.push(job.clone());
     drop(st);
-    created(json!({"job": job}))
+    created(json!({"job": job, "syntaxError": syntax_error}))
 }
 
+/// Jobs are addressed by their internal `id`, not by the external `jobId` key.
 fn find_job<'a>(st: &'a mut Store, c: &Caller, id: &str) -> Option<&'a mut Value> {
     st.jobs
         .iter_mut()
-        .find(|j| j["jobId"] == id && in_scope(j, &c.scope))
+        .find(|j| j["id"] == id && in_scope(j, &c.scope))
 }
 
 pub(super) async fn jobs_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
-    let c = auth(&s, &h)?;
+    let c = operator(&s, &h)?;
     let mut st = s.store();
     let j = find_job(&mut st, &c, &id)
         .cloned()
@@ -167,7 +201,7 @@ pub(super) async fn jobs_update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Res {
-    let c = auth(&s, &h)?;
+    let c = operator(&s, &h)?;
     let b = body_object(&body)?;
     let mut errors = Vec::new();
     validate_job_fields(&b, &mut errors);
@@ -179,7 +213,7 @@ pub(super) async fn jobs_update(
     }
     let mut st = s.store();
     let j = find_job(&mut st, &c, &id).ok_or_else(job_not_found)?;
-    const FIELDS: [&str; 10] = [
+    const FIELDS: [&str; 11] = [
         "displayName",
         "handler",
         "description",
@@ -190,27 +224,38 @@ pub(super) async fn jobs_update(
         "payloadSchema",
         "timeout",
         "maxRetries",
+        "isActive",
     ];
-    for f in FIELDS.iter().chain(["isActive"].iter()) {
-        if let Some(v) = b.get(*f) {
-            if *f == "handler" && j["handler"] != *v {
+    let mut syntax_error = None;
+    for f in FIELDS {
+        if let Some(v) = b.get(f) {
+            if f == "handler" && j["handler"] != *v {
                 j["handlerVersion"] = json!(j["handlerVersion"].as_u64().unwrap_or(1) + 1);
+                syntax_error = v.as_str().and_then(handler_syntax_error);
+                // A handler that compiles again makes a FAILED job active, unless the
+                // same call deactivates it.
+                if !b.contains_key("isActive") {
+                    j["isActive"] = json!(syntax_error.is_none());
+                }
             }
-            j[*f] = v.clone();
+            j[f] = v.clone();
         }
+    }
+    if syntax_error.is_some() {
+        j["isActive"] = json!(false);
     }
     j["updatedAt"] = json!(now_iso());
     let out = j.clone();
     drop(st);
-    ok(json!({"job": out}))
+    ok(json!({"job": out, "syntaxError": syntax_error}))
 }
 
 pub(super) async fn jobs_delete(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
-    let c = auth(&s, &h)?;
+    let c = operator(&s, &h)?;
     let mut st = s.store();
     let before = st.jobs.len();
     st.jobs
-        .retain(|j| !(j["jobId"] == id.as_str() && in_scope(j, &c.scope)));
+        .retain(|j| !(j["id"] == id.as_str() && in_scope(j, &c.scope)));
     if st.jobs.len() == before {
         return Err(job_not_found());
     }
@@ -223,18 +268,25 @@ pub(super) async fn jobs_dispatch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Res {
-    let c = auth(&s, &h)?;
+    let c = operator(&s, &h)?;
     let b = body_object(&body)?;
     if let Some(p) = b.get("payload")
         && !(p.is_object() || p.is_null())
     {
         return Err(bad_request("payload must be an object"));
     }
+    let runtime = s.cfg.job_runtime;
     let mut st = s.store();
-    let j = find_job(&mut st, &c, &id).ok_or_else(job_not_found)?;
-    if j["isActive"] != true {
-        return ok(json!({"accepted": false, "jobId": id, "message": "Job is inactive"}));
+    let j = find_job(&mut st, &c, &id)
+        .filter(|j| j["isActive"] == true)
+        .ok_or_else(|| framework(StatusCode::NOT_FOUND, "Job not found or inactive"))?;
+    // The receipt echoes the id the caller addressed (the internal `id`).
+    let job_id = j["id"].clone();
+    if !runtime {
+        return ok(json!({
+            "accepted": false, "message": "The durable Job runtime is not configured.", "jobId": job_id
+        }));
     }
     j["lastStartedAt"] = json!(now_iso());
-    ok(json!({"accepted": true, "jobId": id, "message": "Job dispatched"}))
+    ok(json!({"accepted": true, "jobId": job_id}))
 }

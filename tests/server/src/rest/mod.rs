@@ -32,8 +32,11 @@ mod approvals;
 mod bgo;
 mod budgets;
 mod jobs;
+mod messages;
 mod monitoring;
 mod threads;
+mod tools;
+mod turns;
 
 // The socket lane shares thread visibility and approval resolution with REST.
 pub(crate) use approvals::{Resolution, resolve_approval};
@@ -46,6 +49,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/agents", get(agents::agents_list))
         .route("/agents/{agent_id}", get(agents::agents_get))
         .route("/agents/{agent_id}/versions", get(agents::agents_versions))
+        .route("/agents/{agent_id}/messages", post(turns::agents_send))
         .route(
             "/threads",
             get(threads::threads_list).post(threads::threads_create),
@@ -56,7 +60,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             "/threads/{thread_id}/messages",
-            get(threads::threads_messages),
+            get(threads::threads_messages).post(turns::threads_send),
         )
         .route(
             "/threads/{thread_id}/artifacts",
@@ -79,6 +83,23 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/approvals/{approval_id}/resolve",
             post(approvals::approvals_resolve),
         )
+        .route(
+            "/messages/{message_id}/rating",
+            get(messages::rating_get)
+                .post(messages::rating_put)
+                .delete(messages::rating_delete),
+        )
+        .route("/tools", get(tools::tools_list))
+        .route("/tools/search", get(tools::tools_search))
+        .route("/tools/stats", get(tools::tools_stats))
+        .route("/tools/matrix", get(tools::tools_matrix))
+        .route("/tools/execute", post(tools::tools_execute))
+        // One parameter name per position: the first segment is a tool id or an entity id.
+        .route("/tools/{id}/test", post(tools::tools_test))
+        .route(
+            "/tools/{id}/{tool_name}/enabled",
+            axum::routing::patch(tools::tools_set_enabled),
+        )
         .route("/budgets", get(budgets::budgets_list))
         .route("/budgets/status", get(budgets::budgets_status))
         .route("/monitoring/runs", get(monitoring::monitoring_runs))
@@ -91,6 +112,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(monitoring::monitoring_cost_by_agent),
         )
         .route("/monitoring/cost", get(monitoring::monitoring_cost))
+        .route(
+            "/monitoring/cost/thread/{thread_id}",
+            get(monitoring::monitoring_cost_thread),
+        )
         .route("/jobs", get(jobs::jobs_list).post(jobs::jobs_create))
         .route(
             "/jobs/{job_id}",

@@ -44,7 +44,8 @@ fn nanos_iso(n: u128) -> String {
 }
 
 pub(super) async fn monitoring_trace(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
-    let c = operator(&s, &h)?;
+    // Ownership-gated, not operator-only: the owner or an operator; anyone else gets 404.
+    let c = auth(&s, &h)?;
     let st = s.store();
     let i = thread_index(&st, &id, &c).ok_or_else(thread_not_found)?;
     let t = &st.threads[i];
@@ -275,5 +276,34 @@ pub(super) async fn monitoring_cost(State(s): S, h: HeaderMap, Query(q): Q) -> R
             "chat": {"inputTokens": input, "outputTokens": output, "costCents": cost, "tasks": tasks},
             "background": {"inputTokens": 0, "outputTokens": 0, "costCents": 0.0, "tasks": 0}
         }
+    }))
+}
+
+/// Cost of one thread, turn by turn. Ownership-gated like the trace.
+pub(super) async fn monitoring_cost_thread(
+    State(s): S,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let c = auth(&s, &h)?;
+    let st = s.store();
+    thread_index(&st, &id, &c).ok_or_else(thread_not_found)?;
+    let (mut input, mut output, mut cost) = (0u64, 0u64, 0.0);
+    let turns: Vec<Value> = st
+        .turns
+        .iter()
+        .filter(|t| t.thread_id == id && t.scope == c.scope)
+        .map(|t| {
+            input += t.input_tokens;
+            output += t.output_tokens;
+            cost += t.cost_cents;
+            json!({"turnId": t.id, "agentId": t.agent_id, "status": t.status, "createdAt": t.created_at,
+                   "inputTokens": t.input_tokens, "outputTokens": t.output_tokens, "costCents": t.cost_cents})
+        })
+        .collect();
+    drop(st);
+    ok(json!({
+        "threadId": id, "costCents": cost, "inputTokens": input, "outputTokens": output,
+        "turnCount": turns.len(), "turns": turns, "fetchedAt": now_iso()
     }))
 }

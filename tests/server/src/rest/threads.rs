@@ -18,6 +18,20 @@ pub(crate) fn thread_index(st: &Store, id: &str, c: &Caller) -> Option<usize> {
         .position(|t| t["id"] == id && visible(t, c))
 }
 
+/// A fresh thread owned by the caller.
+pub(super) fn new_thread(c: &Caller, agent_id: &str, title: Value) -> Value {
+    let now = now_iso();
+    let mut t = json!({
+        "id": new_id(), "agentId": agent_id, "userId": c.user_id, "endUserId": c.user_id,
+        "title": title, "status": "active", "turnCount": 0, "tags": [], "pinnedAt": null,
+        "archivedAt": null, "parentThreadId": null, "createdAt": now, "updatedAt": now
+    });
+    if let Value::Object(o) = &mut t {
+        o.extend(scope_fields(&c.scope));
+    }
+    t
+}
+
 pub(super) async fn threads_create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
     let c = auth(&s, &h)?;
     let b = body_object(&body)?;
@@ -38,15 +52,7 @@ pub(super) async fn threads_create(State(s): S, h: HeaderMap, body: Bytes) -> Re
     {
         return Err(agent_not_found(&agent_id));
     }
-    let now = now_iso();
-    let mut t = json!({
-        "id": new_id(), "agentId": agent_id, "userId": c.user_id, "endUserId": c.user_id,
-        "title": title, "status": "active", "turnCount": 0, "tags": [], "pinnedAt": null,
-        "archivedAt": null, "parentThreadId": null, "createdAt": now, "updatedAt": now
-    });
-    if let Value::Object(o) = &mut t {
-        o.extend(scope_fields(&c.scope));
-    }
+    let t = new_thread(&c, &agent_id, title);
     st.threads.push(t.clone());
     drop(st);
     created(t)
