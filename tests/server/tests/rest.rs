@@ -1167,3 +1167,356 @@ async fn trace_and_thread_cost_are_ownership_gated() {
     .await;
     assert_eq!((st, v), (404, not_found));
 }
+
+fn event_types(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["type"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn one_shot_turns_answer_persist_and_replay() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &user,
+        Some(json!({"message": "where is my order?"})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        v["text"],
+        json!("Here is what I found about \"where is my order?\".")
+    );
+    assert_eq!(v["threadId"], "thr_seed");
+    let types = event_types(&v["events"]);
+    assert_eq!(
+        types[..7],
+        [
+            "status",
+            "meta",
+            "thinking",
+            "status",
+            "tool_call",
+            "tool_result",
+            "status"
+        ]
+    );
+    assert_eq!(types[types.len() - 2..], ["message_persisted", "done"]);
+    let events = v["events"].as_array().expect("events");
+    let tokens: String = events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(json!(tokens), v["text"]);
+    let persisted = &events[events.len() - 2];
+    assert_eq!(persisted["messageId"], v["messageId"]);
+    assert_eq!(persisted["costCents"], v["costCents"]);
+    assert_eq!(
+        events[events.len() - 1]["usage"]["costCents"],
+        v["costCents"]
+    );
+    assert!(events.iter().all(|e| e["threadId"] == "thr_seed"));
+
+    // Both messages are on the thread; the assistant's id is the announced messageId.
+    let (_, _, m) = call(&b, Method::GET, "/threads/thr_seed/messages", &user, None).await;
+    let msgs = m["messages"].as_array().expect("messages");
+    assert_eq!(msgs.len(), 4);
+    assert_eq!(
+        (msgs[2]["role"].clone(), msgs[2]["content"].clone()),
+        (json!("user"), json!("where is my order?"))
+    );
+    assert_eq!(
+        (
+            msgs[3]["role"].clone(),
+            msgs[3]["id"].clone(),
+            msgs[3]["content"].clone()
+        ),
+        (
+            json!("assistant"),
+            v["messageId"].clone(),
+            v["text"].clone()
+        )
+    );
+    let (_, _, t) = call(&b, Method::GET, "/threads/thr_seed", &user, None).await;
+    assert_eq!(t["turnCount"], 2);
+    let (_, _, c) = call(
+        &b,
+        Method::GET,
+        "/monitoring/cost/thread/thr_seed",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(c["turnCount"], 2);
+
+    // `[tokens=N]` works here too.
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &user,
+        Some(json!({"message": "[tokens=2]", "agentId": "agent_research"})),
+    )
+    .await;
+    assert_eq!(v["text"], "w1 w2 ");
+    assert_eq!(v["events"][0]["agentId"], "agent_research");
+
+    // Refusals.
+    let required = json!({"error": "message is required in the request body"});
+    for body in [json!({}), json!({"message": "  "}), json!({"message": 7})] {
+        for path in [
+            "/threads/thr_seed/messages",
+            "/agents/agent_support/messages",
+        ] {
+            let (st, _, v) = call(&b, Method::POST, path, &user, Some(body.clone())).await;
+            assert_eq!((st, &v), (400, &required), "{path} {body}");
+        }
+    }
+    let stranger = token_headers(&s.mint(&s.token_spec("user_other")));
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &stranger,
+        Some(json!({"message": "hi"})),
+    )
+    .await;
+    assert_eq!((st, v["message"].clone()), (404, json!("Thread not found")));
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/agents/ghost/messages",
+        &user,
+        Some(json!({"message": "hi"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (404, json!({"error": "Agent not found", "agentId": "ghost"}))
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &user,
+        Some(json!({"message": "hi", "attachmentIds": "a"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].clone()),
+        (400, json!("attachmentIds must be an array of strings"))
+    );
+}
+
+#[tokio::test]
+async fn agent_one_shot_creates_a_thread_and_honours_idempotency_keys() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let mut keyed = user.clone();
+    keyed.push(("idempotency-key".into(), "turn-key-1".into()));
+    let body = json!({"message": "first", "attachmentIds": [], "modelLabel": "fast"});
+    let (st, h1, first) = call(
+        &b,
+        Method::POST,
+        "/agents/agent_support/messages",
+        &keyed,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(h1.get("idempotency-replayed").is_none());
+    let thread = first["threadId"].as_str().expect("threadId").to_string();
+    assert_ne!(thread, "thr_seed");
+    let (st, _, t) = call(&b, Method::GET, &format!("/threads/{thread}"), &user, None).await;
+    assert_eq!(
+        (st, t["agentId"].clone(), t["userId"].clone()),
+        (200, json!("agent_support"), json!(s.user_id()))
+    );
+
+    // The same key again: the first answer, no second turn, no second thread.
+    let (st, h2, again) = call(
+        &b,
+        Method::POST,
+        "/agents/agent_support/messages",
+        &keyed,
+        Some(body),
+    )
+    .await;
+    assert_eq!((st, &again), (200, &first));
+    assert_eq!(
+        h2.get("idempotency-replayed").and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        &format!("/threads/{thread}/messages"),
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(m["messages"].as_array().map(Vec::len), Some(2));
+    let (_, _, l) = call(&b, Method::GET, "/threads", &user, None).await;
+    assert_eq!(l["threads"].as_array().map(Vec::len), Some(2));
+
+    // With a threadId the turn lands on that thread.
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/agents/agent_support/messages",
+        &user,
+        Some(json!({"message": "second", "threadId": thread})),
+    )
+    .await;
+    assert_eq!(v["threadId"], json!(thread));
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        &format!("/threads/{thread}/messages"),
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(m["messages"].as_array().map(Vec::len), Some(4));
+}
+
+#[tokio::test]
+async fn message_ratings() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let (_, _, turn) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &user,
+        Some(json!({"message": "rate me"})),
+    )
+    .await;
+    let mid = turn["messageId"].as_str().expect("messageId").to_string();
+    let path = format!("/messages/{mid}/rating");
+
+    let (st, _, v) = call(&b, Method::POST, &path, &user, Some(json!({"rating": 1}))).await;
+    assert_eq!(st, 200);
+    let r = &v["rating"];
+    assert_eq!(
+        (
+            r["messageId"].clone(),
+            r["threadId"].clone(),
+            r["agentId"].clone(),
+            r["agentVersionId"].clone(),
+            r["userId"].clone(),
+            r["rating"].clone(),
+            r["comment"].clone()
+        ),
+        (
+            json!(mid),
+            json!("thr_seed"),
+            json!("agent_support"),
+            json!("ver_support_2"),
+            json!(s.user_id()),
+            json!(1),
+            Value::Null
+        )
+    );
+    assert!(r["id"].is_string() && r["createdAt"].is_string() && r["updatedAt"].is_string());
+    // Re-rating overwrites the same row.
+    let (_, _, v2) = call(
+        &b,
+        Method::POST,
+        &path,
+        &user,
+        Some(json!({"rating": -1, "comment": "wrong order"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            v2["rating"]["id"].clone(),
+            v2["rating"]["rating"].clone(),
+            v2["rating"]["comment"].clone(),
+            v2["rating"]["createdAt"].clone()
+        ),
+        (
+            r["id"].clone(),
+            json!(-1),
+            json!("wrong order"),
+            r["createdAt"].clone()
+        )
+    );
+    let (st, _, g) = call(&b, Method::GET, &path, &user, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(g["userRating"], v2["rating"]);
+    assert_eq!(g["aggregate"], json!({"ups": 0, "downs": 1}));
+    // Operators read the aggregate, have no rating of their own, and may not write.
+    let op = token_headers(&s.operator_token());
+    let (_, _, g) = call(&b, Method::GET, &path, &op, None).await;
+    assert_eq!(
+        (g["userRating"].clone(), g["aggregate"].clone()),
+        (Value::Null, json!({"ups": 0, "downs": 1}))
+    );
+    for h in [op.clone(), s.direct_headers()] {
+        for method in [Method::POST, Method::DELETE] {
+            let (st, _, v) = call(&b, method, &path, &h, Some(json!({"rating": 1}))).await;
+            assert_eq!(
+                (st, v["code"].clone()),
+                (403, json!("RATING_ACTOR_FORBIDDEN"))
+            );
+            assert!(v["message"].is_string());
+        }
+    }
+    for bad in [json!({"rating": 2}), json!({"rating": "1"}), json!({})] {
+        let (st, _, v) = call(&b, Method::POST, &path, &user, Some(bad)).await;
+        assert_eq!(
+            (st, v["message"].clone()),
+            (400, json!("rating must be 1 or -1"))
+        );
+    }
+    // Unknown, user-authored and invisible messages are all 404 {code, message}.
+    let stranger = token_headers(&s.mint(&s.token_spec("user_other")));
+    for (h, p) in [
+        (user.clone(), "/messages/nope/rating".to_string()),
+        (user.clone(), "/messages/msg_seed_1/rating".to_string()),
+        (stranger.clone(), path.clone()),
+    ] {
+        let (st, _, v) = call(&b, Method::POST, &p, &h, Some(json!({"rating": 1}))).await;
+        assert_eq!(
+            (st, v["code"].clone()),
+            (404, json!("MESSAGE_NOT_FOUND")),
+            "{p}"
+        );
+        assert!(v["message"].is_string());
+        assert_eq!(call(&b, Method::GET, &p, &h, None).await.0, 404, "{p}");
+    }
+    // The seeded assistant message is rateable too.
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/messages/msg_seed_2/rating",
+        &user,
+        Some(json!({"rating": 1, "comment": null})),
+    )
+    .await;
+    assert_eq!((st, v["rating"]["rating"].clone()), (200, json!(1)));
+
+    let (_, _, d) = call(&b, Method::DELETE, &path, &user, None).await;
+    assert_eq!(d, json!({"removed": true}));
+    let (_, _, d) = call(&b, Method::DELETE, &path, &user, None).await;
+    assert_eq!(d, json!({"removed": false}));
+    let (_, _, g) = call(&b, Method::GET, &path, &user, None).await;
+    assert_eq!(
+        (g["userRating"].clone(), g["aggregate"].clone()),
+        (Value::Null, json!({"ups": 0, "downs": 0}))
+    );
+}
