@@ -1520,3 +1520,448 @@ async fn message_ratings() {
         (Value::Null, json!({"ups": 0, "downs": 0}))
     );
 }
+
+#[tokio::test]
+async fn tools_registry_is_open_to_end_users() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let (st, _, v) = call(&b, Method::GET, "/tools", &user, None).await;
+    assert_eq!((st, v["total"].clone()), (200, json!(5)));
+    let lookup = &v["tools"][0];
+    assert_eq!(
+        (
+            lookup["id"].clone(),
+            lookup["name"].clone(),
+            lookup["category"].clone(),
+            lookup["entityIds"].clone()
+        ),
+        (
+            json!("tool_lookup"),
+            json!("lookup"),
+            json!("search"),
+            json!(["ent_crm", "ent_docs"])
+        )
+    );
+    assert_eq!(lookup["paramSchema"]["required"], json!(["query"]));
+    let (_, _, v) = call(&b, Method::GET, "/tools?category=search", &user, None).await;
+    assert_eq!(v["total"], 2);
+
+    let (st, _, v) = call(&b, Method::GET, "/tools/search?q=email", &user, None).await;
+    assert_eq!(
+        (
+            st,
+            v["query"].clone(),
+            v["total"].clone(),
+            v["results"][0]["name"].clone()
+        ),
+        (200, json!("email"), json!(1), json!("send_email"))
+    );
+    // "a" is in every description: the limit cuts the results, not the total.
+    let (_, _, v) = call(&b, Method::GET, "/tools/search?q=a&limit=2", &user, None).await;
+    assert_eq!(
+        (v["results"].as_array().map(Vec::len), v["total"].clone()),
+        (Some(2), json!(5))
+    );
+    let (_, _, v) = call(&b, Method::GET, "/tools/search?q=a", &user, None).await;
+    assert_eq!(v["results"].as_array().map(Vec::len), Some(5));
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/tools/search?q=a&entity=ent_docs",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(v["total"], 2);
+    for bad in ["/tools/search", "/tools/search?q=a&limit=0"] {
+        assert_eq!(
+            call(&b, Method::GET, bad, &user, None).await.0,
+            400,
+            "{bad}"
+        );
+    }
+
+    let (st, _, v) = call(&b, Method::GET, "/tools/stats", &user, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        (
+            v["totalTools"].clone(),
+            v["totalMappings"].clone(),
+            v["entities"].clone(),
+            v["dispatchable"].clone(),
+            v["disabled"].clone(),
+            v["unavailable"].clone(),
+            v["categories"]["search"].clone()
+        ),
+        (
+            json!(5),
+            json!(6),
+            json!(5),
+            json!(4),
+            json!(1),
+            json!(1),
+            json!(2)
+        )
+    );
+    assert!(v["indexedAt"].is_string());
+
+    let (st, _, v) = call(&b, Method::GET, "/tools/matrix", &user, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        (
+            v["environmentId"].clone(),
+            v["total"].clone(),
+            v["aggregates"].clone()
+        ),
+        (
+            json!(s.scope().environment_id),
+            json!(6),
+            json!({"dispatchable": 4, "unavailable": 1, "disabled": 1})
+        )
+    );
+    assert_eq!(v["items"], v["rows"]);
+    assert!(v["pagination"].is_object() && v["fetchedAt"].is_string());
+    let row = &v["rows"][0];
+    let mut keys: Vec<&str> = row
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "callbackUrl",
+            "category",
+            "description",
+            "dispatchable",
+            "enabled",
+            "entityId",
+            "entityPk",
+            "health",
+            "paramSchema",
+            "toolId",
+            "toolName"
+        ]
+    );
+    let mut hkeys: Vec<&str> = row["health"]
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    hkeys.sort_unstable();
+    assert_eq!(
+        hkeys,
+        [
+            "avgLatencyMs",
+            "failCount",
+            "lastCalledAt",
+            "lastStatus",
+            "p95LatencyMs",
+            "totalCalls",
+            "totalFailures"
+        ]
+    );
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?status=disabled",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (v["total"].clone(), v["rows"][0]["toolName"].clone()),
+        (json!(1), json!("refund_order"))
+    );
+    // Aggregates ignore the status filter.
+    assert_eq!(v["aggregates"]["dispatchable"], 4);
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?status=unavailable",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            v["rows"][0]["toolName"].clone(),
+            v["rows"][0]["dispatchable"].clone()
+        ),
+        (json!("create_ticket"), json!(false))
+    );
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?entityId=ent_docs",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(v["total"], 2);
+    let (_, _, v) = call(&b, Method::GET, "/tools/matrix?limit=2&page=2", &user, None).await;
+    assert_eq!(
+        (v["offset"].clone(), v["hasMore"].clone()),
+        (json!(2), json!(true))
+    );
+    let (_, _, v) = call(&b, Method::GET, "/tools/matrix?search=weather", &user, None).await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(
+        call(&b, Method::GET, "/tools/matrix?status=broken", &user, None)
+            .await
+            .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn tools_operator_actions() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let op = token_headers(&s.operator_token());
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            "/tools/ent_shop/refund_order/enabled",
+            json!({"enabled": true}),
+        ),
+        (
+            Method::POST,
+            "/tools/tool_lookup/test",
+            json!({"params": {}}),
+        ),
+        (Method::POST, "/tools/execute", json!({"tool": "lookup"})),
+    ] {
+        let (st, _, v) = call(&b, method, path, &user, Some(body)).await;
+        assert_eq!(
+            (st, v["error"].clone()),
+            (403, json!("OPERATOR_ONLY")),
+            "{path}"
+        );
+    }
+
+    // setEnabled shows in the matrix.
+    let (st, _, v) = call(
+        &b,
+        Method::PATCH,
+        "/tools/ent_shop/refund_order/enabled",
+        &op,
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            200,
+            json!({"ok": true, "entityId": "ent_shop", "toolName": "refund_order", "enabled": true})
+        )
+    );
+    let (_, _, m) = call(&b, Method::GET, "/tools/matrix", &user, None).await;
+    assert_eq!(
+        m["aggregates"],
+        json!({"dispatchable": 5, "unavailable": 1, "disabled": 0})
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::PATCH,
+        "/tools/ent_crm/refund_order/enabled",
+        &s.direct_headers(),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["message"].clone()),
+        (404, json!("Tool mapping not found for this scope"))
+    );
+    assert_eq!(
+        call(
+            &b,
+            Method::PATCH,
+            "/tools/ent_shop/refund_order/enabled",
+            &op,
+            Some(json!({"enabled": "yes"}))
+        )
+        .await
+        .0,
+        400
+    );
+
+    // test: 200 through a reachable entity, 502 through an unreachable one.
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_lookup/test",
+        &op,
+        Some(json!({"params": {"query": "x"}, "sourceEntityId": "ent_docs", "headers": {"x-a": "1"}})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            v["status"].clone(),
+            v["body"]["entityId"].clone(),
+            v["body"]["params"].clone()
+        ),
+        (200, json!(200), json!("ent_docs"), json!({"query": "x"}))
+    );
+    assert!(v["headers"].is_object() && v["durationMs"].is_u64() && v.get("error").is_none());
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_create_ticket/test",
+        &op,
+        Some(json!({"params": {"title": "t"}})),
+    )
+    .await;
+    assert_eq!(
+        (v["status"].clone(), v["headers"].clone()),
+        (json!(502), json!({}))
+    );
+    assert!(v["error"].is_string());
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?entityId=ent_helpdesk",
+        &op,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            m["rows"][0]["health"]["totalCalls"].clone(),
+            m["rows"][0]["health"]["failCount"].clone()
+        ),
+        (json!(10), json!(6))
+    );
+    let (st, _, v) = call(&b, Method::POST, "/tools/ghost/test", &op, Some(json!({}))).await;
+    assert_eq!(
+        (st, v),
+        (
+            404,
+            json!({"error": "Tool not found in scope", "toolId": "ghost"})
+        )
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_lookup/test",
+        &op,
+        Some(json!({"sourceEntityId": "ent_shop"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            404,
+            json!({"error": "Entity not found for this tool", "toolId": "tool_lookup"})
+        )
+    );
+
+    // execute: by name or id through the first dispatchable entity.
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/execute",
+        &op,
+        Some(json!({"tool": "lookup", "params": {"query": "q"}, "purpose": "demo"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            v["ok"].clone(),
+            v["toolId"].clone(),
+            v["entityId"].clone(),
+            v["result"].clone()
+        ),
+        (
+            200,
+            json!(true),
+            json!("tool_lookup"),
+            json!("ent_crm"),
+            json!({"tool": "lookup", "params": {"query": "q"}, "purpose": "demo"})
+        )
+    );
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/execute",
+        &op,
+        Some(json!({"tool": "tool_create_ticket"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            v["ok"].clone(),
+            v["entityId"].clone(),
+            v["error"].is_string()
+        ),
+        (json!(false), Value::Null, true)
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/execute",
+        &op,
+        Some(json!({"tool": "nope"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            404,
+            json!({"error": "Tool not found in scope", "tool": "nope"})
+        )
+    );
+    assert_eq!(
+        call(&b, Method::POST, "/tools/execute", &op, Some(json!({})))
+            .await
+            .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn tool_test_is_rate_limited_per_user_and_scope() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let op = token_headers(&s.operator_token());
+    let body = json!({"params": {"query": "x"}});
+    for i in 0..20 {
+        let (st, _, _) = call(
+            &b,
+            Method::POST,
+            "/tools/tool_lookup/test",
+            &op,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(st, 200, "call {i}");
+    }
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_lookup/test",
+        &op,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            429,
+            json!({"error": "Rate limit exceeded for tool test", "limit": 20, "retryAfter": 60})
+        )
+    );
+    // Another operator (the api key acting for the seeded user) has its own allowance.
+    let (st, _, _) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_lookup/test",
+        &s.direct_headers(),
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, 200);
+}
