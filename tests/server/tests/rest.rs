@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, http, token_headers};
+use common::{Eio, call, http, token_headers};
 use platos_test_server::{RestFault, Scope, TestServer};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -1964,4 +1964,45 @@ async fn tool_test_is_rate_limited_per_user_and_scope() {
     )
     .await;
     assert_eq!(st, 200);
+}
+
+#[tokio::test]
+async fn a_socket_turns_message_persisted_id_is_rateable() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let token = s.session_token();
+    let user = token_headers(&token);
+    let mut c = Eio::connect(&s.socket_url(), &[]).await;
+    c.connect_ns("/agent", Some(json!({"token": token})))
+        .await
+        .expect("ack");
+    c.emit(
+        "/agent",
+        "message",
+        json!({"message": "socket turn", "threadId": "thr_seed"}),
+    )
+    .await;
+    let evs = c.turn("/agent").await;
+    let mid = evs
+        .iter()
+        .find(|e| e["type"] == "message_persisted")
+        .and_then(|e| e["messageId"].as_str())
+        .expect("message_persisted")
+        .to_string();
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        &format!("/messages/{mid}/rating"),
+        &user,
+        Some(json!({"rating": 1})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            v["rating"]["messageId"].clone(),
+            v["rating"]["agentId"].clone()
+        ),
+        (200, json!(mid), json!("agent_support"))
+    );
 }
