@@ -1,6 +1,16 @@
 //! Agents: list, get, versions (operator-only on the real server).
 
-use super::*;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::store::in_scope;
+
+use super::{
+    Q, Res, S, bad_request, contains_ci, envelope, invalid_pagination, json_resp, ok, operator,
+    page, q_str,
+};
 
 pub(super) async fn agents_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;

@@ -1,6 +1,18 @@
 //! Approvals: the operator dashboard (list/get) and resolve, shared with the socket.
 
-use super::*;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::store::{in_scope, now_iso, resolve_approval_json};
+
+use super::{
+    Q, Res, S, auth, bad_request, body_object, contains_ci, envelope, json_resp, ok, operator,
+    page, q_str,
+};
 
 fn approval_not_found(id: &str) -> Response {
     json_resp(

@@ -1,6 +1,19 @@
 //! The deprecated `/trigger/*` background-operation routes (tasks, runs, schedules, batches).
 
-use super::*;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::auth::Caller;
+use crate::store::{Store, in_scope, new_id, now_iso, scope_fields};
+
+use super::{
+    Page, Q, Res, S, auth, bad_request, body_object, created, envelope, framework, ok, page, q_str,
+    validation_failed,
+};
 
 fn not_found_named(what: &str) -> Response {
     framework(StatusCode::NOT_FOUND, &format!("{what} not found"))

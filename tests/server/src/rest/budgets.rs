@@ -1,6 +1,12 @@
 //! Budgets: caps and their current window status (read-only, operator-only).
 
-use super::*;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::store::in_scope;
+
+use super::{Q, Res, S, envelope, ok, operator, page, q_str};
 
 fn window_key(period: &str) -> String {
     let now = crate::store::utc_now();

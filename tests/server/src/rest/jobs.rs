@@ -1,6 +1,18 @@
 //! Jobs: CRUD and dispatch, addressed by the job's internal `id`.
 
-use super::*;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::store::{Store, in_scope, new_id, now_iso, scope_fields};
+
+use super::{
+    Q, Res, S, bad_request, body_object, contains_ci, created, envelope, framework, ok, operator,
+    page, q_str, validation_failed,
+};
 
 fn job_not_found() -> Response {
     framework(StatusCode::NOT_FOUND, "Job not found")

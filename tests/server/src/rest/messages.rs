@@ -4,8 +4,18 @@
 //! message in the store (socket turns and one-shot REST turns alike). A message is visible
 //! when its thread is; writes are for end users only, one row per (message, end user).
 
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::auth::Caller;
+use crate::store::{Store, in_scope, new_id, now_iso};
+
 use super::threads::thread_index;
-use super::*;
+use super::{Res, S, auth, bad_request, body_object, json_resp, ok};
 
 fn rating_not_found() -> Response {
     json_resp(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -19,9 +19,7 @@ use serde_json::{Value, json};
 use crate::Shared;
 use crate::auth::{Caller, RestAuth, authenticate_rest};
 use crate::record::RecordedRequest;
-use crate::store::{
-    IdemEntry, Store, StoredAnswer, in_scope, new_id, now_iso, resolve_approval_json, scope_fields,
-};
+use crate::store::{IdemEntry, StoredAnswer, new_id};
 
 type S = State<Arc<Shared>>;
 type Q = Query<HashMap<String, String>>;

@@ -1,7 +1,13 @@
 //! Monitoring dashboards: runs, trace, cost by agent, cost by scope.
 
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::store::{in_scope, now_iso};
+
 use super::threads::{thread_index, thread_not_found};
-use super::*;
+use super::{Q, Res, S, auth, bad_request, contains_ci, envelope, ok, operator, page, q_str};
 
 pub(super) async fn monitoring_runs(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;

@@ -1,7 +1,20 @@
 //! Threads: create, list, get, messages, artifacts, archive, delete; who sees which thread.
 
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::Shared;
+use crate::auth::Caller;
+use crate::store::{Store, in_scope, new_id, now_iso, scope_fields};
+
 use super::agents::agent_not_found;
-use super::*;
+use super::{
+    Q, Res, S, auth, bad_request, body_object, created, envelope, framework, json_resp, ok, page,
+    q_str,
+};
 
 pub(super) fn thread_not_found() -> Response {
     framework(StatusCode::NOT_FOUND, "Thread not found")

@@ -4,7 +4,18 @@
 //! Reading the registry (list, search, stats, matrix) is open to any authenticated caller
 //! in the scope: the real server marks only setEnabled, test and execute operator-only.
 
-use super::*;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::store::{Store, in_scope, now_iso};
+
+use super::{
+    Q, Res, S, auth, bad_request, body_object, contains_ci, envelope, framework, json_resp, ok,
+    operator, page, q_str,
+};
 
 /// Calls of `POST /tools/{id}/test` allowed per user and scope in one window.
 const TEST_LIMIT: u32 = 20;

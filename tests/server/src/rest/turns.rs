@@ -5,11 +5,19 @@
 //! A repeated `idempotency-key` is answered by the REST middleware with the first result
 //! (`Idempotency-Replayed: true`), so the turn runs once.
 
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::auth::Caller;
+use crate::script;
+use crate::store::{Store, TurnRecord, in_scope, new_id, now_iso, now_nanos};
+
 use super::agents::agent_not_found;
 use super::threads::{new_thread, thread_index, thread_not_found};
-use super::*;
-use crate::script;
-use crate::store::{TurnRecord, now_nanos};
+use super::{Res, S, auth, body_object, json_resp, ok};
 
 fn message_required() -> Response {
     json_resp(
