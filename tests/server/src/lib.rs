@@ -91,7 +91,7 @@
 //! is the scripted agent's `agent_event` list (`status thinking`, `meta`, `thinking`,
 //! `status executing`, `tool_call`, `tool_result`, `status generating`, N×`token` quoting
 //! the message, `message_persisted {messageId, costCents, …}`, `done {usage}`; `[tokens=N]`
-//! works), each with `threadId`. The user and assistant messages, the turn (trace, costs)
+//! works, up to 10 000), each with `threadId`. The user and assistant messages, the turn (trace, costs)
 //! and the thread's `turnCount` are persisted before the answer. A missing or blank
 //! `message` is `400 {"error":"message is required in the request body"}`; a repeated
 //! `idempotency-key` replays the first answer (`Idempotency-Replayed: true`), no second turn.

@@ -26,11 +26,16 @@ pub(crate) struct Answer {
     pub tool_calls: Value,
 }
 
-/// `[tokens=N]` (case-insensitive) asks for exactly N tokens `w1 `, `w2 `, ….
+/// The most tokens one answer holds, so `[tokens=N]` cannot exhaust memory.
+pub(crate) const MAX_TOKENS: usize = 10_000;
+
+/// `[tokens=N]` (case-insensitive) asks for N tokens `w1 `, `w2 `, … (at most
+/// [`MAX_TOKENS`]).
 fn token_count(text: &str) -> Option<usize> {
     let lower = text.to_lowercase();
     let rest = &lower[lower.find("[tokens=")? + "[tokens=".len()..];
-    rest[..rest.find(']')?].trim().parse().ok()
+    let n: usize = rest[..rest.find(']')?].trim().parse().ok()?;
+    Some(n.min(MAX_TOKENS))
 }
 
 /// The answer to `text` on `thread_id` by `agent_id` for the turn `turn_id`: `status
@@ -116,5 +121,6 @@ mod tests {
         assert_eq!(a.text, "w1 w2 w3 ");
         assert_eq!(a.events.iter().filter(|e| e["type"] == "token").count(), 3);
         assert_eq!(token_count("[tokens=x]"), None);
+        assert_eq!(token_count("[tokens=99999999999]"), Some(MAX_TOKENS));
     }
 }

@@ -2006,3 +2006,43 @@ async fn a_socket_turns_message_persisted_id_is_rateable() {
         (200, json!(mid), json!("agent_support"))
     );
 }
+
+#[tokio::test]
+async fn tool_mappings_are_per_scope() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let other = Scope::new("org_b", "proj_b", "env_b");
+    let theirs = direct(&other, Some("u"), s.api_key());
+    // The second scope gets its own copy of the seeded tools on first use.
+    let (st, _, v) = call(
+        &b,
+        Method::PATCH,
+        "/tools/ent_crm/lookup/enabled",
+        &theirs,
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!((st, v["enabled"].clone()), (200, json!(false)));
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?status=disabled",
+        &theirs,
+        None,
+    )
+    .await;
+    assert_eq!(m["environmentId"], "env_b");
+    assert_eq!(m["total"], 2);
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?status=disabled",
+        &s.direct_headers(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (m["total"].clone(), m["rows"][0]["toolName"].clone()),
+        (json!(1), json!("refund_order"))
+    );
+}

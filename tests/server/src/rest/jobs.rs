@@ -98,9 +98,9 @@ pub(super) async fn jobs_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     ))
 }
 
-/// A stand-in for compiling the handler: unbalanced `{}`, `[]` or `()` (outside string
-/// literals and comments is not tracked; handlers in tests are short) is a syntax error,
-/// phrased like the V8 message the real server stores.
+/// A stand-in for compiling the handler: unbalanced `{}`, `[]` or `()` is a syntax error,
+/// phrased like the V8 message the real server stores. Brackets inside strings and
+/// comments count too: handlers in tests are short.
 pub(super) fn handler_syntax_error(src: &str) -> Option<String> {
     let mut open = Vec::new();
     for ch in src.chars() {

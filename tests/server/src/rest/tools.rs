@@ -276,8 +276,11 @@ pub(super) async fn tools_set_enabled(
     let m = st
         .tool_mappings
         .iter_mut()
-        .find(|m| m["entityId"] == entity.as_str() && m["toolName"] == tool.as_str())
-        .filter(|m| in_scope(m, &c.scope))
+        .find(|m| {
+            m["entityId"] == entity.as_str()
+                && m["toolName"] == tool.as_str()
+                && in_scope(m, &c.scope)
+        })
         .ok_or_else(|| {
             framework(
                 StatusCode::NOT_FOUND,
