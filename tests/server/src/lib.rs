@@ -17,7 +17,8 @@
 //! The binary serves the same thing for humans:
 //! `cargo run -p platos-test-server -- --port 3100` prints the URL, the seeded scope,
 //! the secret, the api key and ready-made end-user and operator tokens
-//! (`--help` lists `--secret`, `--api-key`, ping and pacing options, `--no-seed`).
+//! (`--help` lists `--secret`, `--api-key`, ping and pacing options, `--no-seed`,
+//! `--no-job-runtime`).
 //!
 //! # Seeded data (unless `seed(false)`)
 //!
