@@ -12,7 +12,7 @@ use super::{
     page, q_str,
 };
 
-pub(super) async fn agents_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let status = q_str(&q, "status");
@@ -51,7 +51,7 @@ pub(super) fn agent_not_found(id: &str) -> Response {
     )
 }
 
-pub(super) async fn agents_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = operator(&s, &h)?;
     let st = s.store();
     let a = st
@@ -64,7 +64,7 @@ pub(super) async fn agents_get(State(s): S, h: HeaderMap, Path(id): Path<String>
         .ok_or_else(|| agent_not_found(&id))
 }
 
-pub(super) async fn agents_versions(
+pub(super) async fn versions(
     State(s): S,
     h: HeaderMap,
     Path(id): Path<String>,

@@ -21,7 +21,7 @@ fn approval_not_found(id: &str) -> Response {
     )
 }
 
-pub(super) async fn approvals_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let status = q_str(&q, "status");
@@ -92,7 +92,7 @@ pub(super) async fn approvals_list(State(s): S, h: HeaderMap, Query(q): Q) -> Re
     ok(v)
 }
 
-pub(super) async fn approvals_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = operator(&s, &h)?;
     let st = s.store();
     let a = st
@@ -149,12 +149,7 @@ pub(crate) fn resolve_approval(
     Resolution::Resolved(out)
 }
 
-pub(super) async fn approvals_resolve(
-    State(s): S,
-    h: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Res {
+pub(super) async fn resolve(State(s): S, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Res {
     let c = auth(&s, &h)?;
     let b = body_object(&body)?;
     let Some(approved) = b.get("approved").and_then(Value::as_bool) else {

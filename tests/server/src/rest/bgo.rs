@@ -19,7 +19,7 @@ fn not_found_named(what: &str) -> Response {
     framework(StatusCode::NOT_FOUND, &format!("{what} not found"))
 }
 
-pub(super) async fn bgo_tasks_list(State(s): S, h: HeaderMap) -> Res {
+pub(super) async fn tasks_list(State(s): S, h: HeaderMap) -> Res {
     let c = auth(&s, &h)?;
     let all: Vec<Value> = s
         .store()
@@ -65,7 +65,7 @@ fn parse_options(b: &serde_json::Map<String, Value>) -> Result<Value, Response> 
     }
 }
 
-pub(super) async fn bgo_tasks_trigger(
+pub(super) async fn tasks_trigger(
     State(s): S,
     h: HeaderMap,
     Path(task): Path<String>,
@@ -100,7 +100,7 @@ pub(super) async fn bgo_tasks_trigger(
     created(handle)
 }
 
-pub(super) async fn bgo_runs_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn runs_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = auth(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let (task, status) = (q_str(&q, "taskId"), q_str(&q, "status"));
@@ -128,7 +128,7 @@ fn find_run<'a>(st: &'a mut Store, c: &Caller, id: &str) -> Option<&'a mut Value
         .find(|r| r["id"] == id && in_scope(r, &c.scope))
 }
 
-pub(super) async fn bgo_runs_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn runs_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = auth(&s, &h)?;
     let mut st = s.store();
     let r = find_run(&mut st, &c, &id)
@@ -137,7 +137,7 @@ pub(super) async fn bgo_runs_get(State(s): S, h: HeaderMap, Path(id): Path<Strin
     ok(r)
 }
 
-pub(super) async fn bgo_runs_cancel(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn runs_cancel(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = auth(&s, &h)?;
     let mut st = s.store();
     let r = find_run(&mut st, &c, &id).ok_or_else(|| not_found_named("Run"))?;
@@ -146,7 +146,7 @@ pub(super) async fn bgo_runs_cancel(State(s): S, h: HeaderMap, Path(id): Path<St
     ok(json!({"status": "CANCELED"}))
 }
 
-pub(super) async fn bgo_runs_replay(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn runs_replay(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = auth(&s, &h)?;
     let mut st = s.store();
     let old = find_run(&mut st, &c, &id)
@@ -167,7 +167,7 @@ pub(super) async fn bgo_runs_replay(State(s): S, h: HeaderMap, Path(id): Path<St
     created(handle)
 }
 
-pub(super) async fn bgo_schedules_list(State(s): S, h: HeaderMap) -> Res {
+pub(super) async fn schedules_list(State(s): S, h: HeaderMap) -> Res {
     let c = auth(&s, &h)?;
     let all: Vec<Value> = s
         .store()
@@ -183,7 +183,7 @@ pub(super) async fn bgo_schedules_list(State(s): S, h: HeaderMap) -> Res {
     ok(envelope("schedules", all, &p, json!({})))
 }
 
-pub(super) async fn bgo_schedules_create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
+pub(super) async fn schedules_create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
     let c = auth(&s, &h)?;
     let b = body_object(&body)?;
     let mut errors = Vec::new();
@@ -238,23 +238,15 @@ fn set_schedule_active(s: &Shared, h: &HeaderMap, id: &str, active: bool) -> Res
     ok(sc.clone())
 }
 
-pub(super) async fn bgo_schedules_activate(
-    State(s): S,
-    h: HeaderMap,
-    Path(id): Path<String>,
-) -> Res {
+pub(super) async fn schedules_activate(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     set_schedule_active(&s, &h, &id, true)
 }
 
-pub(super) async fn bgo_schedules_deactivate(
-    State(s): S,
-    h: HeaderMap,
-    Path(id): Path<String>,
-) -> Res {
+pub(super) async fn schedules_deactivate(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     set_schedule_active(&s, &h, &id, false)
 }
 
-pub(super) async fn bgo_schedules_delete(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn schedules_delete(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = auth(&s, &h)?;
     let mut st = s.store();
     let before = st.schedules.len();
@@ -266,7 +258,7 @@ pub(super) async fn bgo_schedules_delete(State(s): S, h: HeaderMap, Path(id): Pa
     ok(json!({"id": id, "deleted": true}))
 }
 
-pub(super) async fn bgo_batches_trigger(
+pub(super) async fn batches_trigger(
     State(s): S,
     h: HeaderMap,
     Path(task): Path<String>,
@@ -301,7 +293,7 @@ pub(super) async fn bgo_batches_trigger(
     created(json!({"batchId": batch_id, "runIds": ids}))
 }
 
-pub(super) async fn bgo_batches_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn batches_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = auth(&s, &h)?;
     let st = s.store();
     let b = st

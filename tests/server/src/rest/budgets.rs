@@ -18,7 +18,7 @@ fn window_key(period: &str) -> String {
     }
 }
 
-pub(super) async fn budgets_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let all: Vec<Value> = s
@@ -31,7 +31,7 @@ pub(super) async fn budgets_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res 
     ok(envelope("caps", all, &p, json!({})))
 }
 
-pub(super) async fn budgets_status(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn status(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;
     let (agent, user) = (q_str(&q, "agentId"), q_str(&q, "userId"));
     let st = s.store();

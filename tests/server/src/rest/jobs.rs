@@ -59,7 +59,7 @@ fn validate_job_fields(b: &serde_json::Map<String, Value>, errors: &mut Vec<Stri
     }
 }
 
-pub(super) async fn jobs_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let status = q_str(&q, "status");
@@ -136,7 +136,7 @@ fn required_str<'a>(b: &'a serde_json::Map<String, Value>, k: &str) -> Option<&'
         .filter(|x| !x.trim().is_empty())
 }
 
-pub(super) async fn jobs_create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
+pub(super) async fn create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
     let c = operator(&s, &h)?;
     let b = body_object(&body)?;
     // The real controller checks the three required fields one by one, in this order.
@@ -197,7 +197,7 @@ fn find_job<'a>(st: &'a mut Store, c: &Caller, id: &str) -> Option<&'a mut Value
         .find(|j| j["id"] == id && in_scope(j, &c.scope))
 }
 
-pub(super) async fn jobs_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = operator(&s, &h)?;
     let mut st = s.store();
     let j = find_job(&mut st, &c, &id)
@@ -207,12 +207,7 @@ pub(super) async fn jobs_get(State(s): S, h: HeaderMap, Path(id): Path<String>) 
     ok(json!({"job": j}))
 }
 
-pub(super) async fn jobs_update(
-    State(s): S,
-    h: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Res {
+pub(super) async fn update(State(s): S, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Res {
     let c = operator(&s, &h)?;
     let b = body_object(&body)?;
     let mut errors = Vec::new();
@@ -262,7 +257,7 @@ pub(super) async fn jobs_update(
     ok(json!({"job": out, "syntaxError": syntax_error}))
 }
 
-pub(super) async fn jobs_delete(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn delete(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = operator(&s, &h)?;
     let mut st = s.store();
     let before = st.jobs.len();
@@ -274,7 +269,7 @@ pub(super) async fn jobs_delete(State(s): S, h: HeaderMap, Path(id): Path<String
     ok(json!({"deleted": true}))
 }
 
-pub(super) async fn jobs_dispatch(
+pub(super) async fn dispatch(
     State(s): S,
     h: HeaderMap,
     Path(id): Path<String>,

@@ -44,112 +44,83 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
-        .route("/agents", get(agents::agents_list))
-        .route("/agents/{agent_id}", get(agents::agents_get))
-        .route("/agents/{agent_id}/versions", get(agents::agents_versions))
+        .route("/agents", get(agents::list))
+        .route("/agents/{agent_id}", get(agents::get))
+        .route("/agents/{agent_id}/versions", get(agents::versions))
         .route("/agents/{agent_id}/messages", post(turns::agents_send))
-        .route(
-            "/threads",
-            get(threads::threads_list).post(threads::threads_create),
-        )
+        .route("/threads", get(threads::list).post(threads::create))
         .route(
             "/threads/{thread_id}",
-            get(threads::threads_get).delete(threads::threads_delete),
+            get(threads::get).delete(threads::delete),
         )
         .route(
             "/threads/{thread_id}/messages",
-            get(threads::threads_messages).post(turns::threads_send),
+            get(threads::messages).post(turns::threads_send),
         )
-        .route(
-            "/threads/{thread_id}/artifacts",
-            get(threads::threads_artifacts),
-        )
-        .route(
-            "/threads/{thread_id}/archive",
-            post(threads::threads_archive),
-        )
-        .route(
-            "/threads/{thread_id}/unarchive",
-            post(threads::threads_unarchive),
-        )
-        .route("/monitoring/approvals", get(approvals::approvals_list))
-        .route(
-            "/monitoring/approvals/{approval_id}",
-            get(approvals::approvals_get),
-        )
-        .route(
-            "/approvals/{approval_id}/resolve",
-            post(approvals::approvals_resolve),
-        )
+        .route("/threads/{thread_id}/artifacts", get(threads::artifacts))
+        .route("/threads/{thread_id}/archive", post(threads::archive))
+        .route("/threads/{thread_id}/unarchive", post(threads::unarchive))
+        .route("/monitoring/approvals", get(approvals::list))
+        .route("/monitoring/approvals/{approval_id}", get(approvals::get))
+        .route("/approvals/{approval_id}/resolve", post(approvals::resolve))
         .route(
             "/messages/{message_id}/rating",
             get(messages::rating_get)
                 .post(messages::rating_put)
                 .delete(messages::rating_delete),
         )
-        .route("/tools", get(tools::tools_list))
-        .route("/tools/search", get(tools::tools_search))
-        .route("/tools/stats", get(tools::tools_stats))
-        .route("/tools/matrix", get(tools::tools_matrix))
-        .route("/tools/execute", post(tools::tools_execute))
+        .route("/tools", get(tools::list))
+        .route("/tools/search", get(tools::search))
+        .route("/tools/stats", get(tools::stats))
+        .route("/tools/matrix", get(tools::matrix))
+        .route("/tools/execute", post(tools::execute))
         // One parameter name per position: the first segment is a tool id or an entity id.
-        .route("/tools/{id}/test", post(tools::tools_test))
+        .route("/tools/{id}/test", post(tools::test))
         .route(
             "/tools/{id}/{tool_name}/enabled",
-            axum::routing::patch(tools::tools_set_enabled),
+            axum::routing::patch(tools::set_enabled),
         )
-        .route("/budgets", get(budgets::budgets_list))
-        .route("/budgets/status", get(budgets::budgets_status))
-        .route("/monitoring/runs", get(monitoring::monitoring_runs))
-        .route(
-            "/monitoring/trace/{thread_id}",
-            get(monitoring::monitoring_trace),
-        )
-        .route(
-            "/monitoring/cost-by-agent",
-            get(monitoring::monitoring_cost_by_agent),
-        )
-        .route("/monitoring/cost", get(monitoring::monitoring_cost))
+        .route("/budgets", get(budgets::list))
+        .route("/budgets/status", get(budgets::status))
+        .route("/monitoring/runs", get(monitoring::runs))
+        .route("/monitoring/trace/{thread_id}", get(monitoring::trace))
+        .route("/monitoring/cost-by-agent", get(monitoring::cost_by_agent))
+        .route("/monitoring/cost", get(monitoring::cost))
         .route(
             "/monitoring/cost/thread/{thread_id}",
-            get(monitoring::monitoring_cost_thread),
+            get(monitoring::cost_thread),
         )
-        .route("/jobs", get(jobs::jobs_list).post(jobs::jobs_create))
+        .route("/jobs", get(jobs::list).post(jobs::create))
         .route(
             "/jobs/{job_id}",
-            get(jobs::jobs_get)
-                .patch(jobs::jobs_update)
-                .delete(jobs::jobs_delete),
+            get(jobs::get).patch(jobs::update).delete(jobs::delete),
         )
-        .route("/jobs/{job_id}/dispatch", post(jobs::jobs_dispatch))
-        .route("/trigger/tasks", get(bgo::bgo_tasks_list))
-        .route(
-            "/trigger/tasks/{task_id}/trigger",
-            post(bgo::bgo_tasks_trigger),
-        )
-        .route("/trigger/runs", get(bgo::bgo_runs_list))
-        .route("/trigger/runs/{run_id}", get(bgo::bgo_runs_get))
-        .route("/trigger/runs/{run_id}/cancel", post(bgo::bgo_runs_cancel))
-        .route("/trigger/runs/{run_id}/replay", post(bgo::bgo_runs_replay))
+        .route("/jobs/{job_id}/dispatch", post(jobs::dispatch))
+        .route("/trigger/tasks", get(bgo::tasks_list))
+        .route("/trigger/tasks/{task_id}/trigger", post(bgo::tasks_trigger))
+        .route("/trigger/runs", get(bgo::runs_list))
+        .route("/trigger/runs/{run_id}", get(bgo::runs_get))
+        .route("/trigger/runs/{run_id}/cancel", post(bgo::runs_cancel))
+        .route("/trigger/runs/{run_id}/replay", post(bgo::runs_replay))
         .route(
             "/trigger/schedules",
-            get(bgo::bgo_schedules_list).post(bgo::bgo_schedules_create),
+            get(bgo::schedules_list).post(bgo::schedules_create),
         )
         .route(
             "/trigger/schedules/{schedule_id}",
-            axum::routing::delete(bgo::bgo_schedules_delete),
+            axum::routing::delete(bgo::schedules_delete),
         )
         .route(
             "/trigger/schedules/{schedule_id}/activate",
-            post(bgo::bgo_schedules_activate),
+            post(bgo::schedules_activate),
         )
         .route(
             "/trigger/schedules/{schedule_id}/deactivate",
-            post(bgo::bgo_schedules_deactivate),
+            post(bgo::schedules_deactivate),
         )
         .route(
             "/trigger/batches/{id}",
-            get(bgo::bgo_batches_get).post(bgo::bgo_batches_trigger),
+            get(bgo::batches_get).post(bgo::batches_trigger),
         )
         .fallback(not_found_route);
     Router::new()

@@ -9,7 +9,7 @@ use crate::store::{in_scope, now_iso};
 use super::threads::{thread_index, thread_not_found};
 use super::{Q, Res, S, auth, bad_request, contains_ci, envelope, ok, operator, page, q_str};
 
-pub(super) async fn monitoring_runs(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn runs(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let (agent, thread, status) = (
@@ -49,7 +49,7 @@ fn nanos_iso(n: u128) -> String {
         .unwrap_or_default()
 }
 
-pub(super) async fn monitoring_trace(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn trace(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     // Ownership-gated, not operator-only: the owner or an operator; anyone else gets 404.
     let c = auth(&s, &h)?;
     let st = s.store();
@@ -180,7 +180,7 @@ pub(super) async fn monitoring_trace(State(s): S, h: HeaderMap, Path(id): Path<S
     }))
 }
 
-pub(super) async fn monitoring_cost_by_agent(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn cost_by_agent(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;
     let days = match q_str(&q, "days") {
         None => 30,
@@ -252,7 +252,7 @@ pub(super) async fn monitoring_cost_by_agent(State(s): S, h: HeaderMap, Query(q)
     ok(v)
 }
 
-pub(super) async fn monitoring_cost(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn cost(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = operator(&s, &h)?;
     let date = match q_str(&q, "date") {
         None => crate::store::utc_now().format("%Y-%m-%d").to_string(),
@@ -286,11 +286,7 @@ pub(super) async fn monitoring_cost(State(s): S, h: HeaderMap, Query(q): Q) -> R
 }
 
 /// Cost of one thread, turn by turn. Ownership-gated like the trace.
-pub(super) async fn monitoring_cost_thread(
-    State(s): S,
-    h: HeaderMap,
-    Path(id): Path<String>,
-) -> Res {
+pub(super) async fn cost_thread(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = auth(&s, &h)?;
     let st = s.store();
     thread_index(&st, &id, &c).ok_or_else(thread_not_found)?;

@@ -45,7 +45,7 @@ pub(super) fn new_thread(c: &Caller, agent_id: &str, title: Value) -> Value {
     t
 }
 
-pub(super) async fn threads_create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
+pub(super) async fn create(State(s): S, h: HeaderMap, body: Bytes) -> Res {
     let c = auth(&s, &h)?;
     let b = body_object(&body)?;
     let agent_id = match b.get("agentId") {
@@ -71,7 +71,7 @@ pub(super) async fn threads_create(State(s): S, h: HeaderMap, body: Bytes) -> Re
     created(t)
 }
 
-pub(super) async fn threads_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = auth(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let archived = q_str(&q, "archived");
@@ -120,7 +120,7 @@ pub(super) async fn threads_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res 
     ))
 }
 
-pub(super) async fn threads_get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn get(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let c = auth(&s, &h)?;
     let st = s.store();
     let t = thread_index(&st, &id, &c).map(|i| st.threads[i].clone());
@@ -129,7 +129,7 @@ pub(super) async fn threads_get(State(s): S, h: HeaderMap, Path(id): Path<String
         .ok_or_else(thread_not_found)
 }
 
-pub(super) async fn threads_messages(
+pub(super) async fn messages(
     State(s): S,
     h: HeaderMap,
     Path(id): Path<String>,
@@ -149,7 +149,7 @@ pub(super) async fn threads_messages(
     ok(envelope("messages", all, &p, json!({"threadId": id})))
 }
 
-pub(super) async fn threads_artifacts(
+pub(super) async fn artifacts(
     State(s): S,
     h: HeaderMap,
     Path(id): Path<String>,
@@ -202,15 +202,15 @@ fn set_archived(s: &Shared, h: &HeaderMap, id: &str, archived: bool) -> Result<V
     Ok(t.clone())
 }
 
-pub(super) async fn threads_archive(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn archive(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     ok(set_archived(&s, &h, &id, true)?)
 }
 
-pub(super) async fn threads_unarchive(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn unarchive(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     ok(set_archived(&s, &h, &id, false)?)
 }
 
-pub(super) async fn threads_delete(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
+pub(super) async fn delete(State(s): S, h: HeaderMap, Path(id): Path<String>) -> Res {
     let t = set_archived(&s, &h, &id, true)?;
     ok(json!({"archived": true, "archivedAt": t["archivedAt"]}))
 }

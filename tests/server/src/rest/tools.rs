@@ -81,7 +81,7 @@ fn same_scope(a: &Value, b: &Value) -> bool {
         .all(|k| a[*k] == b[*k])
 }
 
-pub(super) async fn tools_list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn list(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = auth(&s, &h)?;
     let category = q_str(&q, "category");
     let st = s.store();
@@ -114,7 +114,7 @@ fn score(t: &Value, words: &[String]) -> u32 {
         .sum()
 }
 
-pub(super) async fn tools_search(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn search(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = auth(&s, &h)?;
     let Some(query) = q_str(&q, "q") else {
         return Err(bad_request("q is required"));
@@ -159,7 +159,7 @@ pub(super) async fn tools_search(State(s): S, h: HeaderMap, Query(q): Q) -> Res 
     ok(json!({"query": query, "results": results, "total": total}))
 }
 
-pub(super) async fn tools_stats(State(s): S, h: HeaderMap) -> Res {
+pub(super) async fn stats(State(s): S, h: HeaderMap) -> Res {
     let c = auth(&s, &h)?;
     let st = s.store();
     let tools: Vec<&Value> = st.tools.iter().filter(|t| in_scope(t, &c.scope)).collect();
@@ -206,7 +206,7 @@ fn matrix_row(st: &Store, m: &Value) -> Value {
     })
 }
 
-pub(super) async fn tools_matrix(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
+pub(super) async fn matrix(State(s): S, h: HeaderMap, Query(q): Q) -> Res {
     let c = auth(&s, &h)?;
     let p = page(&q, "limit", 50)?;
     let status = match q_str(&q, "status") {
@@ -261,7 +261,7 @@ pub(super) async fn tools_matrix(State(s): S, h: HeaderMap, Query(q): Q) -> Res 
     ok(v)
 }
 
-pub(super) async fn tools_set_enabled(
+pub(super) async fn set_enabled(
     State(s): S,
     h: HeaderMap,
     Path((entity, tool)): Path<(String, String)>,
@@ -324,7 +324,7 @@ fn record_call(m: &mut Value, ok: bool, latency_ms: u64) {
 /// one of its entities (the given one, else the first). A reachable entity answers 200 with
 /// the params echoed; an unreachable one (no callback URL) answers 502 with `error`. The
 /// call counts in the mapping's health.
-pub(super) async fn tools_test(
+pub(super) async fn test(
     State(s): S,
     h: HeaderMap,
     Path(tool_id): Path<String>,
@@ -393,7 +393,7 @@ pub(super) async fn tools_test(
 /// first dispatchable entity: `{ok:true, toolId, toolName, entityId, result, durationMs}`,
 /// or `{ok:false, toolId, toolName, entityId:null, error, durationMs:0}` when no entity can
 /// take it. Unknown tool: 404 `{error:"Tool not found in scope", tool}`.
-pub(super) async fn tools_execute(State(s): S, h: HeaderMap, body: Bytes) -> Res {
+pub(super) async fn execute(State(s): S, h: HeaderMap, body: Bytes) -> Res {
     let c = operator(&s, &h)?;
     let b = body_object(&body)?;
     let Some(name) = b
