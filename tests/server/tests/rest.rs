@@ -2046,3 +2046,40 @@ async fn tool_mappings_are_per_scope() {
         (json!(1), json!("refund_order"))
     );
 }
+
+#[tokio::test]
+async fn job_writes_are_operator_only_and_refused_before_any_change() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/jobs",
+            json!({"jobId": "mine", "displayName": "Mine", "handler": "x"}),
+        ),
+        (
+            Method::PATCH,
+            "/jobs/job_seed_1",
+            json!({"displayName": "Renamed"}),
+        ),
+        (Method::DELETE, "/jobs/job_seed_1", Value::Null),
+        (
+            Method::POST,
+            "/jobs/job_seed_1/dispatch",
+            json!({"payload": {}}),
+        ),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let (st, _, v) = call(&b, method, path, &user, body).await;
+        assert_eq!(
+            (st, v["error"].clone()),
+            (403, json!("OPERATOR_ONLY")),
+            "{path}"
+        );
+    }
+    let (_, _, v) = call(&b, Method::GET, "/jobs", &s.direct_headers(), None).await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["jobs"][0]["displayName"], "Nightly digest");
+    assert_eq!(v["jobs"][0]["lastStartedAt"], Value::Null);
+}
