@@ -1,11 +1,15 @@
-//! The quick start: list agents, open a thread, stream a turn token by
-//! token, approve what the agent asks for, and print what the turn cost.
+//! The quick start, as an end user's app would run it: open a thread with an
+//! agent, stream a turn token by token, approve what the agent asks for, rate
+//! the answer, and print what the turn cost.
+//!
+//! End users cannot list agents (that route is operators'): the agent id is
+//! configuration, `PLATOS_AGENT_ID` here.
 //!
 //! ```sh
 //! cargo run -p platos-client --example quickstart
 //! ```
 //!
-//! With `PLATOS_BASE_URL` and `PLATOS_SESSION_TOKEN` set it talks to that
+//! With `PLATOS_BASE_URL`, `PLATOS_AGENT_ID` and `PLATOS_SESSION_TOKEN` set it talks to that
 //! server; with `PLATOS_BASE_URL`, `PLATOS_API_KEY` and `PLATOS_ORGANIZATION_ID`,
 //! `PLATOS_PROJECT_ID`, `PLATOS_ENVIRONMENT_ID` (optionally `PLATOS_USER_ID`)
 //! it uses direct mode. With no `PLATOS_BASE_URL` it starts the embedded
@@ -17,8 +21,8 @@ use std::process::ExitCode;
 
 use futures::StreamExt;
 use platos_client::mint::{MintOptions, mint_session_token};
-use platos_client::{Event, PlatosClient, Scope};
-use platos_test_server::TestServer;
+use platos_client::{Event, PlatosClient, Rating, Scope};
+use platos_test_server::{SEED_AGENT_SUPPORT, TestServer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -37,16 +41,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), BoxError> {
-    let (client, _server) = connect().await?;
-
-    let agents = client.agents().list().await?;
-    let names: Vec<&str> = agents.iter().filter_map(|a| a.name.as_deref()).collect();
-    println!("agents in scope: {names:?}");
-    let agent = agents.first().ok_or("no agents in this scope")?;
+    let (client, agent_id, _server) = connect().await?;
 
     let thread = client
         .threads()
-        .create(&agent.id)
+        .create(&agent_id)
         .title("Quick start")
         .await?;
     println!("thread: {}", thread.id);
@@ -69,7 +68,16 @@ async fn run() -> Result<(), BoxError> {
                     .comment("approved by the quick start")
                     .await?;
             }
-            Event::MessagePersisted(persisted) => cost = Some(persisted),
+            Event::MessagePersisted(persisted) => {
+                // The persisted answer can be rated by the end user who asked.
+                client
+                    .messages()
+                    .rate(&persisted.message_id, Rating::Up)
+                    .comment("helpful")
+                    .await?;
+                println!("\n[answer rated: up]");
+                cost = Some(persisted);
+            }
             Event::Done(_) => break,
             _ => {}
         }
@@ -87,11 +95,13 @@ async fn run() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A client for the configured server, or for an embedded one (kept alive
-/// by the returned handle).
-async fn connect() -> Result<(PlatosClient, Option<TestServer>), BoxError> {
+/// A client and agent id for the configured server, or for an embedded one
+/// (kept alive by the returned handle).
+async fn connect() -> Result<(PlatosClient, String, Option<TestServer>), BoxError> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     if let Some(base_url) = env("PLATOS_BASE_URL") {
+        let agent_id = env("PLATOS_AGENT_ID")
+            .ok_or("PLATOS_BASE_URL is set: also set PLATOS_AGENT_ID (the agent to talk to)")?;
         let builder = PlatosClient::builder().base_url(base_url);
         let builder = match (env("PLATOS_SESSION_TOKEN"), env("PLATOS_API_KEY")) {
             (Some(token), _) => builder.session_token(token),
@@ -115,7 +125,7 @@ async fn connect() -> Result<(PlatosClient, Option<TestServer>), BoxError> {
                     .into());
             }
         };
-        return Ok((builder.build()?, None));
+        return Ok((builder.build()?, agent_id, None));
     }
 
     let server = TestServer::start().await?;
@@ -137,5 +147,5 @@ async fn connect() -> Result<(PlatosClient, Option<TestServer>), BoxError> {
         .base_url(server.base_url())
         .session_token(token)
         .build()?;
-    Ok((client, Some(server)))
+    Ok((client, SEED_AGENT_SUPPORT.to_owned(), Some(server)))
 }

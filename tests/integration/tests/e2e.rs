@@ -53,10 +53,11 @@ async fn a_turn_with_an_approval_shows_up_in_messages_trace_and_cost() {
     let client = user_client(&server);
     let operator = operator_client(&server);
 
-    let agents = client.agents().list().await.unwrap();
+    // Agents are operator-only on the server.
+    let agents = operator.agents().list().await.unwrap();
     assert!(agents.iter().any(|a| a.id == SEED_AGENT_SUPPORT));
     assert!(
-        client
+        operator
             .agents()
             .get(SEED_AGENT_SUPPORT)
             .await
@@ -64,14 +65,14 @@ async fn a_turn_with_an_approval_shows_up_in_messages_trace_and_cost() {
             .is_some()
     );
     assert!(
-        client
+        operator
             .agents()
             .get("agent_missing")
             .await
             .unwrap()
             .is_none()
     );
-    let versions = client
+    let versions = operator
         .agents()
         .list_versions(SEED_AGENT_SUPPORT)
         .await
@@ -182,10 +183,12 @@ async fn a_turn_with_an_approval_shows_up_in_messages_trace_and_cost() {
 async fn other_namespaces_work_against_the_server() {
     let server = TestServer::start().await.unwrap();
     let client = user_client(&server);
+    // Budgets and jobs are operator-only on the server; bgo stays open to end users.
+    let operator = operator_client(&server);
 
-    let caps = client.budgets().list().await.unwrap();
+    let caps = operator.budgets().list().await.unwrap();
     assert!(!caps.is_empty());
-    let status = client
+    let status = operator
         .budgets()
         .status()
         .agent_id(SEED_AGENT_SUPPORT)
@@ -193,7 +196,7 @@ async fn other_namespaces_work_against_the_server() {
         .unwrap();
     assert_eq!(status.blocked, Some(false));
 
-    let job = client
+    let job = operator
         .jobs()
         .create(CreateJobRequest {
             job_id: "e2e-job".into(),
@@ -210,8 +213,17 @@ async fn other_namespaces_work_against_the_server() {
         })
         .await
         .unwrap();
-    assert_eq!(job.job.job_id.as_deref(), Some("e2e-job"));
-    let dup = client
+    assert_eq!(job.syntax_error, None);
+    let job = job.job;
+    assert_eq!(job.job_id.as_deref(), Some("e2e-job"));
+    // Job routes address the internal `id`, not the `jobId` key.
+    let id = job.id.clone();
+    let mut payload = serde_json::Map::new();
+    payload.insert("n".into(), json!(1));
+    // Dispatched while active: an inactive job is "not found or inactive".
+    let dispatched = operator.jobs().dispatch(&id, payload).await.unwrap();
+    assert_eq!(dispatched.job_id.as_deref(), Some(id.as_str()));
+    let dup = operator
         .jobs()
         .create(CreateJobRequest {
             job_id: "e2e-job".into(),
@@ -229,10 +241,10 @@ async fn other_namespaces_work_against_the_server() {
         .await
         .unwrap_err();
     assert_eq!(dup.status(), Some(409));
-    let updated = client
+    let updated = operator
         .jobs()
         .update(
-            "e2e-job",
+            &id,
             UpdateJobRequest {
                 is_active: Some(false),
                 ..Default::default()
@@ -242,18 +254,14 @@ async fn other_namespaces_work_against_the_server() {
         .unwrap();
     assert_eq!(updated.job.is_active, Some(false));
     assert_eq!(
-        client.jobs().get("e2e-job").await.unwrap().display_name,
+        operator.jobs().get(&id).await.unwrap().display_name,
         Some("E2E".into())
     );
-    let listed = client.jobs().list().into_stream().count().await;
+    let listed = operator.jobs().list().into_stream().count().await;
     assert!(listed >= 2, "seeded job + ours: {listed}");
-    let mut payload = serde_json::Map::new();
-    payload.insert("n".into(), json!(1));
-    let dispatched = client.jobs().dispatch("e2e-job", payload).await.unwrap();
-    assert_eq!(dispatched.job_id.as_deref(), Some("e2e-job"));
-    client.jobs().delete("e2e-job").await.unwrap();
+    operator.jobs().delete(&id).await.unwrap();
     assert!(matches!(
-        client.jobs().get("e2e-job").await,
+        operator.jobs().get(&id).await,
         Err(Error::NotFound(_))
     ));
 
@@ -297,9 +305,10 @@ async fn scopes_are_isolated() {
 #[tokio::test]
 async fn a_brief_outage_is_retried_transparently() {
     let server = TestServer::start().await.unwrap();
+    // An operator token: `/agents` is operator-only.
     let client = PlatosClient::builder()
         .base_url(server.base_url())
-        .session_token(server.session_token())
+        .session_token(server.operator_token())
         .retry(
             RetryConfig::default().with_delays(Duration::from_millis(1), Duration::from_millis(5)),
         )

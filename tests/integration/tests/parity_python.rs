@@ -457,7 +457,9 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
         .collect();
 
     let py_server = TestServer::start().await.expect("python-side server");
-    let py_token = py_server.session_token();
+    // An operator token on both sides: agents are operator-only on the server, and the
+    // Python driver speaks with one credential for the whole run.
+    let py_token = py_server.operator_token();
     let py_all = run_python(&py_server, &py_token, &wire_calls).await;
     assert_eq!(py_all.len(), wire_calls.len(), "one result line per call");
     let (py_results, py_absent) = py_all.split_at(calls.len());
@@ -472,7 +474,7 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
     }
 
     let rust_server = TestServer::start().await.expect("rust-side server");
-    let rust_token = rust_server.session_token();
+    let rust_token = rust_server.operator_token();
     let client = PlatosClient::builder()
         .base_url(rust_server.base_url())
         .session_token(rust_token.clone())

@@ -116,6 +116,8 @@ pub(crate) fn authenticate_rest(cfg: &Config, h: &HeaderMap) -> RestAuth {
             identity: format!("key:{}", scope.key()),
             scope,
             user_id,
+            // The api key is the backend's own server-to-server credential: an operator,
+            // with or without a user id (which only names the user it acts for).
             operator: true,
             exp: None,
         }),

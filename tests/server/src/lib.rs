@@ -1,7 +1,7 @@
 //! A Platos-compatible in-memory server for tests and the quick start.
 //!
-//! It speaks the wire protocol of `shared/reference/wire.md` (REST under
-//! `/api/v1/agent`, Socket.IO v4 on `/agent`) and is deliberately independent of
+//! It speaks the Platos wire protocol (REST under `/api/v1/agent` as `spec/openapi.yaml`
+//! describes it, Socket.IO v4 on `/agent`) and is deliberately independent of
 //! `platos-client`: JSON is built by hand and tokens are verified with
 //! `jsonwebtoken`, so a client bug cannot be mirrored by the server.
 //!
@@ -17,7 +17,8 @@
 //! The binary serves the same thing for humans:
 //! `cargo run -p platos-test-server -- --port 3100` prints the URL, the seeded scope,
 //! the secret, the api key and ready-made end-user and operator tokens
-//! (`--help` lists `--secret`, `--api-key`, ping and pacing options, `--no-seed`).
+//! (`--help` lists `--secret`, `--api-key`, ping and pacing options, `--no-seed`,
+//! `--no-job-runtime`).
 //!
 //! # Seeded data (unless `seed(false)`)
 //!
@@ -30,11 +31,12 @@
 //! | thread | [`SEED_THREAD`] (2 messages, 1 turn in traces/costs) |
 //! | approvals | [`SEED_APPROVAL_PENDING`], [`SEED_APPROVAL_APPROVED`] |
 //! | budgets | `cap_scope_day` (scope, day, 500¢), `cap_support_month` (agent, month, 2500.5¢) |
-//! | jobs | [`SEED_JOB`] |
+//! | jobs | [`SEED_JOB_ID`] (internal id, what `/jobs/{id}` takes), key [`SEED_JOB`] |
 //! | bgo tasks | [`SEED_TASKS`] |
+//! | tools | [`SEED_TOOLS`]: `lookup` (search; entities `ent_crm`, `ent_docs`), `send_email` (communication; `ent_mailer`), `refund_order` (commerce; `ent_shop`, **disabled**), `create_ticket` (support; `ent_helpdesk`, **unavailable**: no callback URL, 5 failures), `get_weather` (search; `ent_docs`) |
 //!
-//! Any other scope a caller uses gets its own copy of the agents, versions, caps and
-//! tasks on first use (same ids), so two-scope isolation tests need no setup.
+//! Any other scope a caller uses gets its own copy of the agents, versions, caps,
+//! tools and tasks on first use (same ids), so two-scope isolation tests need no setup.
 //!
 //! # Authentication rules
 //!
@@ -44,15 +46,95 @@
 //!   `iat` more than 60 s ahead, missing claim → `401 {"statusCode":401,"message":"Unauthorized"}`.
 //! * Direct mode: `Authorization: Bearer <api key>` plus the `X-Platos-Organization-Id`,
 //!   `-Project-Id`, `-Environment-Id` (and optional `-User-Id`) headers; missing scope → 400.
-//! * **Operator rule**: direct mode is an operator; a session token is an operator
-//!   only when it carries the claim `"role": "operator"`. End users see only their
-//!   own threads; operator-only routes (`/monitoring/*`, including approvals list/get)
-//!   answer them `403 {"error":"OPERATOR_ONLY","message":…}`. Approval *resolve*,
-//!   budgets, jobs and bgo are open to end users.
+//! * **Who is an operator**: a session token only when it carries the claim
+//!   `"role": "operator"` ([`TestServer::operator_token`]); direct (api-key) mode always,
+//!   with or without `X-Platos-User-Id`: the api key is the backend's own credential
+//!   (server to server), and the user id only says whose threads it creates and whose
+//!   budget it asks about. Everyone else is an end user.
+//! * **Operator-only** (end users get `403 {"error":"OPERATOR_ONLY","message":…}`):
+//!   agents list/get/versions, budgets list/status, the monitoring dashboards (runs,
+//!   cost-by-agent, cost, approvals list/get), all six jobs routes, and the tool
+//!   actions setEnabled/test/execute. Reading the tool registry (list, search, stats,
+//!   matrix) is open to any caller in the scope, like the real server.
+//! * **Ownership-gated** (the thread's owner or an operator; anyone else gets the
+//!   framework 404 `"Thread not found"`): threads and their messages/artifacts,
+//!   one-shot turns, `/monitoring/trace/{threadId}`, `/monitoring/cost/thread/{threadId}`;
+//!   a message can be rated or read only when its thread is visible (else 404).
+//! * **End-user only**: rating writes (`POST`/`DELETE /messages/{id}/rating`); operator
+//!   tokens and api-key callers get `403 {"code":"RATING_ACTOR_FORBIDDEN","message":…}`.
+//! * Open to every caller in scope: threads, approval *resolve*, bgo (`/trigger/*`).
 //! * Socket: token from the CONNECT auth `token` or the `x-platos-session-token`
 //!   upgrade header; else direct scope from the auth payload or `x-platos-*` headers
 //!   (`userId` required; no api key is read, like the gateway). A refusal is an
 //!   `error {message}` event followed by a namespace disconnect, never a CONNECT_ERROR.
+//!
+//! # REST routes (`/api/v1/agent/...`)
+//!
+//! Lists answer the envelope `{<name>, items, total, limit, offset, hasMore, pagination,
+//! filters}`; a bad `limit`/`offset`/`page` is `400 {"code":"INVALID_PAGINATION"}`.
+//!
+//! | Route | Answer |
+//! |---|---|
+//! | `GET /agents` (`page, limit, offset, search, status`), `GET /agents/{id}`, `GET /agents/{id}/versions` (`cursor, take, offset`) | envelope `agents` / Agent (404 `{error:"Agent not found", agentId}`) / envelope `versions` |
+//! | `POST /threads`, `GET /threads`, `GET|DELETE /threads/{id}`, `GET /threads/{id}/messages`, `GET /threads/{id}/artifacts`, `POST /threads/{id}/archive|unarchive` | Thread (201) / envelope `threads` / Thread, `{archived, archivedAt}` / envelope `messages` / envelope `artifacts` / Thread |
+//! | `POST /threads/{id}/messages` `{message, agentId?, attachmentIds?}` | one-shot turn, below |
+//! | `POST /agents/{id}/messages` `{message, threadId?, attachmentIds?, outputSchema?, systemPromptOverride?, modelLabel?}` | one-shot turn; without `threadId` a new thread owned by the caller |
+//! | `GET /monitoring/approvals`, `GET /monitoring/approvals/{id}`, `POST /approvals/{id}/resolve` `{approved, comment?, editedArgs?}` | envelope `rows` + `pendingCount, fetchedAt` / Approval / receipt `{resolved, approvalId, approved, …}` |
+//! | `GET /budgets`, `GET /budgets/status` (`agentId, userId`) | envelope `caps` / `{caps:[BudgetStatus], blocked, reason?}` |
+//! | `GET /monitoring/runs`, `GET /monitoring/trace/{threadId}`, `GET /monitoring/cost-by-agent` (`days`), `GET /monitoring/cost` (`date`) | envelope `runs` / ThreadTrace / envelope `rows` + `fetchedAt` / cost object |
+//! | `GET /monitoring/cost/thread/{threadId}` | `{threadId, costCents, inputTokens, outputTokens, turnCount, turns:[{turnId, agentId, status, createdAt, inputTokens, outputTokens, costCents}], fetchedAt}` |
+//! | `GET /jobs`, `POST /jobs`, `GET|PATCH|DELETE /jobs/{id}`, `POST /jobs/{id}/dispatch` `{payload}` | see Jobs below |
+//! | `GET|POST|DELETE /messages/{messageId}/rating` | see Ratings below |
+//! | `GET /tools`, `/tools/search`, `/tools/stats`, `/tools/matrix`, `PATCH /tools/{entityId}/{toolName}/enabled`, `POST /tools/{toolId}/test`, `POST /tools/execute` | see Tools below |
+//! | `/trigger/tasks`, `/trigger/runs`, `/trigger/schedules`, `/trigger/batches` | the deprecated bgo surface |
+//!
+//! **One-shot turns** answer `200 {text, threadId, events, costCents, messageId}`: `events`
+//! is the scripted agent's `agent_event` list (`status thinking`, `meta`, `thinking`,
+//! `status executing`, `tool_call`, `tool_result`, `status generating`, N×`token` quoting
+//! the message, `message_persisted {messageId, costCents, …}`, `done {usage}`; `[tokens=N]`
+//! works, up to 10 000), each with `threadId`. The user and assistant messages, the turn (trace, costs)
+//! and the thread's `turnCount` are persisted before the answer. A missing or blank
+//! `message` is `400 {"error":"message is required in the request body"}`; a repeated
+//! `idempotency-key` replays the first answer (`Idempotency-Replayed: true`), no second turn.
+//!
+//! **Jobs** are addressed by the internal `id` ([`SEED_JOB_ID`]), not the `jobId` key.
+//! `POST` answers `201 {job, syntaxError}`, `PATCH` `{job, syntaxError}`; a handler with
+//! unbalanced `{}`/`[]`/`()` gets `syntaxError: "SyntaxError: …"` and is stored inactive.
+//! 400 `"jobId must be 1-64 lowercase alphanumeric + hyphens"`, `"displayName is
+//! required"`, `"handler source is required"`; 409 `"A job with this jobId already exists
+//! in this scope"`; 404 `"Job not found"`. Dispatch answers `{accepted:true, jobId}`
+//! (`jobId` = the addressed id), 404 `"Job not found or inactive"`, and with
+//! [`TestServerBuilder::job_runtime`]`(false)` `200 {accepted:false, message, jobId}`.
+//!
+//! **Ratings**: the id is the `messageId` of `message_persisted` (an assistant message,
+//! socket or one-shot turn). `POST {rating: 1|-1, comment?}` → `{rating: RatingRecord}`
+//! (one row per message and end user; re-rating overwrites), `DELETE` → `{removed}`,
+//! `GET` → `{userRating: RatingRecord|null, aggregate:{ups, downs}}`. RatingRecord:
+//! `id, messageId, threadId, agentId, agentVersionId|null, userId, rating, comment|null,
+//! createdAt, updatedAt`. 400 `"rating must be 1 or -1"`; 404 `{code:"MESSAGE_NOT_FOUND",
+//! message}`.
+//!
+//! **Tools**: `GET /tools?category=` → `{tools, total}` (tool: `id, name, description,
+//! category, paramSchema, entityIds`); `GET /tools/search?q=&limit=&entity=` → `{query,
+//! results, total}` (results are tools plus `score`, best first; default limit 15, `q`
+//! required); `GET /tools/stats` → `{totalTools, totalMappings, entities, dispatchable,
+//! disabled, unavailable, categories:{name: count}, indexedAt}`; `GET /tools/matrix`
+//! (`page, limit, offset, search, category, status, entityId`) → envelope `rows` +
+//! `environmentId, aggregates{dispatchable, unavailable, disabled}, fetchedAt` (aggregates
+//! ignore `status`); row `toolId, toolName, description, category, paramSchema, entityId,
+//! entityPk, callbackUrl, enabled, dispatchable, health{lastStatus, failCount, totalCalls,
+//! totalFailures, avgLatencyMs, p95LatencyMs, lastCalledAt}`. `PATCH …/enabled
+//! {enabled}` → `{ok:true, entityId, toolName, enabled}` (404 `"Tool mapping not found for
+//! this scope"`). `POST /tools/{toolId}/test {params, sourceEntityId?, headers?}` →
+//! `{status:200, headers, body:{ok, tool, entityId, params}, durationMs}` or, for an
+//! entity without a callback URL, `{status:502, headers:{}, body:null, durationMs, error}`;
+//! the call counts in the mapping's health; 404 `{error:"Tool not found in scope", toolId}`
+//! / `{error:"Entity not found for this tool", toolId}`; the 21st call in 60 s per user and
+//! scope is `429 {error:"Rate limit exceeded for tool test", limit:20, retryAfter:60}`.
+//! `POST /tools/execute {tool, params?, purpose?}` (tool name or id) → `{ok:true, toolId,
+//! toolName, entityId, result:{tool, params, purpose}, durationMs}` through the first
+//! dispatchable entity, `{ok:false, toolId, toolName, entityId:null, error, durationMs:0}`
+//! when none, 404 `{error:"Tool not found in scope", tool}`.
 //!
 //! # The scripted agent (socket `message`)
 //!
@@ -107,6 +189,7 @@ mod auth;
 mod faults;
 mod record;
 mod rest;
+mod script;
 mod socket;
 mod store;
 
@@ -123,7 +206,7 @@ pub use faults::{Faults, RestFault, SocketRefusal};
 pub use record::{RecordedConnect, RecordedRequest, RecordedSocketEvent, Recorder};
 pub use store::{
     SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SEED_APPROVAL_APPROVED, SEED_APPROVAL_PENDING,
-    SEED_JOB, SEED_TASKS, SEED_THREAD,
+    SEED_JOB, SEED_JOB_ID, SEED_TASKS, SEED_THREAD, SEED_TOOLS,
 };
 
 /// Seeded organization id.
@@ -183,6 +266,7 @@ pub(crate) struct Config {
     pub namespace: String,
     pub deprecation: bool,
     pub expire_sessions: bool,
+    pub job_runtime: bool,
 }
 
 pub(crate) struct Shared {
@@ -231,6 +315,7 @@ pub struct TestServerBuilder {
     seed: bool,
     deprecation: bool,
     expire_sessions: bool,
+    job_runtime: bool,
     event_delay: Duration,
     approval_every_turn: bool,
 }
@@ -271,6 +356,7 @@ impl Default for TestServerBuilder {
             seed: true,
             deprecation: false,
             expire_sessions: false,
+            job_runtime: true,
             event_delay: Duration::ZERO,
             approval_every_turn: false,
         }
@@ -345,6 +431,13 @@ impl TestServerBuilder {
         self.expire_sessions = on;
         self
     }
+    /// Whether the durable job runtime is configured (default on). Off, `POST
+    /// /jobs/{id}/dispatch` answers 200 `{accepted:false, message:"The durable Job runtime
+    /// is not configured.", jobId}` like a server without one.
+    pub fn job_runtime(mut self, on: bool) -> Self {
+        self.job_runtime = on;
+        self
+    }
     /// Initial pause between scripted events (see [`Faults::set_event_delay`]).
     pub fn event_delay(mut self, d: Duration) -> Self {
         self.event_delay = d;
@@ -380,6 +473,7 @@ impl TestServerBuilder {
                 namespace: self.namespace.clone(),
                 deprecation: self.deprecation,
                 expire_sessions: self.expire_sessions,
+                job_runtime: self.job_runtime,
             },
             store: Mutex::new(store::Store::new(self.seed, &self.scope, &self.user_id)),
             recorder: recorder.clone(),

@@ -33,6 +33,9 @@ struct Args {
     /// Emit `server.deprecation` on the shared namespace.
     #[arg(long)]
     deprecation: bool,
+    /// Answer job dispatches `{accepted:false}`, like a server without a job runtime.
+    #[arg(long)]
+    no_job_runtime: bool,
 }
 
 #[tokio::main]
@@ -44,7 +47,8 @@ async fn main() -> anyhow::Result<()> {
         .ping_timeout(Duration::from_millis(args.ping_timeout_ms))
         .event_delay(Duration::from_millis(args.event_delay_ms))
         .seed(!args.no_seed)
-        .deprecation(args.deprecation);
+        .deprecation(args.deprecation)
+        .job_runtime(!args.no_job_runtime);
     if let Some(s) = args.secret {
         b = b.secret(s);
     }
@@ -69,8 +73,11 @@ async fn main() -> anyhow::Result<()> {
     // This is a local development server: printing its throwaway credentials is the point.
     println!("  secret         {}", server.secret());
     println!("  api key        {}", server.api_key());
-    println!("  session token  {}", server.session_token());
-    println!("  operator token {}", server.operator_token());
+    println!("  session token  {} (end user)", server.session_token());
+    println!(
+        "  operator token {} (agents, budgets, jobs, dashboards)",
+        server.operator_token()
+    );
     tokio::signal::ctrl_c().await?;
     server.shutdown().await;
     Ok(())

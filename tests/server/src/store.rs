@@ -87,6 +87,14 @@ pub(crate) struct Store {
     pub schedules: Vec<Value>,
     pub batches: Vec<Value>,
     pub turns: Vec<TurnRecord>,
+    /// RatingRecords of `/messages/{id}/rating`, one per (message, end user).
+    pub ratings: Vec<Value>,
+    /// Tool registry entries (`/tools`), scoped.
+    pub tools: Vec<Value>,
+    /// Tool ↔ entity mappings: the rows of `/tools/matrix`, scoped.
+    pub tool_mappings: Vec<Value>,
+    /// `/tools/{id}/test` calls per (identity, scope): window start and count.
+    pub tool_tests: HashMap<String, (tokio::time::Instant, u32)>,
     pub idempotency: HashMap<String, IdemEntry>,
     /// Turns paused on an approval, keyed by approval id.
     pub waiting: HashMap<String, oneshot::Sender<Decision>>,
@@ -129,8 +137,19 @@ pub const SEED_THREAD: &str = "thr_seed";
 pub const SEED_APPROVAL_PENDING: &str = "apr_seed_pending";
 /// Seeded approval already approved.
 pub const SEED_APPROVAL_APPROVED: &str = "apr_seed_approved";
-/// Seeded job id.
+/// Seeded job's external key (`jobId`).
 pub const SEED_JOB: &str = "nightly-digest";
+/// Seeded job's internal `id`: the one `/jobs/{id}` routes address.
+pub const SEED_JOB_ID: &str = "job_seed_1";
+/// Seeded tool ids (`/tools`), in every scope: `lookup`, `send_email`, `refund_order`
+/// (its mapping disabled), `create_ticket` (unavailable), `get_weather`.
+pub const SEED_TOOLS: [&str; 5] = [
+    "tool_lookup",
+    "tool_send_email",
+    "tool_refund_order",
+    "tool_create_ticket",
+    "tool_get_weather",
+];
 /// Seeded background task ids (`/trigger/tasks`).
 pub const SEED_TASKS: [&str; 2] = ["send-email", "nightly-report"];
 
@@ -237,6 +256,7 @@ impl Store {
             "month",
             2500.5,
         ));
+        self.seed_tools(scope);
         for (id, desc) in SEED_TASKS
             .iter()
             .zip(["Send a transactional email", "Build the nightly report"])
@@ -244,6 +264,129 @@ impl Store {
             self.tasks.push(with_scope(
                 scope,
                 json!({"id": id, "slug": id, "description": desc, "createdAt": created}),
+            ));
+        }
+    }
+
+    /// Five tools over four entities; `lookup` is served by two. One mapping is disabled
+    /// (`refund_order`) and one is unavailable (`create_ticket`: no callback, failing).
+    fn seed_tools(&mut self, scope: &Scope) {
+        let tools = [
+            (
+                SEED_TOOLS[0],
+                "lookup",
+                "search",
+                "Search the knowledge base for an answer.",
+                json!({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}),
+            ),
+            (
+                SEED_TOOLS[1],
+                "send_email",
+                "communication",
+                "Send an email to a customer.",
+                json!({"type": "object", "properties": {"to": {"type": "string"}, "subject": {"type": "string"}, "body": {"type": "string"}}, "required": ["to", "subject"]}),
+            ),
+            (
+                SEED_TOOLS[2],
+                "refund_order",
+                "commerce",
+                "Refund an order, fully or partly.",
+                json!({"type": "object", "properties": {"orderId": {"type": "string"}, "amountCents": {"type": "integer"}}, "required": ["orderId"]}),
+            ),
+            (
+                SEED_TOOLS[3],
+                "create_ticket",
+                "support",
+                "Open a support ticket.",
+                json!({"type": "object", "properties": {"title": {"type": "string"}, "priority": {"type": "string", "enum": ["low", "high"]}}, "required": ["title"]}),
+            ),
+            (
+                SEED_TOOLS[4],
+                "get_weather",
+                "search",
+                "Current weather for a city.",
+                json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+            ),
+        ];
+        for (id, name, category, description, schema) in tools {
+            self.tools.push(with_scope(
+                scope,
+                json!({"id": id, "name": name, "description": description, "category": category,
+                       "paramSchema": schema, "createdAt": "2026-01-05T09:00:00.000Z"}),
+            ));
+        }
+        let health = |status: Value,
+                      fails: u64,
+                      total: u64,
+                      failures: u64,
+                      avg: u64,
+                      p95: u64,
+                      last: Value| {
+            json!({"lastStatus": status, "failCount": fails, "totalCalls": total, "totalFailures": failures,
+                   "avgLatencyMs": avg, "p95LatencyMs": p95, "lastCalledAt": last})
+        };
+        let seen = json!("2026-01-10T10:00:01.000Z");
+        let mappings = [
+            (
+                SEED_TOOLS[0],
+                "lookup",
+                "ent_crm",
+                "crm",
+                Some("https://crm.example.com/platos/tools"),
+                true,
+                health(json!("ok"), 0, 120, 2, 85, 240, seen.clone()),
+            ),
+            (
+                SEED_TOOLS[0],
+                "lookup",
+                "ent_docs",
+                "docs",
+                Some("https://docs.example.com/platos/tools"),
+                true,
+                health(json!("ok"), 0, 40, 0, 60, 110, seen.clone()),
+            ),
+            (
+                SEED_TOOLS[1],
+                "send_email",
+                "ent_mailer",
+                "mailer",
+                Some("https://mail.example.com/platos/tools"),
+                true,
+                health(json!("ok"), 0, 12, 1, 300, 900, seen.clone()),
+            ),
+            (
+                SEED_TOOLS[2],
+                "refund_order",
+                "ent_shop",
+                "shop",
+                Some("https://shop.example.com/platos/tools"),
+                false,
+                health(json!("ok"), 0, 3, 0, 150, 200, seen.clone()),
+            ),
+            (
+                SEED_TOOLS[3],
+                "create_ticket",
+                "ent_helpdesk",
+                "helpdesk",
+                None,
+                true,
+                health(json!("error"), 5, 9, 7, 2000, 5000, seen),
+            ),
+            (
+                SEED_TOOLS[4],
+                "get_weather",
+                "ent_docs",
+                "docs",
+                Some("https://docs.example.com/platos/tools"),
+                true,
+                health(Value::Null, 0, 0, 0, 0, 0, Value::Null),
+            ),
+        ];
+        for (tool_id, name, entity, pk, url, enabled, health) in mappings {
+            self.tool_mappings.push(with_scope(
+                scope,
+                json!({"toolId": tool_id, "toolName": name, "entityId": entity, "entityPk": pk,
+                       "callbackUrl": url, "enabled": enabled, "health": health}),
             ));
         }
     }
@@ -295,7 +438,7 @@ impl Store {
         self.jobs.push(with_scope(
             scope,
             json!({
-                "id": "job_seed_1", "jobId": SEED_JOB, "displayName": "Nightly digest",
+                "id": SEED_JOB_ID, "jobId": SEED_JOB, "displayName": "Nightly digest",
                 "description": "Mails the daily digest", "invocationType": "scheduled",
                 "scheduleCron": "0 3 * * *", "scheduleTimezone": "UTC", "allowedAgentIds": [],
                 "payloadSchema": null, "handler": "export default async () => ({ ok: true })",

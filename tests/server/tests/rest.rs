@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, http, token_headers};
+use common::{Eio, call, http, token_headers};
 use platos_test_server::{RestFault, Scope, TestServer};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ fn direct(scope: &Scope, user: Option<&str>, key: &str) -> Vec<(String, String)>
 #[tokio::test]
 async fn agents_list_envelope_pagination_and_errors() {
     let s = TestServer::start().await.expect("server");
-    let h = token_headers(&s.session_token());
+    let h = token_headers(&s.operator_token());
     let b = s.base_url();
     let (st, _, v) = call(&b, Method::GET, "/agents", &h, None).await;
     assert_eq!(st, 200);
@@ -257,13 +257,21 @@ async fn auth_refusals() {
         200
     );
 
-    // Operator-only routes.
+    // Operator-only reads: an end user is refused, an operator token and an api key pass.
     let user = token_headers(&s.session_token());
     for path in [
+        "/agents",
+        "/agents/agent_support",
+        "/agents/agent_support/versions",
+        "/budgets",
+        "/budgets/status",
+        "/monitoring/runs",
         "/monitoring/approvals",
         "/monitoring/approvals/apr_seed_pending",
-        "/monitoring/trace/thr_seed",
         "/monitoring/cost-by-agent",
+        "/monitoring/cost",
+        "/jobs",
+        "/jobs/job_seed_1",
     ] {
         let (st, _, v) = call(&b, Method::GET, path, &user, None).await;
         assert_eq!(
@@ -635,63 +643,185 @@ async fn jobs_crud_and_dispatch() {
         json!({"jobId": "reindex", "displayName": "Reindex", "handler": "export default () => 1"});
     let (st, _, v) = call(&b, Method::POST, "/jobs", &h, Some(body.clone())).await;
     assert_eq!(
-        (st, v["job"]["jobId"].clone(), v["job"]["isActive"].clone()),
-        (201, json!("reindex"), json!(true))
+        (
+            st,
+            v["job"]["jobId"].clone(),
+            v["job"]["isActive"].clone(),
+            v["syntaxError"].clone()
+        ),
+        (201, json!("reindex"), json!(true), Value::Null)
     );
+    // Addressed by the internal id, not by the jobId key.
+    let id = v["job"]["id"].as_str().expect("id").to_string();
+    assert_ne!(id, "reindex");
+    assert_eq!(
+        call(&b, Method::GET, "/jobs/reindex", &h, None).await.0,
+        404
+    );
+    let (st, _, v) = call(&b, Method::GET, &format!("/jobs/{id}"), &h, None).await;
+    assert_eq!((st, v["job"]["jobId"].clone()), (200, json!("reindex")));
+
     let (st, _, v) = call(&b, Method::POST, "/jobs", &h, Some(body)).await;
-    assert_eq!((st, v["statusCode"].clone()), (409, json!(409)));
+    assert_eq!(
+        (st, v["message"].clone()),
+        (
+            409,
+            json!("A job with this jobId already exists in this scope")
+        )
+    );
+    for (bad, message) in [
+        (
+            json!({"jobId": "Bad_Id", "displayName": "x", "handler": "x"}),
+            "jobId must be 1-64 lowercase alphanumeric + hyphens",
+        ),
+        (
+            json!({"jobId": "ok-id", "handler": "x"}),
+            "displayName is required",
+        ),
+        (
+            json!({"jobId": "ok-id", "displayName": "x", "handler": " "}),
+            "handler source is required",
+        ),
+    ] {
+        let (st, _, v) = call(&b, Method::POST, "/jobs", &h, Some(bad)).await;
+        assert_eq!((st, v["message"].clone()), (400, json!(message)));
+    }
     let (st, _, v) = call(
         &b,
         Method::POST,
         "/jobs",
         &h,
-        Some(json!({"jobId": "Bad Id"})),
+        Some(json!({"jobId": "typed", "displayName": "x", "handler": "x", "timeout": "soon"})),
     )
     .await;
-    assert_eq!(st, 400);
-    assert!(
-        v["validationErrors"]
-            .as_array()
-            .is_some_and(|e| e.len() >= 3)
+    assert_eq!(
+        (st, v["validationErrors"].clone()),
+        (400, json!(["timeout must be a non-negative integer"]))
+    );
+
+    // A handler that does not compile is stored, FAILED: inactive, with the error.
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/jobs",
+        &h,
+        Some(json!({"jobId": "broken", "displayName": "Broken", "handler": "export default () => {"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["syntaxError"].clone(), v["job"]["isActive"].clone()),
+        (
+            201,
+            json!("SyntaxError: Unexpected end of input"),
+            json!(false)
+        )
+    );
+    let broken = v["job"]["id"].as_str().expect("id").to_string();
+    let (_, _, v) = call(
+        &b,
+        Method::PATCH,
+        &format!("/jobs/{broken}"),
+        &h,
+        Some(json!({"handler": "export default () => {}"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            v["syntaxError"].clone(),
+            v["job"]["isActive"].clone(),
+            v["job"]["handlerVersion"].clone()
+        ),
+        (Value::Null, json!(true), json!(2))
     );
     let (_, _, v) = call(
         &b,
         Method::PATCH,
-        "/jobs/reindex",
+        &format!("/jobs/{broken}"),
+        &h,
+        Some(json!({"handler": "export default () => 1)"})),
+    )
+    .await;
+    assert_eq!(
+        (v["syntaxError"].clone(), v["job"]["isActive"].clone()),
+        (json!("SyntaxError: Unexpected token ')'"), json!(false))
+    );
+
+    let (_, _, v) = call(
+        &b,
+        Method::PATCH,
+        &format!("/jobs/{id}"),
         &h,
         Some(json!({"isActive": false})),
     )
     .await;
-    assert_eq!(v["job"]["isActive"], false);
-    let (_, _, v) = call(
+    assert_eq!(
+        (v["job"]["isActive"].clone(), v["syntaxError"].clone()),
+        (json!(false), Value::Null)
+    );
+    let (st, _, v) = call(
         &b,
         Method::POST,
-        "/jobs/reindex/dispatch",
+        &format!("/jobs/{id}/dispatch"),
         &h,
         Some(json!({"payload": {}})),
     )
     .await;
     assert_eq!(
-        v,
-        json!({"accepted": false, "jobId": "reindex", "message": "Job is inactive"})
+        (st, v["message"].clone()),
+        (404, json!("Job not found or inactive"))
     );
-    let (_, _, v) = call(
+    let (st, _, v) = call(
         &b,
         Method::POST,
-        "/jobs/nightly-digest/dispatch",
+        "/jobs/job_seed_1/dispatch",
         &h,
         Some(json!({"payload": {"a": 1}})),
     )
     .await;
-    assert_eq!(v["accepted"], true);
+    assert_eq!(
+        (st, v),
+        (200, json!({"accepted": true, "jobId": "job_seed_1"}))
+    );
     let (_, _, v) = call(&b, Method::GET, "/jobs?search=night", &h, None).await;
     assert_eq!(v["jobs"].as_array().map(Vec::len), Some(1));
     assert_eq!(
-        call(&b, Method::DELETE, "/jobs/reindex", &h, None).await.2,
+        call(&b, Method::DELETE, &format!("/jobs/{id}"), &h, None)
+            .await
+            .2,
         json!({"deleted": true})
     );
-    let (st, _, v) = call(&b, Method::GET, "/jobs/reindex", &h, None).await;
+    let (st, _, v) = call(&b, Method::GET, &format!("/jobs/{id}"), &h, None).await;
     assert_eq!((st, v["message"].clone()), (404, json!("Job not found")));
+    assert_eq!(
+        call(&b, Method::DELETE, &format!("/jobs/{id}"), &h, None)
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn jobs_dispatch_without_a_runtime_is_not_accepted() {
+    let s = TestServer::builder()
+        .job_runtime(false)
+        .start()
+        .await
+        .expect("server");
+    let (st, _, v) = call(
+        &s.base_url(),
+        Method::POST,
+        "/jobs/job_seed_1/dispatch",
+        &s.direct_headers(),
+        Some(json!({"payload": {}})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            200,
+            json!({"accepted": false, "message": "The durable Job runtime is not configured.", "jobId": "job_seed_1"})
+        )
+    );
 }
 
 #[tokio::test]
@@ -844,7 +974,8 @@ async fn bgo_trigger_routes() {
 async fn rest_fault_knobs_and_recording() {
     let s = TestServer::start().await.expect("server");
     let b = s.base_url();
-    let h = token_headers(&s.session_token());
+    // An operator: `/agents` is operator-only.
+    let h = token_headers(&s.operator_token());
     s.faults().fail_next_rest(RestFault::unavailable().times(2));
     s.faults()
         .fail_next_rest(RestFault::rate_limited(3).path_contains("/agents"));
@@ -977,4 +1108,978 @@ async fn seed_off_insert_agent_and_shutdown() {
     s.shutdown().await;
     let r = http().get(format!("{b}/api/v1/agent/agents")).send().await;
     assert!(r.is_err(), "nothing listens after shutdown");
+}
+
+#[tokio::test]
+async fn trace_and_thread_cost_are_ownership_gated() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let owner = token_headers(&s.session_token());
+    let stranger = token_headers(&s.mint(&s.token_spec("user_other")));
+    let not_found = json!({"statusCode": 404, "message": "Thread not found", "error": "Not Found"});
+    for path in [
+        "/monitoring/trace/thr_seed",
+        "/monitoring/cost/thread/thr_seed",
+    ] {
+        for h in [
+            owner.clone(),
+            token_headers(&s.operator_token()),
+            s.direct_headers(),
+        ] {
+            assert_eq!(call(&b, Method::GET, path, &h, None).await.0, 200, "{path}");
+        }
+        let (st, _, v) = call(&b, Method::GET, path, &stranger, None).await;
+        assert_eq!((st, &v), (404, &not_found), "{path}");
+    }
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/monitoring/cost/thread/thr_seed",
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            v["threadId"].clone(),
+            v["costCents"].clone(),
+            v["inputTokens"].clone(),
+            v["outputTokens"].clone(),
+            v["turnCount"].clone(),
+            v["turns"][0]["turnId"].clone()
+        ),
+        (
+            json!("thr_seed"),
+            json!(0.0054),
+            json!(12),
+            json!(6),
+            json!(1),
+            json!("turn_seed")
+        )
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::GET,
+        "/monitoring/cost/thread/ghost",
+        &owner,
+        None,
+    )
+    .await;
+    assert_eq!((st, v), (404, not_found));
+}
+
+fn event_types(events: &Value) -> Vec<String> {
+    events
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["type"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn one_shot_turns_answer_persist_and_replay() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &user,
+        Some(json!({"message": "where is my order?"})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        v["text"],
+        json!("Here is what I found about \"where is my order?\".")
+    );
+    assert_eq!(v["threadId"], "thr_seed");
+    let types = event_types(&v["events"]);
+    assert_eq!(
+        types[..7],
+        [
+            "status",
+            "meta",
+            "thinking",
+            "status",
+            "tool_call",
+            "tool_result",
+            "status"
+        ]
+    );
+    assert_eq!(types[types.len() - 2..], ["message_persisted", "done"]);
+    let events = v["events"].as_array().expect("events");
+    let tokens: String = events
+        .iter()
+        .filter(|e| e["type"] == "token")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert_eq!(json!(tokens), v["text"]);
+    let persisted = &events[events.len() - 2];
+    assert_eq!(persisted["messageId"], v["messageId"]);
+    assert_eq!(persisted["costCents"], v["costCents"]);
+    assert_eq!(
+        events[events.len() - 1]["usage"]["costCents"],
+        v["costCents"]
+    );
+    assert!(events.iter().all(|e| e["threadId"] == "thr_seed"));
+
+    // Both messages are on the thread; the assistant's id is the announced messageId.
+    let (_, _, m) = call(&b, Method::GET, "/threads/thr_seed/messages", &user, None).await;
+    let msgs = m["messages"].as_array().expect("messages");
+    assert_eq!(msgs.len(), 4);
+    assert_eq!(
+        (msgs[2]["role"].clone(), msgs[2]["content"].clone()),
+        (json!("user"), json!("where is my order?"))
+    );
+    assert_eq!(
+        (
+            msgs[3]["role"].clone(),
+            msgs[3]["id"].clone(),
+            msgs[3]["content"].clone()
+        ),
+        (
+            json!("assistant"),
+            v["messageId"].clone(),
+            v["text"].clone()
+        )
+    );
+    let (_, _, t) = call(&b, Method::GET, "/threads/thr_seed", &user, None).await;
+    assert_eq!(t["turnCount"], 2);
+    let (_, _, c) = call(
+        &b,
+        Method::GET,
+        "/monitoring/cost/thread/thr_seed",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(c["turnCount"], 2);
+
+    // `[tokens=N]` works here too.
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &user,
+        Some(json!({"message": "[tokens=2]", "agentId": "agent_research"})),
+    )
+    .await;
+    assert_eq!(v["text"], "w1 w2 ");
+    assert_eq!(v["events"][0]["agentId"], "agent_research");
+
+    // Refusals.
+    let required = json!({"error": "message is required in the request body"});
+    for body in [json!({}), json!({"message": "  "}), json!({"message": 7})] {
+        for path in [
+            "/threads/thr_seed/messages",
+            "/agents/agent_support/messages",
+        ] {
+            let (st, _, v) = call(&b, Method::POST, path, &user, Some(body.clone())).await;
+            assert_eq!((st, &v), (400, &required), "{path} {body}");
+        }
+    }
+    let stranger = token_headers(&s.mint(&s.token_spec("user_other")));
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &stranger,
+        Some(json!({"message": "hi"})),
+    )
+    .await;
+    assert_eq!((st, v["message"].clone()), (404, json!("Thread not found")));
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/agents/ghost/messages",
+        &user,
+        Some(json!({"message": "hi"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (404, json!({"error": "Agent not found", "agentId": "ghost"}))
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &user,
+        Some(json!({"message": "hi", "attachmentIds": "a"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"].clone()),
+        (400, json!("attachmentIds must be an array of strings"))
+    );
+}
+
+#[tokio::test]
+async fn agent_one_shot_creates_a_thread_and_honours_idempotency_keys() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let mut keyed = user.clone();
+    keyed.push(("idempotency-key".into(), "turn-key-1".into()));
+    let body = json!({"message": "first", "attachmentIds": [], "modelLabel": "fast"});
+    let (st, h1, first) = call(
+        &b,
+        Method::POST,
+        "/agents/agent_support/messages",
+        &keyed,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(h1.get("idempotency-replayed").is_none());
+    let thread = first["threadId"].as_str().expect("threadId").to_string();
+    assert_ne!(thread, "thr_seed");
+    let (st, _, t) = call(&b, Method::GET, &format!("/threads/{thread}"), &user, None).await;
+    assert_eq!(
+        (st, t["agentId"].clone(), t["userId"].clone()),
+        (200, json!("agent_support"), json!(s.user_id()))
+    );
+
+    // The same key again: the first answer, no second turn, no second thread.
+    let (st, h2, again) = call(
+        &b,
+        Method::POST,
+        "/agents/agent_support/messages",
+        &keyed,
+        Some(body),
+    )
+    .await;
+    assert_eq!((st, &again), (200, &first));
+    assert_eq!(
+        h2.get("idempotency-replayed").and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        &format!("/threads/{thread}/messages"),
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(m["messages"].as_array().map(Vec::len), Some(2));
+    let (_, _, l) = call(&b, Method::GET, "/threads", &user, None).await;
+    assert_eq!(l["threads"].as_array().map(Vec::len), Some(2));
+
+    // With a threadId the turn lands on that thread.
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/agents/agent_support/messages",
+        &user,
+        Some(json!({"message": "second", "threadId": thread})),
+    )
+    .await;
+    assert_eq!(v["threadId"], json!(thread));
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        &format!("/threads/{thread}/messages"),
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(m["messages"].as_array().map(Vec::len), Some(4));
+}
+
+#[tokio::test]
+async fn message_ratings() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let (_, _, turn) = call(
+        &b,
+        Method::POST,
+        "/threads/thr_seed/messages",
+        &user,
+        Some(json!({"message": "rate me"})),
+    )
+    .await;
+    let mid = turn["messageId"].as_str().expect("messageId").to_string();
+    let path = format!("/messages/{mid}/rating");
+
+    let (st, _, v) = call(&b, Method::POST, &path, &user, Some(json!({"rating": 1}))).await;
+    assert_eq!(st, 200);
+    let r = &v["rating"];
+    assert_eq!(
+        (
+            r["messageId"].clone(),
+            r["threadId"].clone(),
+            r["agentId"].clone(),
+            r["agentVersionId"].clone(),
+            r["userId"].clone(),
+            r["rating"].clone(),
+            r["comment"].clone()
+        ),
+        (
+            json!(mid),
+            json!("thr_seed"),
+            json!("agent_support"),
+            json!("ver_support_2"),
+            json!(s.user_id()),
+            json!(1),
+            Value::Null
+        )
+    );
+    assert!(r["id"].is_string() && r["createdAt"].is_string() && r["updatedAt"].is_string());
+    // Re-rating overwrites the same row.
+    let (_, _, v2) = call(
+        &b,
+        Method::POST,
+        &path,
+        &user,
+        Some(json!({"rating": -1, "comment": "wrong order"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            v2["rating"]["id"].clone(),
+            v2["rating"]["rating"].clone(),
+            v2["rating"]["comment"].clone(),
+            v2["rating"]["createdAt"].clone()
+        ),
+        (
+            r["id"].clone(),
+            json!(-1),
+            json!("wrong order"),
+            r["createdAt"].clone()
+        )
+    );
+    let (st, _, g) = call(&b, Method::GET, &path, &user, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(g["userRating"], v2["rating"]);
+    assert_eq!(g["aggregate"], json!({"ups": 0, "downs": 1}));
+    // Operators read the aggregate, have no rating of their own, and may not write.
+    let op = token_headers(&s.operator_token());
+    let (_, _, g) = call(&b, Method::GET, &path, &op, None).await;
+    assert_eq!(
+        (g["userRating"].clone(), g["aggregate"].clone()),
+        (Value::Null, json!({"ups": 0, "downs": 1}))
+    );
+    for h in [op.clone(), s.direct_headers()] {
+        for method in [Method::POST, Method::DELETE] {
+            let (st, _, v) = call(&b, method, &path, &h, Some(json!({"rating": 1}))).await;
+            assert_eq!(
+                (st, v["code"].clone()),
+                (403, json!("RATING_ACTOR_FORBIDDEN"))
+            );
+            assert!(v["message"].is_string());
+        }
+    }
+    for bad in [json!({"rating": 2}), json!({"rating": "1"}), json!({})] {
+        let (st, _, v) = call(&b, Method::POST, &path, &user, Some(bad)).await;
+        assert_eq!(
+            (st, v["message"].clone()),
+            (400, json!("rating must be 1 or -1"))
+        );
+    }
+    // Unknown, user-authored and invisible messages are all 404 {code, message}.
+    let stranger = token_headers(&s.mint(&s.token_spec("user_other")));
+    for (h, p) in [
+        (user.clone(), "/messages/nope/rating".to_string()),
+        (user.clone(), "/messages/msg_seed_1/rating".to_string()),
+        (stranger.clone(), path.clone()),
+    ] {
+        let (st, _, v) = call(&b, Method::POST, &p, &h, Some(json!({"rating": 1}))).await;
+        assert_eq!(
+            (st, v["code"].clone()),
+            (404, json!("MESSAGE_NOT_FOUND")),
+            "{p}"
+        );
+        assert!(v["message"].is_string());
+        assert_eq!(call(&b, Method::GET, &p, &h, None).await.0, 404, "{p}");
+    }
+    // The seeded assistant message is rateable too.
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/messages/msg_seed_2/rating",
+        &user,
+        Some(json!({"rating": 1, "comment": null})),
+    )
+    .await;
+    assert_eq!((st, v["rating"]["rating"].clone()), (200, json!(1)));
+
+    let (_, _, d) = call(&b, Method::DELETE, &path, &user, None).await;
+    assert_eq!(d, json!({"removed": true}));
+    let (_, _, d) = call(&b, Method::DELETE, &path, &user, None).await;
+    assert_eq!(d, json!({"removed": false}));
+    let (_, _, g) = call(&b, Method::GET, &path, &user, None).await;
+    assert_eq!(
+        (g["userRating"].clone(), g["aggregate"].clone()),
+        (Value::Null, json!({"ups": 0, "downs": 0}))
+    );
+}
+
+#[tokio::test]
+async fn tools_registry_is_open_to_end_users() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let (st, _, v) = call(&b, Method::GET, "/tools", &user, None).await;
+    assert_eq!((st, v["total"].clone()), (200, json!(5)));
+    let lookup = &v["tools"][0];
+    assert_eq!(
+        (
+            lookup["id"].clone(),
+            lookup["name"].clone(),
+            lookup["category"].clone(),
+            lookup["entityIds"].clone()
+        ),
+        (
+            json!("tool_lookup"),
+            json!("lookup"),
+            json!("search"),
+            json!(["ent_crm", "ent_docs"])
+        )
+    );
+    assert_eq!(lookup["paramSchema"]["required"], json!(["query"]));
+    let (_, _, v) = call(&b, Method::GET, "/tools?category=search", &user, None).await;
+    assert_eq!(v["total"], 2);
+
+    let (st, _, v) = call(&b, Method::GET, "/tools/search?q=email", &user, None).await;
+    assert_eq!(
+        (
+            st,
+            v["query"].clone(),
+            v["total"].clone(),
+            v["results"][0]["name"].clone()
+        ),
+        (200, json!("email"), json!(1), json!("send_email"))
+    );
+    // "a" is in every description: the limit cuts the results, not the total.
+    let (_, _, v) = call(&b, Method::GET, "/tools/search?q=a&limit=2", &user, None).await;
+    assert_eq!(
+        (v["results"].as_array().map(Vec::len), v["total"].clone()),
+        (Some(2), json!(5))
+    );
+    let (_, _, v) = call(&b, Method::GET, "/tools/search?q=a", &user, None).await;
+    assert_eq!(v["results"].as_array().map(Vec::len), Some(5));
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/tools/search?q=a&entity=ent_docs",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(v["total"], 2);
+    for bad in ["/tools/search", "/tools/search?q=a&limit=0"] {
+        assert_eq!(
+            call(&b, Method::GET, bad, &user, None).await.0,
+            400,
+            "{bad}"
+        );
+    }
+
+    let (st, _, v) = call(&b, Method::GET, "/tools/stats", &user, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        (
+            v["totalTools"].clone(),
+            v["totalMappings"].clone(),
+            v["entities"].clone(),
+            v["dispatchable"].clone(),
+            v["disabled"].clone(),
+            v["unavailable"].clone(),
+            v["categories"]["search"].clone()
+        ),
+        (
+            json!(5),
+            json!(6),
+            json!(5),
+            json!(4),
+            json!(1),
+            json!(1),
+            json!(2)
+        )
+    );
+    assert!(v["indexedAt"].is_string());
+
+    let (st, _, v) = call(&b, Method::GET, "/tools/matrix", &user, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        (
+            v["environmentId"].clone(),
+            v["total"].clone(),
+            v["aggregates"].clone()
+        ),
+        (
+            json!(s.scope().environment_id),
+            json!(6),
+            json!({"dispatchable": 4, "unavailable": 1, "disabled": 1})
+        )
+    );
+    assert_eq!(v["items"], v["rows"]);
+    assert!(v["pagination"].is_object() && v["fetchedAt"].is_string());
+    let row = &v["rows"][0];
+    let mut keys: Vec<&str> = row
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "callbackUrl",
+            "category",
+            "description",
+            "dispatchable",
+            "enabled",
+            "entityId",
+            "entityPk",
+            "health",
+            "paramSchema",
+            "toolId",
+            "toolName"
+        ]
+    );
+    let mut hkeys: Vec<&str> = row["health"]
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    hkeys.sort_unstable();
+    assert_eq!(
+        hkeys,
+        [
+            "avgLatencyMs",
+            "failCount",
+            "lastCalledAt",
+            "lastStatus",
+            "p95LatencyMs",
+            "totalCalls",
+            "totalFailures"
+        ]
+    );
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?status=disabled",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (v["total"].clone(), v["rows"][0]["toolName"].clone()),
+        (json!(1), json!("refund_order"))
+    );
+    // Aggregates ignore the status filter.
+    assert_eq!(v["aggregates"]["dispatchable"], 4);
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?status=unavailable",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            v["rows"][0]["toolName"].clone(),
+            v["rows"][0]["dispatchable"].clone()
+        ),
+        (json!("create_ticket"), json!(false))
+    );
+    let (_, _, v) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?entityId=ent_docs",
+        &user,
+        None,
+    )
+    .await;
+    assert_eq!(v["total"], 2);
+    let (_, _, v) = call(&b, Method::GET, "/tools/matrix?limit=2&page=2", &user, None).await;
+    assert_eq!(
+        (v["offset"].clone(), v["hasMore"].clone()),
+        (json!(2), json!(true))
+    );
+    let (_, _, v) = call(&b, Method::GET, "/tools/matrix?search=weather", &user, None).await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(
+        call(&b, Method::GET, "/tools/matrix?status=broken", &user, None)
+            .await
+            .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn tools_operator_actions() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    let op = token_headers(&s.operator_token());
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            "/tools/ent_shop/refund_order/enabled",
+            json!({"enabled": true}),
+        ),
+        (
+            Method::POST,
+            "/tools/tool_lookup/test",
+            json!({"params": {}}),
+        ),
+        (Method::POST, "/tools/execute", json!({"tool": "lookup"})),
+    ] {
+        let (st, _, v) = call(&b, method, path, &user, Some(body)).await;
+        assert_eq!(
+            (st, v["error"].clone()),
+            (403, json!("OPERATOR_ONLY")),
+            "{path}"
+        );
+    }
+
+    // setEnabled shows in the matrix.
+    let (st, _, v) = call(
+        &b,
+        Method::PATCH,
+        "/tools/ent_shop/refund_order/enabled",
+        &op,
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            200,
+            json!({"ok": true, "entityId": "ent_shop", "toolName": "refund_order", "enabled": true})
+        )
+    );
+    let (_, _, m) = call(&b, Method::GET, "/tools/matrix", &user, None).await;
+    assert_eq!(
+        m["aggregates"],
+        json!({"dispatchable": 5, "unavailable": 1, "disabled": 0})
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::PATCH,
+        "/tools/ent_crm/refund_order/enabled",
+        &s.direct_headers(),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["message"].clone()),
+        (404, json!("Tool mapping not found for this scope"))
+    );
+    assert_eq!(
+        call(
+            &b,
+            Method::PATCH,
+            "/tools/ent_shop/refund_order/enabled",
+            &op,
+            Some(json!({"enabled": "yes"}))
+        )
+        .await
+        .0,
+        400
+    );
+
+    // test: 200 through a reachable entity, 502 through an unreachable one.
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_lookup/test",
+        &op,
+        Some(json!({"params": {"query": "x"}, "sourceEntityId": "ent_docs", "headers": {"x-a": "1"}})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            v["status"].clone(),
+            v["body"]["entityId"].clone(),
+            v["body"]["params"].clone()
+        ),
+        (200, json!(200), json!("ent_docs"), json!({"query": "x"}))
+    );
+    assert!(v["headers"].is_object() && v["durationMs"].is_u64() && v.get("error").is_none());
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_create_ticket/test",
+        &op,
+        Some(json!({"params": {"title": "t"}})),
+    )
+    .await;
+    assert_eq!(
+        (v["status"].clone(), v["headers"].clone()),
+        (json!(502), json!({}))
+    );
+    assert!(v["error"].is_string());
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?entityId=ent_helpdesk",
+        &op,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            m["rows"][0]["health"]["totalCalls"].clone(),
+            m["rows"][0]["health"]["failCount"].clone()
+        ),
+        (json!(10), json!(6))
+    );
+    let (st, _, v) = call(&b, Method::POST, "/tools/ghost/test", &op, Some(json!({}))).await;
+    assert_eq!(
+        (st, v),
+        (
+            404,
+            json!({"error": "Tool not found in scope", "toolId": "ghost"})
+        )
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_lookup/test",
+        &op,
+        Some(json!({"sourceEntityId": "ent_shop"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            404,
+            json!({"error": "Entity not found for this tool", "toolId": "tool_lookup"})
+        )
+    );
+
+    // execute: by name or id through the first dispatchable entity.
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/execute",
+        &op,
+        Some(json!({"tool": "lookup", "params": {"query": "q"}, "purpose": "demo"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            v["ok"].clone(),
+            v["toolId"].clone(),
+            v["entityId"].clone(),
+            v["result"].clone()
+        ),
+        (
+            200,
+            json!(true),
+            json!("tool_lookup"),
+            json!("ent_crm"),
+            json!({"tool": "lookup", "params": {"query": "q"}, "purpose": "demo"})
+        )
+    );
+    let (_, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/execute",
+        &op,
+        Some(json!({"tool": "tool_create_ticket"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            v["ok"].clone(),
+            v["entityId"].clone(),
+            v["error"].is_string()
+        ),
+        (json!(false), Value::Null, true)
+    );
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/execute",
+        &op,
+        Some(json!({"tool": "nope"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            404,
+            json!({"error": "Tool not found in scope", "tool": "nope"})
+        )
+    );
+    assert_eq!(
+        call(&b, Method::POST, "/tools/execute", &op, Some(json!({})))
+            .await
+            .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn tool_test_is_rate_limited_per_user_and_scope() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let op = token_headers(&s.operator_token());
+    let body = json!({"params": {"query": "x"}});
+    for i in 0..20 {
+        let (st, _, _) = call(
+            &b,
+            Method::POST,
+            "/tools/tool_lookup/test",
+            &op,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(st, 200, "call {i}");
+    }
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_lookup/test",
+        &op,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (st, v),
+        (
+            429,
+            json!({"error": "Rate limit exceeded for tool test", "limit": 20, "retryAfter": 60})
+        )
+    );
+    // Another operator (the api key acting for the seeded user) has its own allowance.
+    let (st, _, _) = call(
+        &b,
+        Method::POST,
+        "/tools/tool_lookup/test",
+        &s.direct_headers(),
+        Some(body),
+    )
+    .await;
+    assert_eq!(st, 200);
+}
+
+#[tokio::test]
+async fn a_socket_turns_message_persisted_id_is_rateable() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let token = s.session_token();
+    let user = token_headers(&token);
+    let mut c = Eio::connect(&s.socket_url(), &[]).await;
+    c.connect_ns("/agent", Some(json!({"token": token})))
+        .await
+        .expect("ack");
+    c.emit(
+        "/agent",
+        "message",
+        json!({"message": "socket turn", "threadId": "thr_seed"}),
+    )
+    .await;
+    let evs = c.turn("/agent").await;
+    let mid = evs
+        .iter()
+        .find(|e| e["type"] == "message_persisted")
+        .and_then(|e| e["messageId"].as_str())
+        .expect("message_persisted")
+        .to_string();
+    let (st, _, v) = call(
+        &b,
+        Method::POST,
+        &format!("/messages/{mid}/rating"),
+        &user,
+        Some(json!({"rating": 1})),
+    )
+    .await;
+    assert_eq!(
+        (
+            st,
+            v["rating"]["messageId"].clone(),
+            v["rating"]["agentId"].clone()
+        ),
+        (200, json!(mid), json!("agent_support"))
+    );
+}
+
+#[tokio::test]
+async fn tool_mappings_are_per_scope() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let other = Scope::new("org_b", "proj_b", "env_b");
+    let theirs = direct(&other, Some("u"), s.api_key());
+    // The second scope gets its own copy of the seeded tools on first use.
+    let (st, _, v) = call(
+        &b,
+        Method::PATCH,
+        "/tools/ent_crm/lookup/enabled",
+        &theirs,
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!((st, v["enabled"].clone()), (200, json!(false)));
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?status=disabled",
+        &theirs,
+        None,
+    )
+    .await;
+    assert_eq!(m["environmentId"], "env_b");
+    assert_eq!(m["total"], 2);
+    let (_, _, m) = call(
+        &b,
+        Method::GET,
+        "/tools/matrix?status=disabled",
+        &s.direct_headers(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (m["total"].clone(), m["rows"][0]["toolName"].clone()),
+        (json!(1), json!("refund_order"))
+    );
+}
+
+#[tokio::test]
+async fn job_writes_are_operator_only_and_refused_before_any_change() {
+    let s = TestServer::start().await.expect("server");
+    let b = s.base_url();
+    let user = token_headers(&s.session_token());
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/jobs",
+            json!({"jobId": "mine", "displayName": "Mine", "handler": "x"}),
+        ),
+        (
+            Method::PATCH,
+            "/jobs/job_seed_1",
+            json!({"displayName": "Renamed"}),
+        ),
+        (Method::DELETE, "/jobs/job_seed_1", Value::Null),
+        (
+            Method::POST,
+            "/jobs/job_seed_1/dispatch",
+            json!({"payload": {}}),
+        ),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let (st, _, v) = call(&b, method, path, &user, body).await;
+        assert_eq!(
+            (st, v["error"].clone()),
+            (403, json!("OPERATOR_ONLY")),
+            "{path}"
+        );
+    }
+    let (_, _, v) = call(&b, Method::GET, "/jobs", &s.direct_headers(), None).await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["jobs"][0]["displayName"], "Nightly digest");
+    assert_eq!(v["jobs"][0]["lastStartedAt"], Value::Null);
 }
