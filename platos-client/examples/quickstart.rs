@@ -69,13 +69,20 @@ async fn run() -> Result<(), BoxError> {
                     .await?;
             }
             Event::MessagePersisted(persisted) => {
-                // The persisted answer can be rated by the end user who asked.
-                client
+                // The end user who asked can rate the persisted answer; an
+                // operator credential (direct mode) is refused, with a code.
+                let rated = client
                     .messages()
                     .rate(&persisted.message_id, Rating::Up)
                     .comment("helpful")
-                    .await?;
-                println!("\n[answer rated: up]");
+                    .await;
+                match rated {
+                    Ok(_) => println!("\n[answer rated: up]"),
+                    Err(e) if e.code() == Some("RATING_ACTOR_FORBIDDEN") => {
+                        println!("\n[not rated: ratings are for end users]");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 cost = Some(persisted);
             }
             Event::Done(_) => break,
@@ -100,8 +107,6 @@ async fn run() -> Result<(), BoxError> {
 async fn connect() -> Result<(PlatosClient, String, Option<TestServer>), BoxError> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     if let Some(base_url) = env("PLATOS_BASE_URL") {
-        let agent_id = env("PLATOS_AGENT_ID")
-            .ok_or("PLATOS_BASE_URL is set: also set PLATOS_AGENT_ID (the agent to talk to)")?;
         let builder = PlatosClient::builder().base_url(base_url);
         let builder = match (env("PLATOS_SESSION_TOKEN"), env("PLATOS_API_KEY")) {
             (Some(token), _) => builder.session_token(token),
@@ -125,7 +130,10 @@ async fn connect() -> Result<(PlatosClient, String, Option<TestServer>), BoxErro
                     .into());
             }
         };
-        return Ok((builder.build()?, agent_id, None));
+        let client = builder.build()?;
+        let agent_id = env("PLATOS_AGENT_ID")
+            .ok_or("PLATOS_BASE_URL is set: also set PLATOS_AGENT_ID (the agent to talk to)")?;
+        return Ok((client, agent_id, None));
     }
 
     let server = TestServer::start().await?;

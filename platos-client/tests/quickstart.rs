@@ -4,35 +4,39 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
-use platos_test_server::TestServer;
+use platos_test_server::{SEED_AGENT_SUPPORT, TestServer};
 
-/// The example binary `cargo test` builds next to this test's binary;
-/// built on demand when only this test was asked for.
+/// The example binary, next to this test's binary. Built (or found fresh) by
+/// cargo once per run: `cargo test --test quickstart` alone does not build
+/// examples, and a stale binary would test old code.
 fn quickstart() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "platos-client",
-                "--example",
-                "quickstart",
-            ])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the quick start failed");
-    }
-    bin
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>/deps/<test>");
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "-q",
+                    "-p",
+                    "platos-client",
+                    "--example",
+                    "quickstart",
+                ])
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "building the quick start failed");
+            profile_dir
+                .join("examples")
+                .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
+        })
+        .clone()
 }
 
 fn run(envs: &[(&str, &str)]) -> Output {
@@ -45,6 +49,7 @@ fn run(envs: &[(&str, &str)]) -> Output {
         "PLATOS_PROJECT_ID",
         "PLATOS_ENVIRONMENT_ID",
         "PLATOS_USER_ID",
+        "PLATOS_AGENT_ID",
     ] {
         cmd.env_remove(var);
     }
@@ -58,15 +63,25 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// How the run's credential may rate the answer.
+#[derive(Clone, Copy)]
+enum Caller {
+    /// An end user's session token: rates it.
+    EndUser,
+    /// An api key (an operator): refused by the server, said in one line.
+    Operator,
+}
+
 /// Checks a successful run's transcript.
-fn assert_full_turn(out: &Output) {
+fn assert_full_turn(out: &Output, caller: Caller) {
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(
-        stdout.contains(r#"agents in scope: ["Support Agent", "Research Agent"]"#),
-        "{stdout}"
-    );
+    let rating_line = match caller {
+        Caller::EndUser => "[answer rated: up]",
+        Caller::Operator => "[not rated: ratings are for end users]",
+    };
+    assert!(stdout.contains(rating_line), "{stdout}");
     assert!(stdout.contains("thread: "), "{stdout}");
     assert!(
         stdout.contains("[approval needed: send_email] approving"),
@@ -109,7 +124,7 @@ fn runs_against_the_embedded_server_by_default() {
         "{}",
         text(&out.stdout)
     );
-    assert_full_turn(&out);
+    assert_full_turn(&out, Caller::EndUser);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,9 +134,13 @@ async fn runs_against_a_configured_server_in_both_auth_modes() {
     let token = server.session_token();
     let scope = server.scope().clone();
 
-    let session = run(&[("PLATOS_BASE_URL", &url), ("PLATOS_SESSION_TOKEN", &token)]);
+    let session = run(&[
+        ("PLATOS_BASE_URL", &url),
+        ("PLATOS_AGENT_ID", SEED_AGENT_SUPPORT),
+        ("PLATOS_SESSION_TOKEN", &token),
+    ]);
     assert!(!text(&session.stdout).contains("embedded server"));
-    assert_full_turn(&session);
+    assert_full_turn(&session, Caller::EndUser);
 
     let direct = run(&[
         ("PLATOS_BASE_URL", &url),
@@ -130,8 +149,18 @@ async fn runs_against_a_configured_server_in_both_auth_modes() {
         ("PLATOS_PROJECT_ID", &scope.project_id),
         ("PLATOS_ENVIRONMENT_ID", &scope.environment_id),
         ("PLATOS_USER_ID", server.user_id()),
+        ("PLATOS_AGENT_ID", SEED_AGENT_SUPPORT),
     ]);
-    assert_full_turn(&direct);
+    assert_full_turn(&direct, Caller::Operator);
+
+    // Both runs asked the server to rate (the operator's was refused, above).
+    let ratings = server
+        .recorder()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/rating"))
+        .count();
+    assert_eq!(ratings, 2);
 
     // Both runs really reached this server: two threads were created.
     let creates = server
@@ -150,6 +179,7 @@ async fn user_mistakes_print_one_clear_line() {
 
     let refused = run(&[
         ("PLATOS_BASE_URL", &url),
+        ("PLATOS_AGENT_ID", SEED_AGENT_SUPPORT),
         ("PLATOS_SESSION_TOKEN", "not.a.token"),
     ]);
     assert_one_line_error(&refused, "authentication failed (401)");
@@ -162,6 +192,9 @@ async fn user_mistakes_print_one_clear_line() {
 
     let no_credential = run(&[("PLATOS_BASE_URL", &url)]);
     assert_one_line_error(&no_credential, "also set PLATOS_SESSION_TOKEN");
+
+    let no_agent = run(&[("PLATOS_BASE_URL", &url), ("PLATOS_SESSION_TOKEN", "t")]);
+    assert_one_line_error(&no_agent, "also set PLATOS_AGENT_ID");
 
     let partial_scope = run(&[
         ("PLATOS_BASE_URL", &url),
