@@ -11,8 +11,7 @@
 //!     .session_token("<minted by your backend>")
 //!     .build()?;
 //!
-//! let agents = client.agents().list().await?;
-//! let thread = client.threads().create(agents[0].id.clone()).await?;
+//! let thread = client.threads().create("<agent id>").await?;
 //! let mut turn = client.threads().send(&thread.id, "Summarise today's inbox.");
 //! while let Some(event) = turn.next().await {
 //!     match event? {
