@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use platos_client::mint::{MintOptions, mint_session_token};
 use platos_client::types::{CreateJobRequest, UpdateJobRequest};
-use platos_client::{Error, Event, PlatosClient, RetryConfig, Scope};
+use platos_client::{Error, Event, PlatosClient, Rating, RetryConfig, Scope, ToolStatus};
 use platos_test_server::{RestFault, SEED_AGENT_SUPPORT, TestServer};
 use serde_json::json;
 
@@ -335,4 +335,216 @@ async fn a_brief_outage_is_retried_transparently() {
         .collect();
     assert!(keys[0].is_some());
     assert_eq!(keys[0], keys[1]);
+}
+
+/// The end user rates the answer of a streamed turn; the operator reads the
+/// totals but may not rate; refusals that are about the caller ask no refresh.
+#[tokio::test]
+async fn ratings_follow_the_servers_rules() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    let thread = client.threads().create(SEED_AGENT_SUPPORT).await.unwrap();
+    let mut turn = client.threads().send(&thread.id, "Hello");
+    let mut message_id = None;
+    while let Some(event) = turn.next().await {
+        match event.unwrap() {
+            Event::MessagePersisted(m) => message_id = Some(m.message_id),
+            Event::Done(_) => break,
+            _ => {}
+        }
+    }
+    let message_id = message_id.expect("message_persisted");
+
+    let record = client
+        .messages()
+        .rate(&message_id, Rating::Down)
+        .comment("too long")
+        .await
+        .unwrap();
+    assert_eq!(record.rating, Some(-1));
+    assert_eq!(record.comment.as_deref(), Some("too long"));
+    // Rating again overwrites the one row.
+    let again = client
+        .messages()
+        .rate(&message_id, Rating::Up)
+        .await
+        .unwrap();
+    assert_eq!(again.id, record.id);
+    let rating = client
+        .messages()
+        .rating(&message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rating.user_rating.map(|r| r.rating), Some(Some(1)));
+    let aggregate = rating.aggregate.unwrap();
+    assert_eq!((aggregate.ups, aggregate.downs), (Some(1), Some(0)));
+
+    // Operators (an api key here) are refused with a code, sent once.
+    let operator = operator_client(&server);
+    let before = server.recorder().requests().len();
+    let e = operator
+        .messages()
+        .rate(&message_id, Rating::Up)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Auth(_)), "{e:?}");
+    assert_eq!(e.code(), Some("RATING_ACTOR_FORBIDDEN"));
+    assert_eq!(server.recorder().requests().len(), before + 1);
+
+    assert!(client.messages().unrate(&message_id).await.unwrap());
+    assert!(!client.messages().unrate(&message_id).await.unwrap());
+    assert!(
+        client
+            .messages()
+            .rating("msg_unknown")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// One turn over plain HTTP: the answer carries the text, the typed events
+/// and the message id, and the turn is persisted like a streamed one.
+#[tokio::test]
+async fn a_one_shot_turn_answers_the_whole_turn() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+
+    // Without a thread the agent opens one.
+    let first = client
+        .agents()
+        .ask(SEED_AGENT_SUPPORT, "What is on today?")
+        .model_label("fast")
+        .await
+        .unwrap();
+    assert!(first.text.contains("What is on today?"), "{}", first.text);
+    assert!(!first.thread_id.is_empty());
+    let message_id = first.message_id.clone().expect("message id");
+    assert!(first.cost_cents.unwrap() > 0.0);
+    assert!(first.input_tokens.is_some() && first.output_tokens.is_some());
+    let tokens: String = first
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Token(t) => Some(t.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tokens, first.text);
+    assert!(matches!(first.events.last(), Some(Event::Done(_))));
+
+    // The same thread continues over threads().ask.
+    let second = client
+        .threads()
+        .ask(&first.thread_id, "And tomorrow?")
+        .await
+        .unwrap();
+    assert_eq!(second.thread_id, first.thread_id);
+    assert_ne!(second.message_id.as_deref(), Some(message_id.as_str()));
+    let messages = client.threads().messages(&first.thread_id).await.unwrap();
+    assert_eq!(messages.len(), 4, "two user and two assistant messages");
+
+    // The persisted answer can be rated.
+    client
+        .messages()
+        .rate(&message_id, Rating::Up)
+        .await
+        .unwrap();
+
+    let e = client
+        .threads()
+        .ask(&first.thread_id, "")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Validation(_)), "{e:?}");
+}
+
+/// The tool registry is readable in scope; enabling and testing are
+/// operators' (an end user gets OPERATOR_ONLY at once).
+#[tokio::test]
+async fn tools_are_listed_searched_toggled_and_tested() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    let operator = operator_client(&server);
+
+    let all = client.tools().list().await.unwrap();
+    assert!(all.len() >= 5, "{all:?}");
+    let search = client.tools().list().category("search").await.unwrap();
+    assert!(!search.is_empty() && search.len() < all.len());
+    let found = client.tools().search("weather").limit(3).await.unwrap();
+    assert_eq!(
+        found.first().and_then(|t| t.name.as_deref()),
+        Some("get_weather")
+    );
+    let stats = client.tools().stats().await.unwrap().expect("stats");
+    assert_eq!(stats.total_tools, Some(all.len() as i64));
+
+    let page = operator.tools().matrix().limit(2).await.unwrap();
+    let aggregates = page.aggregates.clone().unwrap();
+    let rows: Vec<_> = operator
+        .tools()
+        .matrix()
+        .limit(2)
+        .into_stream()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows.len() as i64,
+        page.total.unwrap(),
+        "every row, two a page"
+    );
+    let disabled_before = aggregates.disabled.unwrap();
+
+    let row = rows
+        .iter()
+        .find(|r| r.enabled == Some(true) && r.dispatchable == Some(true))
+        .expect("a dispatchable mapping");
+    let (entity, tool) = (
+        row.entity_id.clone().unwrap(),
+        row.tool_name.clone().unwrap(),
+    );
+
+    let e = client
+        .tools()
+        .set_enabled(&entity, &tool, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("OPERATOR_ONLY"));
+    let done = operator
+        .tools()
+        .set_enabled(&entity, &tool, false)
+        .await
+        .unwrap();
+    assert_eq!(done.enabled, Some(false));
+    let disabled = operator
+        .tools()
+        .matrix()
+        .status(ToolStatus::Disabled)
+        .await
+        .unwrap();
+    assert_eq!(
+        disabled.aggregates.unwrap().disabled,
+        Some(disabled_before + 1)
+    );
+    assert!(disabled.rows.iter().all(|r| r.enabled == Some(false)));
+
+    let mut params = serde_json::Map::new();
+    params.insert("q".into(), json!("x"));
+    let tested = operator
+        .tools()
+        .test(row.tool_id.clone().unwrap(), params.clone())
+        .await
+        .unwrap();
+    assert!(matches!(tested.status, Some(200 | 502)), "{tested:?}");
+    let executed = operator
+        .tools()
+        .execute("lookup")
+        .params(params)
+        .await
+        .unwrap();
+    assert_eq!(executed.ok, Some(true), "{executed:?}");
 }
