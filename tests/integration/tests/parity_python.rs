@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Instant;
 
-use platos_client::types::CreateScheduleRequest;
 use platos_client::{Error, PlatosClient};
+use platos_integration_tests::calls::invoke;
 use platos_test_server::{RecordedRequest, SEED_AGENT_SUPPORT, SEED_THREAD, TestServer};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -208,13 +208,72 @@ fn resolve(value: &Value, results: &[Value]) -> Value {
     }
 }
 
-fn text(args: &Value, i: usize) -> String {
-    args[i].as_str().expect("string argument").to_string()
+/// Python's positional parameters of each call, by their wire names; its
+/// keyword arguments are the snake_case of wire names. Together they give the
+/// named arguments the shared dispatcher (`platos_integration_tests::calls`)
+/// takes, so this suite and the conformance suite make the same Rust calls.
+const POSITIONAL: &[(&str, &[&str])] = &[
+    ("agents.get", &["agentId"]),
+    ("agents.list_versions", &["agentId"]),
+    ("threads.get", &["threadId"]),
+    ("threads.messages", &["threadId"]),
+    ("threads.artifacts", &["threadId"]),
+    ("threads.archive", &["threadId"]),
+    ("threads.unarchive", &["threadId"]),
+    ("threads.delete", &["threadId"]),
+    ("bgo.tasks.trigger", &["taskId", "payload"]),
+    ("bgo.runs.get", &["runId"]),
+    ("bgo.runs.cancel", &["runId"]),
+    ("bgo.runs.replay", &["runId"]),
+    ("bgo.schedules.activate", &["scheduleId"]),
+    ("bgo.schedules.deactivate", &["scheduleId"]),
+    ("bgo.schedules.delete", &["scheduleId"]),
+    ("bgo.batches.trigger", &["taskId", "payloads"]),
+    ("bgo.batches.get", &["batchId"]),
+];
+
+/// `task_id` → `taskId`.
+fn camel(snake: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in snake.chars() {
+        match (c, upper) {
+            ('_', _) => upper = true,
+            (c, true) => {
+                out.extend(c.to_uppercase());
+                upper = false;
+            }
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
-fn ok<T: serde::Serialize>(result: platos_client::Result<T>) -> Value {
+/// A call's Python arguments as the named arguments of the Rust dispatcher.
+fn named(name: &str, args: &Value, kwargs: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    let positional = POSITIONAL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(&[][..], |(_, p)| *p);
+    let values = args.as_array().map_or(&[][..], Vec::as_slice);
+    assert_eq!(
+        positional.len(),
+        values.len(),
+        "{name}: positional arguments"
+    );
+    for (key, value) in positional.iter().zip(values) {
+        out.insert((*key).to_owned(), value.clone());
+    }
+    for (key, value) in kwargs.as_object().into_iter().flatten() {
+        out.insert(camel(key), value.clone());
+    }
+    Value::Object(out)
+}
+
+fn ok(result: platos_client::Result<Value>) -> Value {
     match result {
-        Ok(v) => json!({"ok": serde_json::to_value(v).expect("serialise result")}),
+        Ok(v) => json!({"ok": v}),
         Err(e) => json!({"error": {"type": error_kind(&e), "status": e.status()}}),
     }
 }
@@ -231,81 +290,14 @@ fn error_kind(e: &Error) -> &'static str {
     }
 }
 
-/// The Rust side of each call in [`calls`].
+/// The Rust side of each call in [`calls`], through the shared dispatcher.
 async fn run_rust(client: &PlatosClient, c: &Call, results: &[Value]) -> Value {
-    let args = resolve(&c.args, results);
-    let kw = resolve(&c.kwargs, results);
-    let kw_str = |k: &str| kw[k].as_str().map(str::to_string);
-    match c.name {
-        "agents.list" => ok(client.agents().list().await),
-        "agents.get" => ok(client.agents().get(text(&args, 0)).await),
-        "agents.list_versions" => ok(client.agents().list_versions(text(&args, 0)).await),
-        "threads.create" => {
-            let mut req = client
-                .threads()
-                .create(kw_str("agent_id").expect("agent_id"));
-            if let Some(title) = kw_str("title") {
-                req = req.title(title);
-            }
-            ok(req.await)
-        }
-        "threads.list" => {
-            let mut req = client.threads().list();
-            if let Some(agent) = kw_str("agent_id") {
-                req = req.agent_id(agent);
-            }
-            if let Some(limit) = kw["limit"].as_u64() {
-                req = req.limit(limit);
-            }
-            ok(req.await)
-        }
-        "threads.get" => ok(client.threads().get(text(&args, 0)).await),
-        "threads.messages" => ok(client.threads().messages(text(&args, 0)).await),
-        "threads.artifacts" => ok(client.threads().artifacts(text(&args, 0)).await),
-        "threads.archive" => ok(client.threads().archive(text(&args, 0)).await),
-        "threads.unarchive" => ok(client.threads().unarchive(text(&args, 0)).await),
-        "threads.delete" => ok(client.threads().delete(text(&args, 0)).await),
-        "bgo.tasks.list" => ok(client.bgo().tasks().list().await),
-        "bgo.tasks.trigger" => ok(client
-            .bgo()
-            .tasks()
-            .trigger(text(&args, 0), args[1].clone())
-            .await),
-        "bgo.runs.list" => {
-            let mut req = client.bgo().runs().list();
-            if let Some(task) = kw_str("task_id") {
-                req = req.task_id(task);
-            }
-            if let Some(limit) = kw["limit"].as_u64() {
-                req = req.limit(limit);
-            }
-            ok(req.await)
-        }
-        "bgo.runs.get" => ok(client.bgo().runs().get(text(&args, 0)).await),
-        "bgo.runs.cancel" => ok(client.bgo().runs().cancel(text(&args, 0)).await),
-        "bgo.runs.replay" => ok(client.bgo().runs().replay(text(&args, 0)).await),
-        "bgo.schedules.list" => ok(client.bgo().schedules().list().await),
-        "bgo.schedules.create" => {
-            let body: CreateScheduleRequest = serde_json::from_value(json!({
-                "taskId": kw["task_id"], "cron": kw["cron"], "timezone": kw["timezone"],
-            }))
-            .expect("schedule request");
-            ok(client.bgo().schedules().create(body).await)
-        }
-        "bgo.schedules.deactivate" => ok(client.bgo().schedules().deactivate(text(&args, 0)).await),
-        "bgo.schedules.activate" => ok(client.bgo().schedules().activate(text(&args, 0)).await),
-        "bgo.schedules.delete" => ok(client.bgo().schedules().delete(text(&args, 0)).await),
-        "bgo.batches.trigger" => {
-            let payloads = args[1].as_array().expect("payloads").clone();
-            ok(client
-                .bgo()
-                .batches()
-                .trigger(text(&args, 0), payloads)
-                .await)
-        }
-        "bgo.batches.get" => ok(client.bgo().batches().get(text(&args, 0)).await),
-        other => panic!("no Rust mapping for {other}"),
-    }
+    let args = named(
+        c.name,
+        &resolve(&c.args, results),
+        &resolve(&c.kwargs, results),
+    );
+    ok(invoke(client, c.name, &args).await)
 }
 
 /// Runs the calls through the Python driver; one parsed result line per call.
@@ -640,33 +632,14 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
         .session_token(py_token.clone())
         .build()
         .expect("rust client on the python-side server");
-    let reads = [
-        ("agents.list", ok(py_side.agents().list().await), 0),
-        (
-            "agents.get",
-            ok(py_side.agents().get(SEED_AGENT_SUPPORT).await),
-            1,
-        ),
-        (
-            "agents.list_versions",
-            ok(py_side.agents().list_versions(SEED_AGENT_SUPPORT).await),
-            3,
-        ),
-        (
-            "threads.get",
-            ok(py_side.threads().get(SEED_THREAD).await),
-            7,
-        ),
-        (
-            "threads.messages",
-            ok(py_side.threads().messages(SEED_THREAD).await),
-            9,
-        ),
-        ("bgo.tasks.list", ok(py_side.bgo().tasks().list().await), 16),
-    ];
-    for (name, rust, i) in reads {
+    // The reads: agents list/get/versions, a thread, its messages, the tasks.
+    for i in [0, 1, 3, 7, 9, 16] {
+        let rust = run_rust(&py_side, &calls[i], &py_results).await;
         if let Err(e) = rust_within_python(&rust, &py_results[i], "") {
-            panic!("{name}: Rust's result is not within Python's: {e}");
+            panic!(
+                "{}: Rust's result is not within Python's: {e}",
+                calls[i].name
+            );
         }
     }
 
