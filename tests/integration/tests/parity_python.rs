@@ -634,7 +634,7 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
         .expect("rust client on the python-side server");
     // The reads: agents list/get/versions, a thread, its messages, the tasks.
     for i in [0, 1, 3, 7, 9, 16] {
-        let rust = run_rust(&py_side, &calls[i], &py_results).await;
+        let rust = run_rust(&py_side, &calls[i], py_results).await;
         if let Err(e) = rust_within_python(&rust, &py_results[i], "") {
             panic!(
                 "{}: Rust's result is not within Python's: {e}",
