@@ -40,7 +40,9 @@ pub struct Frame {
     pub ts: i64,
     /// The payload: every member but the reserved `sv`, `t`, `seq`, `ts`.
     pub fields: Map<String, Value>,
-    /// The cursor (`id:`) the frame arrived with, if it had one.
+    /// The event's last-event-id: its `id:` cursor, or, for an event without
+    /// an `id:` line (a transport-minted `stream.error`), the cursor before it
+    /// (the id buffer persists across events). `None` when there is none.
     pub id: Option<String>,
 }
 
