@@ -121,8 +121,12 @@ impl StreamEnd {
             FrameType::StreamError => Some(StreamEnd::Failed {
                 code: non_empty(frame.str_field("code")),
             }),
+            // A `resumeFrom` that cannot travel as a header is treated as absent.
             FrameType::StreamOffline => Some(
-                match non_empty(frame.str_field("resumeFrom")).or(non_empty(last_event_id)) {
+                match non_empty(frame.str_field("resumeFrom"))
+                    .filter(|c| http::HeaderValue::from_str(c).is_ok())
+                    .or(non_empty(last_event_id))
+                {
                     Some(resume_from) => StreamEnd::Interrupted { resume_from },
                     None => StreamEnd::Severed { resume_from: None },
                 },
@@ -885,6 +889,12 @@ mod tests {
         assert_eq!(
             of("stream.offline", json!({"resumeFrom": ""}), None),
             Some(StreamEnd::Severed { resume_from: None })
+        );
+        assert_eq!(
+            of("stream.offline", json!({"resumeFrom": "c\n5"}), c2),
+            Some(StreamEnd::Interrupted {
+                resume_from: "c2".into()
+            })
         );
         assert!(!StreamEnd::Completed.is_resumable());
         assert!(!StreamEnd::Failed { code: None }.is_resumable());
