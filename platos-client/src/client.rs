@@ -287,15 +287,7 @@ impl PlatosClientBuilder {
 
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let tls = Tls::new(&self.extra_root_certs)?;
-        let http = tls
-            .configure_http(reqwest::Client::builder())
-            .connect_timeout(timeout)
-            // reqwest strips `Authorization` on a cross-origin redirect but
-            // would forward the session token, user token and scope headers.
-            // The API never redirects: a 3xx surfaces as a refusal instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| Error::config(format!("building the HTTP client: {e}")))?;
+        let http = tls.http_client(timeout)?;
 
         let mut namespace = self
             .namespace

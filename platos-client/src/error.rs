@@ -66,6 +66,46 @@ pub struct ApiError {
     pub(crate) request_id: Option<String>,
     pub(crate) validation_errors: Vec<String>,
     pub(crate) retry_after: Option<Duration>,
+    pub(crate) refusal: Option<Box<Refusal>>,
+}
+
+/// The V1 error envelope `{error:{code,title,body,errorId,traceRef,version,
+/// fields?,retryAfterSec?}}`, as the server sent it (see docs/v1-stream.md).
+///
+/// Read with [`Error::refusal`]. Members the server left out are empty
+/// strings, like the other SDKs read them; only `code` is required for a
+/// body to count as an envelope.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Refusal {
+    /// `code`, e.g. `STREAM_CURSOR_EXPIRED`.
+    pub code: String,
+    /// `title`: a short human-readable summary.
+    pub title: String,
+    /// `body`: the longer explanation.
+    pub body: String,
+    /// `errorId`: quote it when reporting the failure.
+    pub error_id: String,
+    /// `traceRef`: the server-side trace of the request.
+    pub trace_ref: String,
+    /// `version` of the envelope.
+    pub version: String,
+    /// `fields`: which inputs were refused and why.
+    pub fields: Vec<RefusalField>,
+    /// `retryAfterSec`, when the server said when to try again.
+    pub retry_after_sec: Option<f64>,
+}
+
+/// One entry of a V1 envelope's `fields`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RefusalField {
+    /// The input that was refused, e.g. `Last-Event-ID`.
+    pub field: String,
+    /// Why, as a code (e.g. `malformed`).
+    pub code: String,
+    /// Why, for humans.
+    pub message: String,
 }
 
 /// A failure below HTTP.
@@ -89,6 +129,55 @@ pub struct DecodeError {
 pub struct StreamError {
     pub(crate) code: Option<String>,
     pub(crate) message: String,
+    pub(crate) violation: Option<StreamViolation>,
+}
+
+/// How a server broke the V1 event-stream protocol (docs/v1-stream.md,
+/// "Violations"). Each is final: the reader stops and does not reconnect.
+///
+/// [`StreamViolation::code`] is also the [`Error::code`] of the error, so
+/// code written against the other SDKs' `violation` strings keeps working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StreamViolation {
+    /// The answer was not `text/event-stream`.
+    MediaType,
+    /// A frame came before `stream_meta`.
+    MetaMissing,
+    /// `stream_meta` was not `{sv: integer, replayFrom: string|null}`.
+    MetaMalformed,
+    /// `stream_meta.sv` is a version this SDK does not read.
+    VersionUnsupported,
+    /// `stream_meta.replayFrom` is not the cursor the request sent.
+    ReplayMismatch,
+    /// A frame was not `{sv, t, seq, ts, …}` with `seq` a safe integer ≥ 1.
+    FrameMalformed,
+    /// Too many reconnects in a row applied no frame.
+    ReconnectsExhausted,
+    /// A line or an event exceeded the reader's size cap.
+    EventTooLarge,
+}
+
+impl StreamViolation {
+    /// The wire name, e.g. `STREAM_META_MISSING`.
+    pub fn code(self) -> &'static str {
+        match self {
+            StreamViolation::MediaType => "STREAM_MEDIA_TYPE",
+            StreamViolation::MetaMissing => "STREAM_META_MISSING",
+            StreamViolation::MetaMalformed => "STREAM_META_MALFORMED",
+            StreamViolation::VersionUnsupported => "STREAM_VERSION_UNSUPPORTED",
+            StreamViolation::ReplayMismatch => "STREAM_REPLAY_MISMATCH",
+            StreamViolation::FrameMalformed => "STREAM_FRAME_MALFORMED",
+            StreamViolation::ReconnectsExhausted => "STREAM_RECONNECTS_EXHAUSTED",
+            StreamViolation::EventTooLarge => "STREAM_EVENT_TOO_LARGE",
+        }
+    }
+}
+
+impl fmt::Display for StreamViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
 }
 
 impl Error {
@@ -137,6 +226,19 @@ impl Error {
     /// `validationErrors` (or V1 `fields`) the server sent with a 400/422.
     pub fn validation_errors(&self) -> &[String] {
         self.api().map_or(&[], |e| &e.validation_errors)
+    }
+
+    /// The V1 error envelope of a refusal, with every member the server sent.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        self.api().and_then(|e| e.refusal.as_deref())
+    }
+
+    /// Which V1 event-stream rule the server broke, for a stream violation.
+    pub fn stream_violation(&self) -> Option<StreamViolation> {
+        match self {
+            Error::Stream(e) => e.violation,
+            _ => None,
+        }
     }
 
     /// How long the server asked us to wait before trying again.
@@ -195,6 +297,16 @@ impl Error {
         Error::Stream(Box::new(StreamError {
             code,
             message: message.into(),
+            violation: None,
+        }))
+    }
+
+    /// A V1 event-stream protocol violation; its code is the violation's.
+    pub(crate) fn violation(violation: StreamViolation, message: impl Into<String>) -> Self {
+        Error::Stream(Box::new(StreamError {
+            code: Some(violation.code().to_owned()),
+            message: message.into(),
+            violation: Some(violation),
         }))
     }
 
@@ -262,6 +374,7 @@ impl ApiError {
             request_id: None,
             validation_errors: Vec::new(),
             retry_after,
+            refusal: None,
         }
     }
 
@@ -373,12 +486,57 @@ impl ApiError {
             request_id,
             validation_errors,
             retry_after,
+            refusal: v1.and_then(Refusal::read).map(Box::new),
         }
     }
 
     /// The HTTP status (0 for realtime refusals, which have none).
     pub fn status(&self) -> u16 {
         self.status
+    }
+}
+
+impl Refusal {
+    /// Reads an envelope's `error` object; `None` without a non-empty `code`.
+    fn read(error: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+        let text = |v: Option<&serde_json::Value>| {
+            v.and_then(|v| v.as_str()).unwrap_or_default().to_owned()
+        };
+        let code = text(error.get("code"));
+        if code.is_empty() {
+            return None;
+        }
+        let fields = error
+            .get("fields")
+            .and_then(|f| f.as_array())
+            .map(|fields| {
+                fields
+                    .iter()
+                    .filter_map(|f| {
+                        let field = f.get("field")?.as_str()?.to_owned();
+                        let code = f.get("code")?.as_str()?.to_owned();
+                        Some(RefusalField {
+                            field,
+                            code,
+                            message: text(f.get("message")),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Refusal {
+            code,
+            title: text(error.get("title")),
+            body: text(error.get("body")),
+            error_id: text(error.get("errorId")),
+            trace_ref: text(error.get("traceRef")),
+            version: text(error.get("version")),
+            fields,
+            retry_after_sec: error
+                .get("retryAfterSec")
+                .and_then(|s| s.as_f64())
+                .filter(|s| s.is_finite() && *s >= 0.0),
+        })
     }
 }
 
@@ -519,6 +677,45 @@ mod tests {
         );
         assert_eq!(e.validation_errors(), ["agentId: is required"]);
         assert_eq!(e.message(), "VALIDATION");
+    }
+
+    #[test]
+    fn v1_envelope_members_are_reachable() {
+        let e = parse(
+            400,
+            r#"{"error":{"code":"STREAM_CURSOR_UNREADABLE","title":"t","body":"b","errorId":"err_9","traceRef":"trace_9","version":"1","retryAfterSec":2.5,"fields":[{"field":"Last-Event-ID","code":"malformed","message":"Send back an id this service issued on this stream."},{"field":3}]}}"#,
+        );
+        let r = e.refusal().expect("envelope");
+        assert_eq!(r.code, "STREAM_CURSOR_UNREADABLE");
+        assert_eq!((r.title.as_str(), r.body.as_str()), ("t", "b"));
+        assert_eq!(r.error_id, "err_9");
+        assert_eq!(r.trace_ref, "trace_9");
+        assert_eq!(r.version, "1");
+        assert_eq!(r.retry_after_sec, Some(2.5));
+        assert_eq!(
+            r.fields.len(),
+            1,
+            "an entry without string field/code is skipped"
+        );
+        assert_eq!(r.fields[0].field, "Last-Event-ID");
+        assert_eq!(r.fields[0].code, "malformed");
+
+        // Not an envelope: no code, or a legacy shape.
+        assert!(parse(400, r#"{"error":{"title":"x"}}"#).refusal().is_none());
+        assert!(
+            parse(403, r#"{"error":"OPERATOR_ONLY"}"#)
+                .refusal()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn stream_violations_carry_their_code() {
+        let e = Error::violation(StreamViolation::ReplayMismatch, "replayFrom was x");
+        assert_eq!(e.code(), Some("STREAM_REPLAY_MISMATCH"));
+        assert_eq!(e.stream_violation(), Some(StreamViolation::ReplayMismatch));
+        assert!(!e.is_retryable());
+        assert_eq!(Error::stream(None, "x").stream_violation(), None);
     }
 
     #[test]

@@ -3,7 +3,24 @@
 //! installed explicitly in the config (no process-wide default is needed or
 //! touched); with `native-tls` the platform's TLS is used by both.
 
+use std::time::Duration;
+
 use crate::error::{Error, Result};
+
+impl Tls {
+    /// The HTTP client of every REST and event-stream lane: these roots,
+    /// this connect timeout, and no redirects. reqwest strips
+    /// `Authorization` on a cross-origin redirect but would forward the
+    /// session token, user token and scope headers; the API never
+    /// redirects, so a 3xx surfaces as a refusal instead.
+    pub(crate) fn http_client(&self, connect_timeout: Duration) -> Result<reqwest::Client> {
+        self.configure_http(reqwest::Client::builder())
+            .connect_timeout(connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::config(format!("building the HTTP client: {e}")))
+    }
+}
 
 #[derive(Clone)]
 pub(crate) struct Tls {

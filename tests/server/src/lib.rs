@@ -175,6 +175,15 @@
 //! | [`Faults::emit_to_sockets`], [`Faults::disconnect_sockets`] | arbitrary server events, server-side namespace disconnect |
 //! | [`Faults::set_event_delay`], [`Faults::set_approval_every_turn`] | scripted agent pacing and approvals |
 //!
+//! # V1 event streams ([`TestServer::v1_streams`])
+//!
+//! `GET /api/v1/environments/{environmentId}/streams/{streamId}` (operator Bearer token
+//! only) reads an in-memory journal ([`V1Streams::append`], [`V1Streams::go_offline`]);
+//! each connection follows the next queued [`StreamPlan`] (refuse, redeliver, skip a
+//! seq, cut inside a frame or a character, heartbeats, `retry:`, a minted
+//! `stream.error`, split writes) and is recorded as a [`StreamConnection`] (the
+//! `Last-Event-ID` sent, the meta's `replayFrom`, the seqs written, how it ended).
+//!
 //! # Recording ([`TestServer::recorder`])
 //!
 //! [`Recorder::requests`] (method, raw path, raw query, lower-cased headers, body),
@@ -192,6 +201,7 @@ mod rest;
 mod script;
 mod socket;
 mod store;
+mod v1_stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -207,6 +217,9 @@ pub use record::{RecordedConnect, RecordedRequest, RecordedSocketEvent, Recorder
 pub use store::{
     SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SEED_APPROVAL_APPROVED, SEED_APPROVAL_PENDING,
     SEED_JOB, SEED_JOB_ID, SEED_TASKS, SEED_THREAD, SEED_TOOLS,
+};
+pub use v1_stream::{
+    ConnectionEnd, Cut, StreamConnection, StreamPlan, V1Streams, encode_cursor, journal_id,
 };
 
 /// Seeded organization id.
@@ -274,6 +287,7 @@ pub(crate) struct Shared {
     store: Mutex<store::Store>,
     pub recorder: Recorder,
     pub faults: Faults,
+    pub v1: V1Streams,
     sockets: Mutex<HashMap<String, socket::SockAuth>>,
     #[allow(clippy::type_complexity)]
     turns: Mutex<HashMap<String, Vec<(String, watch::Sender<bool>)>>>,
@@ -478,6 +492,7 @@ impl TestServerBuilder {
             store: Mutex::new(store::Store::new(self.seed, &self.scope, &self.user_id)),
             recorder: recorder.clone(),
             faults: faults.clone(),
+            v1: V1Streams::default(),
             sockets: Mutex::default(),
             turns: Mutex::default(),
         });
@@ -612,6 +627,11 @@ impl TestServer {
     /// Fault and behaviour knobs.
     pub fn faults(&self) -> &Faults {
         &self.shared.faults
+    }
+
+    /// The V1 event-stream journal, its per-connection plans and records.
+    pub fn v1_streams(&self) -> &V1Streams {
+        &self.shared.v1
     }
 
     /// What the server received.

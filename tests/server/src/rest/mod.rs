@@ -125,6 +125,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .fallback(not_found_route);
     Router::new()
         .nest("/api/v1/agent", api)
+        .merge(crate::v1_stream::routes())
         .fallback(not_found_route)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
