@@ -83,7 +83,7 @@ pub use monitoring::{CostByAgent, CostByScope, ListRuns, Monitoring};
 pub use paging::DEFAULT_PAGE_SIZE;
 /// The typed stream events (re-exported from the `platos-events` crate).
 pub use platos_events::{self as events, Event};
-pub use realtime::{SendOptions, TurnStream};
+pub use realtime::{RealtimeConfig, SendOptions, TurnHandle, TurnStream};
 pub use threads::{CreateThread, ListArtifacts, ListMessages, ListThreads, Threads};
 
 /// The REST payload types, generated from `spec/openapi.yaml`.

@@ -70,13 +70,23 @@ use crate::client::PlatosClient;
 use crate::config::Scope;
 use crate::error::{Error, Result};
 
+mod approvals;
+mod classify;
+mod connection;
+mod dial;
 mod engineio;
+mod pool;
 mod queue;
 mod socketio;
 mod turn;
 
+pub(crate) use pool::Pool;
+pub use pool::RealtimeConfig;
+
+use approvals::Answer;
+use connection::ToConn;
 use queue::Reader;
-use turn::{Command, Item};
+use turn::{Item, Turn, TurnId};
 
 /// Options of one `threads.send` call. Every field is optional; absent
 /// fields are left out of the `message` payload (wire.md §4.3).
@@ -118,6 +128,9 @@ pub struct SendOptions {
     pub reconnect_attempts: Option<u32>,
     /// The scope this turn acts in, overriding the client's default.
     pub scope: Option<Scope>,
+    /// Run this turn on a connection of its own instead of a shared one
+    /// (see the [module docs](self#connections)).
+    pub dedicated_connection: Option<bool>,
 }
 
 impl SendOptions {
@@ -196,6 +209,13 @@ impl SendOptions {
         self.reconnect_attempts = Some(attempts);
         self
     }
+
+    /// Runs this turn on a connection of its own (see the [module
+    /// docs](self#connections)).
+    pub fn dedicated_connection(mut self, dedicated: bool) -> Self {
+        self.dedicated_connection = Some(dedicated);
+        self
+    }
 }
 
 /// The `message` event's payload (wire.md §4.3): absent options are left out.
@@ -241,8 +261,9 @@ fn message_payload(thread_id: &str, message: &str, options: &SendOptions) -> Val
 
 /// Starts a turn: sends `message` to `thread_id` and streams the answer.
 ///
-/// The connection is opened right away on a spawned task; called outside a
-/// Tokio runtime, the stream yields one configuration error.
+/// The turn is placed on a connection right away (see the [module
+/// docs](self#connections)); called outside a Tokio runtime, the stream
+/// yields one configuration error.
 pub(crate) fn send(
     client: &PlatosClient,
     thread_id: String,
@@ -253,31 +274,67 @@ pub(crate) fn send(
         Some(scope) => client.with_scope(scope.clone()),
         None => client.clone(),
     };
-    let (events, reader) = queue::queue(client.shared().stream_buffer);
-    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-    let handle = TurnHandle {
-        thread_id: thread_id.clone(),
-        commands: commands_tx,
-        ack_timeout: client.shared().timeout,
+    let shared = client.shared();
+    let (events, reader) = queue::queue(shared.stream_buffer);
+    let id = shared.realtime.next_turn_id();
+    let placed = match tokio::runtime::Handle::try_current() {
+        Err(_) => Err(Error::config(
+            "threads.send needs a Tokio runtime (call it from within one)",
+        )),
+        Ok(_) => namespace_of(&shared.namespace, shared.realtime.config(), &options),
     };
-
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
+    let commands = match placed {
+        Ok(namespace) => {
             let payload = message_payload(&thread_id, &message, &options);
             let budget = options
                 .reconnect_attempts
-                .unwrap_or(client.shared().reconnect.max_attempts);
-            let turn = turn::Turn::new(client, thread_id, payload, budget, events, commands_rx);
-            runtime.spawn(turn.run());
+                .unwrap_or(shared.reconnect.max_attempts);
+            let turn = Turn::new(
+                id,
+                thread_id.clone(),
+                options.agent_id.clone(),
+                budget,
+                payload,
+                events,
+            );
+            let dedicated = options.dedicated_connection == Some(true);
+            shared.realtime.place(&client, namespace, turn, dedicated)
         }
-        Err(_) => events.finish(Some(Error::config(
-            "threads.send needs a Tokio runtime (call it from within one)",
-        ))),
-    }
-
+        Err(error) => {
+            events.finish(Some(error));
+            // A closed channel: the handle's calls find the turn over.
+            mpsc::unbounded_channel().0
+        }
+    };
     TurnStream {
         events: reader,
-        handle,
+        handle: TurnHandle {
+            thread_id,
+            turn: id,
+            commands,
+            ack_timeout: shared.timeout,
+        },
+    }
+}
+
+/// The namespace a turn connects to: the client's, or with
+/// [`RealtimeConfig::per_agent_namespace`] its agent's `/agent/{agentId}`.
+fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> Result<String> {
+    match &options.agent_id {
+        Some(agent) if config.per_agent_namespace => {
+            // A `,` would end the namespace inside a Socket.IO packet.
+            let safe = !agent.is_empty()
+                && agent
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+            if !safe {
+                return Err(Error::config(format!(
+                    "agent id {agent:?} cannot name a namespace (use A-Z a-z 0-9 - _ . :)"
+                )));
+            }
+            Ok(format!("{}/{agent}", base.trim_end_matches('/')))
+        }
+        _ => Ok(base.to_owned()),
     }
 }
 
@@ -353,6 +410,13 @@ impl TurnStream {
     }
 }
 
+impl Drop for TurnStream {
+    fn drop(&mut self) {
+        // Fails only when the connection is gone, and the turn with it.
+        let _ = self.handle.commands.send(ToConn::Dropped(self.handle.turn));
+    }
+}
+
 impl Stream for TurnStream {
     type Item = Result<Event>;
 
@@ -410,7 +474,8 @@ impl fmt::Debug for TurnStream {
 #[derive(Clone)]
 pub struct TurnHandle {
     thread_id: String,
-    commands: mpsc::UnboundedSender<Command>,
+    turn: TurnId,
+    commands: mpsc::UnboundedSender<ToConn>,
     ack_timeout: std::time::Duration,
 }
 
@@ -418,7 +483,7 @@ impl TurnHandle {
     /// See [`TurnStream::stop`].
     pub fn stop(&self) {
         // Fails only when the turn is over, when there is nothing to stop.
-        let _ = self.commands.send(Command::Stop);
+        let _ = self.commands.send(ToConn::Stop(self.turn));
     }
 
     /// See [`TurnStream::approval_response`].
@@ -438,11 +503,11 @@ impl TurnHandle {
         let (reply, answer) = oneshot::channel();
         let ended = || Error::network("the turn ended before the approval was sent", None);
         self.commands
-            .send(Command::Approval {
+            .send(ToConn::Approval(Answer {
                 approval_id,
                 payload: Value::Object(payload),
                 reply,
-            })
+            }))
             .map_err(|_| ended())?;
         match tokio::time::timeout(self.ack_timeout, answer).await {
             Ok(Ok(result)) => result,
@@ -503,6 +568,25 @@ impl fmt::Display for ProtocolError {
 impl From<ProtocolError> for Error {
     fn from(e: ProtocolError) -> Self {
         Error::stream(Some("protocol_error".to_owned()), e.message)
+    }
+}
+
+/// The same error again, for each turn of a connection that fails as a
+/// whole (errors are not `Clone`: a source error cannot be copied, so a
+/// copy keeps its message).
+pub(crate) fn replicate(error: &Error) -> Error {
+    match error {
+        Error::Auth(api) => Error::Auth(api.clone()),
+        Error::NotFound(api) => Error::NotFound(api.clone()),
+        Error::Validation(api) => Error::Validation(api.clone()),
+        Error::RateLimited(api) => Error::RateLimited(api.clone()),
+        Error::Server(api) => Error::Server(api.clone()),
+        Error::Refused(api) => Error::Refused(api.clone()),
+        Error::Network(e) => Error::network(e.message.clone(), None),
+        Error::Timeout(e) => Error::timeout(e.message.clone(), None),
+        Error::Decode(e) => Error::Decode(e.clone()),
+        Error::Config(message) => Error::Config(message.clone()),
+        Error::Stream(e) => Error::Stream(e.clone()),
     }
 }
 
