@@ -1,31 +1,69 @@
 //! Realtime streaming of a turn: `threads.send` over Socket.IO (wire.md §4).
 //!
 //! Inside, each layer is its own module, read top to bottom: `engineio`
-//! (Engine.IO v4 framing over WebSocket text messages: open, ping/pong,
-//! message, close), `socketio` (Socket.IO v5 packets inside Engine.IO
-//! messages: namespace connect, events, connect errors), `queue` (the
-//! bounded hand-off to the stream) and `turn` (the turn loop: connect and
-//! authenticate, send the message, answer pings, reconnect, refresh the
-//! token, stop).
+//! (Engine.IO v4 framing over WebSocket text messages), `socketio`
+//! (Socket.IO v5 packets inside Engine.IO messages), `dial` (the WebSocket
+//! upgrade, the namespace connect and its acknowledgement), `classify`
+//! (what each gateway event means, as pure functions), `approvals` (the
+//! ordered book of approval answers awaiting the server), `queue` (the
+//! bounded hand-off to a stream), `turn` (a turn's phase and hand-off),
+//! `connection` (one shared connection: routing, reconnects, stop) and
+//! `pool` (which connection carries a new turn).
 //!
-//! `threads().send(..)` spawns the turn loop as a Tokio task and returns a
-//! [`TurnStream`] reading from it. The task owns the socket, so pings are
-//! answered however slowly the stream is polled. The hand-off holds at most
-//! the client's `stream_buffer` events (plus the few the stream has taken
-//! but not yet yielded). When it is full the task stops reading the socket
-//! (TCP holds the server back) for at most half the server's `pingTimeout`
-//! (5 s at most), short enough for a ping queued meanwhile to be answered
-//! in time; a consumer still behind after that gets an explicit
-//! `consumer_lagged` error, never silent loss.
+//! # Connections
+//!
+//! Turns of one client (and its clones) share connections per namespace
+//! and scope: the gateway tags every `agent_event` with `threadId`
+//! (wire.md §4.3), so a connection routes each event to its turn. A new
+//! turn goes to the least loaded connection below
+//! [`RealtimeConfig::max_turns_per_connection`]; past that a new connection
+//! is dialed, up to [`RealtimeConfig::max_connections`], with at most
+//! [`RealtimeConfig::max_concurrent_dials`] handshakes in flight. A
+//! connection without turns closes after [`RealtimeConfig::idle_timeout`]
+//! (default: at once). On a warm connection a turn's `message` goes out at
+//! once and its first event comes one round trip later; a cold one first
+//! pays TCP, TLS, the upgrade and the namespace connect.
+//!
+//! A connection sends a turn's `message` only while no other `message` on
+//! it is unanswered (no event of its thread yet), because the gateway's
+//! refusals (`error {code:"rate_limit"}` then `done`, `AGENT_SCOPE_MISMATCH`)
+//! carry no `threadId`: they belong to the one unanswered turn, never to a
+//! guess. Starts on one connection therefore follow each other a round trip
+//! apart; a burst of turns spreads over connections. Untagged
+//! `approval_needed` / `approval_resolved` reach every turn of their agent
+//! on the connection. With
+//! [`SendOptions::dedicated_connection`](SendOptions::dedicated_connection)
+//! a turn gets a connection of its own: no waiting behind other starts and
+//! no neighbours, at the price of a full handshake and a socket per turn.
+//! [`RealtimeConfig::per_agent_namespace`] connects each turn to its
+//! agent's namespace `/agent/{agentId}`, the gateway's announced successor
+//! of the shared `/agent`; connections are then shared per agent.
+//!
+//! Each connection task owns its socket, so pings are answered however
+//! slowly the streams are polled. It never waits for a consumer: each turn
+//! buffers at most the client's `stream_buffer` events, and a turn whose
+//! buffer is full ends alone with an explicit `consumer_lagged` error after
+//! every event it holds, never silent loss, while the other turns of the
+//! connection read on. A dropped connection is redialed once for all its
+//! turns (one token refresh through the client's single flight), each live
+//! turn's thread is re-joined and each gets a `stream_gap`. `stop`,
+//! approval answers and dropping a stream act on their turn alone.
+//!
+//! # Memory
+//!
+//! A live turn costs its bookkeeping on the connection and its stream
+//! (a few hundred bytes) plus the events it buffers: each buffered
+//! `agent_event` shares the bytes of the WebSocket message it came in, so
+//! a turn holds at most `stream_buffer` messages (each at most 16 MiB, the
+//! largest message accepted; gateway events are typically a few hundred
+//! bytes). A connection adds an 8 KiB read buffer, unbuffered writes and
+//! its TCP/TLS state, shared by its turns.
 //!
 //! On each connection the client waits for the namespace ack and then for
 //! the gateway's `connected` event before sending anything: a refused token
 //! is announced after the ack (wire.md §4.2), and a `message` sent to a
 //! socket about to be refused would be lost. Servers that never send
-//! `connected` are spoken to 1 s after the ack.
-//!
-//! The gateway routes a turn's events to the socket that sent `message`, so
-//! the first connection sends no `join_thread`; after a reconnect the new
+//! `connected` are spoken to 1 s after the ack. After a reconnect the new
 //! socket sends `resume_stream` (parity with the other SDKs; current
 //! gateways ignore it) and `join_thread`, and never the `message` again.
 //!
@@ -343,8 +381,8 @@ fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> R
 /// docs](self) for what the items mean).
 ///
 /// Dropping the stream before `done` sends `stop {threadId}` so the turn
-/// stops (and stops costing) server-side, then closes the connection; the
-/// socket task does that in the background, `Drop` never blocks.
+/// stops (and stops costing) server-side; its connection does that in the
+/// background (and closes when no turn is left on it), `Drop` never blocks.
 ///
 /// ```no_run
 /// # async fn demo(client: platos_client::PlatosClient) -> platos_client::Result<()> {

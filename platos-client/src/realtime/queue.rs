@@ -84,16 +84,28 @@ pub(crate) fn queue<T>(capacity: usize) -> (Writer<T>, Reader<T>) {
 }
 
 impl<T> Writer<T> {
-    /// Queues `item` without waking the reader (see [`flush`](Self::flush)).
+    /// Queues `item` without waking the reader (see [`flush`](Self::flush)),
+    /// unless the queue is now half full: a reader that is behind is woken
+    /// before the queue overflows, not at the end of the writer's burst.
     pub(crate) fn try_push(&self, item: T) -> Result<(), Refused<T>> {
-        let mut state = self.shared.lock();
-        if state.reader_gone {
-            return Err(Refused::Gone);
+        let waker = {
+            let mut state = self.shared.lock();
+            if state.reader_gone {
+                return Err(Refused::Gone);
+            }
+            if state.items.len() >= state.capacity {
+                return Err(Refused::Full(item));
+            }
+            state.items.push_back(item);
+            if state.items.len() * 2 >= state.capacity {
+                state.reader.take()
+            } else {
+                None
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        if state.items.len() >= state.capacity {
-            return Err(Refused::Full(item));
-        }
-        state.items.push_back(item);
         Ok(())
     }
 
