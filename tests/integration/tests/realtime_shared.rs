@@ -341,3 +341,109 @@ async fn a_warm_connection_carries_the_next_turns() {
     );
     assert!(server.recorder().socket_events_named("stop").is_empty());
 }
+
+/// Answers the client's next `message` with a tagged `status`; returns its thread.
+async fn answer_next(conn: &mut common::RawConn) -> String {
+    let message = conn.expect_event("message").await;
+    let thread = message["threadId"].as_str().unwrap().to_owned();
+    conn.agent_event(json!({"type": "status", "status": "thinking", "threadId": thread}))
+        .await;
+    thread
+}
+
+#[tokio::test]
+async fn untagged_events_follow_the_rules_never_a_guess() {
+    let (tx, mut early) = common::observations();
+    let server = common::RawServer::start(move |mut conn| {
+        let tx = tx.clone();
+        async move {
+            conn.handshake().await;
+            let first = conn.expect_event("message").await;
+            // No second message while the first is unanswered.
+            let _ = tx.send(
+                tokio::time::timeout(Duration::from_millis(100), conn.recv())
+                    .await
+                    .ok(),
+            );
+            let thread = first["threadId"].as_str().unwrap().to_owned();
+            conn.agent_event(json!({"type": "status", "status": "thinking", "threadId": thread}))
+                .await;
+            let mut threads = vec![thread];
+            threads.push(answer_next(&mut conn).await);
+            threads.push(answer_next(&mut conn).await);
+            // An approval without threadId names its agent; an error with no
+            // message unanswered concerns every turn.
+            conn.agent_event(
+                json!({"type": "approval_needed", "approvalId": "ap1", "action": "refund", "agentId": "a1"}),
+            )
+            .await;
+            conn.emit("error", json!({"code": "SOMETHING", "message": "heads up"}))
+                .await;
+            // An untagged token has no single owner here: dropped, not guessed.
+            conn.agent_event(json!({"type": "token", "text": "whose?"}))
+                .await;
+            for thread in threads {
+                conn.agent_event(json!({"type": "done", "threadId": thread}))
+                    .await;
+            }
+            conn.drain().await;
+        }
+    })
+    .await;
+    let client = common::client(&server.base_url(), "t");
+    let send = |thread: &str, agent: &str| {
+        collect(
+            client
+                .threads()
+                .send_with(thread, "hi", SendOptions::new().agent_id(agent)),
+        )
+    };
+    let (a, b, c) = tokio::join!(send("th1", "a1"), send("th2", "a1"), send("th3", "a2"));
+    assert_eq!(
+        early.recv().await.unwrap(),
+        None,
+        "a second message came early"
+    );
+    let of_a1 = [
+        "connected",
+        "status",
+        "approval_needed",
+        "socket_error",
+        "done",
+    ];
+    assert_eq!(kinds(&a), of_a1);
+    assert_eq!(kinds(&b), of_a1);
+    assert_eq!(kinds(&c), ["connected", "status", "socket_error", "done"]);
+}
+
+#[tokio::test]
+async fn a_socket_refusal_belongs_to_the_unanswered_turn() {
+    let server = common::RawServer::start(|mut conn| async move {
+        conn.handshake().await;
+        let running = answer_next(&mut conn).await;
+        conn.expect_event("message").await;
+        conn.emit(
+            "error",
+            json!({"code": "AGENT_SCOPE_MISMATCH", "message": "token pinned to another agent"}),
+        )
+        .await;
+        conn.emit("done", json!({"stopped": true})).await;
+        conn.agent_event(json!({"type": "token", "text": "still here", "threadId": running}))
+            .await;
+        conn.agent_event(json!({"type": "done", "threadId": running}))
+            .await;
+        conn.drain().await;
+    })
+    .await;
+    let client = common::client(&server.base_url(), "t");
+    let (running, refused) = tokio::join!(
+        collect(client.threads().send("th1", "hi")),
+        collect(client.threads().send("th2", "hi")),
+    );
+    assert_eq!(kinds(&running), ["connected", "status", "token", "done"]);
+    assert_eq!(kinds(&refused), ["connected", "socket_error", "done"]);
+    let Ok(Event::SocketError(e)) = &refused[1] else {
+        panic!()
+    };
+    assert_eq!(e.code.as_deref(), Some("AGENT_SCOPE_MISMATCH"));
+}
