@@ -23,7 +23,7 @@
 //                     (event `error` + disconnect)
 //   LATENCY_MS        a simulated network delay: the namespace connect and
 //                     each `message` are handled this much later (default 0)
-//   QUIET             when set, no RECV/CONNECT/DISCONNECT lines (benchmarks)
+//   QUIET             when set, no RECV lines (benchmarks)
 //
 // Per-agent namespaces `/agent/{agentId}` behave like `/agent`. When
 // DROP_AFTER_TOKENS fires, every turn of the dropped connection waits for
@@ -48,7 +48,7 @@ const EXPECT_TOKEN = process.env.EXPECT_TOKEN || null;
 const LATENCY = env('LATENCY_MS', 0);
 const QUIET = Boolean(process.env.QUIET);
 
-const log = (line) => QUIET || process.stdout.write(line + '\n');
+const log = (line) => process.stdout.write(line + '\n');
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const httpServer = http.createServer((_req, res) => {
@@ -97,7 +97,7 @@ const onConnection = (socket) => {
   const turns = new Map(); // threadId -> { stopped }
 
   socket.onAny((name, payload) => {
-    log(`RECV ${n} ${name} ${JSON.stringify(payload === undefined ? null : payload)}`);
+    if (!QUIET) log(`RECV ${n} ${name} ${JSON.stringify(payload === undefined ? null : payload)}`);
   });
   socket.on('disconnect', (reason) => log(`DISCONNECT ${n} ${reason}`));
 
