@@ -72,7 +72,12 @@ fn main() {
         "done"
     );
     for &turns in &sizes {
+        // REALTIME_BENCH_RUST_ONLY=1 skips the baseline (for quick tuning).
+        let rust_only = std::env::var_os("REALTIME_BENCH_RUST_ONLY").is_some();
         for rust in [true, false] {
+            if rust_only && !rust {
+                continue;
+            }
             let server = NodeServer::start(
                 &node_dir,
                 &[("TOKENS", TOKENS), ("TOKEN_DELAY_MS", TOKEN_DELAY_MS)],
@@ -133,9 +138,19 @@ fn print_row(r: &Value, connections: usize) {
 async fn rust_turns(url: String, turns: usize) -> Value {
     let base_rss_kb = status_kb("VmRSS");
     let cpu0 = cpu_ms();
+    let mut config = RealtimeConfig::default();
+    // Tuning knobs: REALTIME_BENCH_PER_CONNECTION, REALTIME_BENCH_CONNECTIONS.
+    let knob = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    if let Some(turns) = knob("REALTIME_BENCH_PER_CONNECTION") {
+        config = config.max_turns_per_connection(turns);
+    }
+    if let Some(connections) = knob("REALTIME_BENCH_CONNECTIONS") {
+        config = config.max_connections(connections);
+    }
     let client = PlatosClient::builder()
         .base_url(url)
         .session_token("bench")
+        .realtime(config)
         .build()
         .expect("client");
     let events = Arc::new(AtomicU64::new(0));

@@ -291,3 +291,26 @@ async fn node_per_agent_namespaces() {
     namespaces.sort();
     assert_eq!(namespaces, ["/agent/ag_1", "/agent/ag_2"]);
 }
+
+#[tokio::test]
+async fn node_a_stalled_consumer_ends_alone_while_its_neighbour_finishes() {
+    // Events 5 ms apart: the reading consumer keeps up with a 16-event buffer.
+    let node = NodeServer::start(&[("TOKENS", "60"), ("TOKEN_DELAY_MS", "5")]).await;
+    let client = PlatosClient::builder()
+        .base_url(node.base_url())
+        .session_token("tok")
+        .stream_buffer(16)
+        .build()
+        .unwrap();
+    let stalled = client.threads().send("th_stalled", "hi");
+    let healthy = collect(client.threads().send("th_healthy", "hi")).await;
+    let k = kinds(&healthy);
+    assert_eq!(k.last().map(String::as_str), Some("done"), "{k:?}");
+    assert_eq!(tokens(&healthy).len(), 60);
+    let items = collect(stalled).await;
+    let k = kinds(&items);
+    assert_eq!(k.len(), 17, "{k:?}");
+    assert_eq!(k[16], "Err(consumer_lagged)");
+    assert_eq!(count(&node, "CONNECT "), 1);
+    assert!(node.received("stop").is_empty());
+}
