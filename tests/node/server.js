@@ -1,5 +1,5 @@
 // A Node socket.io server that mimics the Platos gateway's `/agent`
-// namespace (wire.md §4), for the Rust SDK's realtime tests: the same
+// namespace (docs/realtime.md), for the Rust SDK's realtime tests: the same
 // server implementation Platos runs (npm `socket.io` 4.8), with a scripted
 // turn instead of an agent.
 //

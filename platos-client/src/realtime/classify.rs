@@ -1,4 +1,4 @@
-//! What the gateway's events mean (wire.md §4.2–§4.3), as pure functions:
+//! What the gateway's events mean (docs/realtime.md §2–§3), as pure functions:
 //! no I/O, no state. The handshake ([`super::dial`]) and the connection
 //! ([`super::connection`]) both ask these functions, so a refusal reads the
 //! same wherever it arrives.
@@ -176,7 +176,7 @@ fn socket_error(data: Value) -> Signal {
 }
 
 /// Whether a socket `error` means the token was refused or expired
-/// (wire.md §4.2): the gateway then disconnects, and a fresh token helps.
+/// (docs/realtime.md §2): the gateway then disconnects, and a fresh token helps.
 pub(crate) fn is_token_refusal(code: Option<&str>, message: &str) -> bool {
     if matches!(code, Some("SESSION_EXPIRED" | "SESSION_REVOKED_OR_EXPIRED")) {
         return true;

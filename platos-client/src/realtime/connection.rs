@@ -3,7 +3,7 @@
 //!
 //! The task dials (paced by the pool), then reads frames: pings are
 //! answered at once; every `agent_event` is routed by its `threadId`
-//! (wire.md §4.3) to its turn's bounded hand-off without waiting, so no
+//! (docs/realtime.md §3) to its turn's bounded hand-off without waiting, so no
 //! consumer can hold the socket or the other turns back. What carries no
 //! `threadId` is attributed by rule, never guessed:
 //!
@@ -359,7 +359,7 @@ impl Connection {
     ///
     /// Nothing is sent until the gateway says the socket is ready: a refused
     /// token is not a CONNECT_ERROR but an `error` event after the ack
-    /// (wire.md §4.2), so a `message` sent right after the ack could go to a
+    /// (docs/realtime.md §2), so a `message` sent right after the ack could go to a
     /// socket about to be refused, and would then never be sent again.
     /// Gateways announce success with the `connected` event; for servers
     /// that never send it, [`READY_GRACE`] after the ack counts as ready.
@@ -749,7 +749,7 @@ impl Connection {
         }
     }
 
-    /// One server event other than a hot-path `agent_event` (wire.md §4.3).
+    /// One server event other than a hot-path `agent_event` (docs/realtime.md §3).
     async fn on_signal(&mut self, conn: &mut Conn, signal: Signal) -> Result<Step, Fault> {
         match signal {
             Signal::AgentEvent(data) => {
@@ -1052,7 +1052,7 @@ fn event_frame(namespace: &str, name: &str, data: &Value) -> Result<String, Erro
 }
 
 /// The pause before reconnect attempt `attempt` (from 1):
-/// `min(max_delay, base_delay · 2^(attempt−1))`, jittered (wire.md §4.4).
+/// `min(max_delay, base_delay · 2^(attempt−1))`, jittered (docs/realtime.md §4).
 fn reconnect_delay(config: &ReconnectConfig, attempt: u32) -> Duration {
     retry::jittered(
         retry::exponential(

@@ -1,4 +1,4 @@
-//! Dialing and the handshake (wire.md §4.1–§4.2): the WebSocket upgrade
+//! Dialing and the handshake (docs/realtime.md §1–§2): the WebSocket upgrade
 //! with the credential headers, the Engine.IO open packet, the namespace
 //! connect with the auth payload, and the acknowledgement; plus what a
 //! WebSocket failure means. Pings are answered all along.
@@ -83,7 +83,7 @@ pub(crate) async fn dial(
     }
 }
 
-/// The CONNECT auth payload (wire.md §4.1–§4.2): the token, and the scope
+/// The CONNECT auth payload (docs/realtime.md §1–§2): the token, and the scope
 /// for gateways that read it from there.
 fn auth_payload(client: &PlatosClient, token: Option<&Secret>) -> Value {
     let mut auth = Map::new();

@@ -1,4 +1,4 @@
-//! Realtime streaming of a turn: `threads.send` over Socket.IO (wire.md §4).
+//! Realtime streaming of a turn: `threads.send` over Socket.IO (docs/realtime.md).
 //!
 //! Inside, each layer is its own module, read top to bottom: `engineio`
 //! (Engine.IO v4 framing over WebSocket text messages), `socketio`
@@ -14,7 +14,7 @@
 //!
 //! Turns of one client (and its clones) share connections per namespace
 //! and scope: the gateway tags every `agent_event` with `threadId`
-//! (wire.md §4.3), so a connection routes each event to its turn. A new
+//! (docs/realtime.md §3), so a connection routes each event to its turn. A new
 //! turn goes to the least loaded connection below
 //! [`RealtimeConfig::max_turns_per_connection`]; past that a new connection
 //! is dialed, up to [`RealtimeConfig::max_connections`], with at most
@@ -61,7 +61,7 @@
 //!
 //! On each connection the client waits for the namespace ack and then for
 //! the gateway's `connected` event before sending anything: a refused token
-//! is announced after the ack (wire.md §4.2), and a `message` sent to a
+//! is announced after the ack (docs/realtime.md §2), and a `message` sent to a
 //! socket about to be refused would be lost. Servers that never send
 //! `connected` are spoken to 1 s after the ack. After a reconnect the new
 //! socket sends `resume_stream` (parity with the other SDKs; current
@@ -127,7 +127,7 @@ use queue::Reader;
 use turn::{Item, Turn, TurnId};
 
 /// Options of one `threads.send` call. Every field is optional; absent
-/// fields are left out of the `message` payload (wire.md §4.3).
+/// fields are left out of the `message` payload (docs/realtime.md §3).
 ///
 /// ```
 /// use platos_client::SendOptions;
@@ -256,7 +256,7 @@ impl SendOptions {
     }
 }
 
-/// The `message` event's payload (wire.md §4.3): absent options are left out.
+/// The `message` event's payload (docs/realtime.md §3): absent options are left out.
 fn message_payload(thread_id: &str, message: &str, options: &SendOptions) -> Value {
     let mut payload = Map::new();
     payload.insert("message".into(), message.into());
