@@ -447,3 +447,45 @@ async fn a_socket_refusal_belongs_to_the_unanswered_turn() {
     };
     assert_eq!(e.code.as_deref(), Some("AGENT_SCOPE_MISMATCH"));
 }
+
+#[tokio::test]
+async fn an_expired_session_is_refreshed_once_for_every_turn_of_the_connection() {
+    let server = server_with_threads(3, Duration::from_millis(30)).await;
+    let fresh = server.mint(&server.token_spec(server.user_id()).times(0, 7200));
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (c, f) = (calls.clone(), fresh.clone());
+    let client = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token(server.session_token())
+        .reconnect(common::fast_reconnect())
+        .on_token_refresh(move |_ctx| {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let f = f.clone();
+            async move { Ok::<_, Error>(Some(f)) }
+        })
+        .build()
+        .unwrap();
+    let mut streams: Vec<TurnStream> = (0..3)
+        .map(|i| client.threads().send(format!("th_{i}"), "[tokens=10]"))
+        .collect();
+    for stream in &mut streams {
+        until(stream, "status").await;
+    }
+    server
+        .faults()
+        .send_socket_error(
+            json!({"code": "SESSION_EXPIRED", "message": "Session expired"}),
+            true,
+        )
+        .await;
+    let results = futures::future::join_all(streams.into_iter().map(collect)).await;
+    for items in &results {
+        let k = kinds(items);
+        assert!(k.contains(&"stream_gap".to_owned()), "{k:?}");
+        assert_eq!(k.last().map(String::as_str), Some("done"), "{k:?}");
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let connects = server.recorder().connects();
+    assert_eq!(connects.len(), 2, "one reconnect for all turns");
+    assert_eq!(connects[1].auth["token"], fresh.as_str());
+}
