@@ -228,6 +228,9 @@ impl Connection {
                 biased;
                 dialed = &mut dialing => return dialed.map_err(Exit::Fault),
                 command = self.commands.recv() => {
+                    let Some(command) = command else {
+                        return Err(self.orphaned());
+                    };
                     self.offline_command(command);
                     if self.turns.is_empty() && self.retire() {
                         return Err(Exit::Unused);
@@ -249,6 +252,9 @@ impl Connection {
                 biased;
                 () = &mut until => return Ok(()),
                 command = self.commands.recv() => {
+                    let Some(command) = command else {
+                        return Err(self.orphaned());
+                    };
                     self.offline_command(command);
                     if self.turns.is_empty() && self.retire() {
                         return Err(Exit::Unused);
@@ -262,12 +268,10 @@ impl Connection {
     }
 
     /// A command while no connection is up: held until one is.
-    fn offline_command(&mut self, command: Option<ToConn>) {
+    fn offline_command(&mut self, command: ToConn) {
         match command {
-            // Only handles are gone; the streams still say when they go.
-            None => {}
-            Some(ToConn::Attach(turn)) => self.attach(*turn),
-            Some(ToConn::Stop(id)) => match self.turns.get_mut(&id).map(|t| &mut t.phase) {
+            ToConn::Attach(turn) => self.attach(*turn),
+            ToConn::Stop(id) => match self.turns.get_mut(&id).map(|t| &mut t.phase) {
                 // Nothing was sent: nothing to stop server-side.
                 Some(Phase::Queued { .. }) => self.end(id, None),
                 Some(phase @ Phase::Live) => {
@@ -276,9 +280,19 @@ impl Connection {
                 }
                 _ => {}
             },
-            Some(ToConn::Dropped(id)) => self.end(id, None),
-            Some(ToConn::Approval(answer)) => self.approvals.hold(answer),
+            ToConn::Dropped(id) => self.end(id, None),
+            ToConn::Approval(answer) => self.approvals.hold(answer),
         }
+    }
+
+    /// Nothing can reach the connection any more (the pool let it go and
+    /// every stream and handle is gone): it ends with whatever is left.
+    fn orphaned(&mut self) -> Exit {
+        let ids: Vec<TurnId> = self.turns.keys().copied().collect();
+        for id in ids {
+            self.end(id, None);
+        }
+        Exit::Unused
     }
 
     fn attach(&mut self, turn: Turn) {
@@ -417,6 +431,9 @@ impl Connection {
                     tokio::select! {
                         biased;
                         command = self.commands.recv() => {
+                            let Some(command) = command else {
+                                return self.orphaned();
+                            };
                             if let Err(fault) = self.command(conn, command).await {
                                 return Exit::Fault(fault);
                             }
@@ -603,12 +620,9 @@ impl Connection {
     }
 
     /// A command while connected.
-    async fn command(&mut self, conn: &mut Conn, command: Option<ToConn>) -> Result<(), Fault> {
-        let Some(command) = command else {
-            return Ok(());
-        };
+    async fn command(&mut self, conn: &mut Conn, command: ToConn) -> Result<(), Fault> {
         if !self.ready {
-            self.offline_command(Some(command));
+            self.offline_command(command);
             return Ok(());
         }
         match command {
