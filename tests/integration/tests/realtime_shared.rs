@@ -489,3 +489,39 @@ async fn an_expired_session_is_refreshed_once_for_every_turn_of_the_connection()
     assert_eq!(connects.len(), 2, "one reconnect for all turns");
     assert_eq!(connects[1].auth["token"], fresh.as_str());
 }
+
+#[tokio::test]
+async fn an_idle_connection_leaves_its_threads_and_closes_after_the_idle_time() {
+    let (tx, mut closed) = common::observations();
+    let server = common::RawServer::start(move |mut conn| {
+        let tx = tx.clone();
+        async move {
+            conn.handshake().await;
+            let thread = answer_next(&mut conn).await;
+            conn.agent_event(json!({"type": "done", "threadId": thread}))
+                .await;
+            let _ = tx.send(conn.drain().await);
+        }
+    })
+    .await;
+    let client = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token("t")
+        .realtime(RealtimeConfig::default().idle_timeout(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let items = collect(client.threads().send("th1", "hi")).await;
+    assert_eq!(kinds(&items), ["connected", "status", "done"]);
+    // The connection outlives the turn, then closes on its own.
+    let frames = tokio::time::timeout(common::DEADLINE, closed.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        frames,
+        [
+            r#"42/agent,["leave_thread",{"threadId":"th1"}]"#,
+            "41/agent,"
+        ]
+    );
+}
