@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) idempotency_keys: bool,
     pub(crate) stream_buffer: usize,
     pub(crate) tls: Tls,
+    /// The realtime connections of this client and its clones.
+    pub(crate) realtime: crate::realtime::Pool,
 }
 
 /// A Platos client. Cheap to clone; clones share connections, settings and
@@ -130,6 +132,7 @@ pub struct PlatosClientBuilder {
     idempotency_keys: Option<bool>,
     stream_buffer: Option<usize>,
     extra_root_certs: Vec<Vec<u8>>,
+    realtime: Option<crate::realtime::RealtimeConfig>,
 }
 
 impl PlatosClientBuilder {
@@ -206,6 +209,12 @@ impl PlatosClientBuilder {
     /// (default on). Without one they are sent once, never retried.
     pub fn idempotency_keys(mut self, enabled: bool) -> Self {
         self.idempotency_keys = Some(enabled);
+        self
+    }
+
+    /// How realtime turns share connections (see [`crate::RealtimeConfig`]).
+    pub fn realtime(mut self, config: crate::realtime::RealtimeConfig) -> Self {
+        self.realtime = Some(config);
         self
     }
 
@@ -307,6 +316,7 @@ impl PlatosClientBuilder {
             idempotency_keys: self.idempotency_keys.unwrap_or(true),
             stream_buffer: self.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER).max(1),
             tls,
+            realtime: crate::realtime::Pool::new(self.realtime.unwrap_or_default()),
         });
         let base_url = shared.base_url.clone();
         let inner = Inner {

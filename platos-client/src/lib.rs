@@ -84,7 +84,7 @@ pub use namespaces::*;
 pub use paging::DEFAULT_PAGE_SIZE;
 /// The typed stream events (re-exported from the `platos-events` crate).
 pub use platos_events::{self as events, Event};
-pub use realtime::{SendOptions, TurnStream};
+pub use realtime::{RealtimeConfig, SendOptions, TurnHandle, TurnStream};
 pub use turn_result::TurnResult;
 
 /// A JSON object, as bodies such as `editedArgs` and `payload` take it.

@@ -1,5 +1,5 @@
 // A Node socket.io server that mimics the Platos gateway's `/agent`
-// namespace (wire.md §4), for the Rust SDK's realtime tests: the same
+// namespace (docs/realtime.md), for the Rust SDK's realtime tests: the same
 // server implementation Platos runs (npm `socket.io` 4.8), with a scripted
 // turn instead of an agent.
 //
@@ -21,6 +21,13 @@
 //                     routing events to the thread room.
 //   EXPECT_TOKEN      refuse connections whose token differs, the gateway way
 //                     (event `error` + disconnect)
+//   LATENCY_MS        a simulated network delay: the namespace connect and
+//                     each `message` are handled this much later (default 0)
+//   QUIET             when set, no RECV lines (benchmarks)
+//
+// Per-agent namespaces `/agent/{agentId}` behave like `/agent`. When
+// DROP_AFTER_TOKENS fires, every turn of the dropped connection waits for
+// its thread's `join_thread` (from any connection) before going on.
 
 'use strict';
 
@@ -38,6 +45,8 @@ const TOKENS = env('TOKENS', 5);
 const TOKEN_DELAY = env('TOKEN_DELAY_MS', 0);
 const DROP_AFTER = env('DROP_AFTER_TOKENS', -1);
 const EXPECT_TOKEN = process.env.EXPECT_TOKEN || null;
+const LATENCY = env('LATENCY_MS', 0);
+const QUIET = Boolean(process.env.QUIET);
 
 const log = (line) => process.stdout.write(line + '\n');
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -51,19 +60,25 @@ const io = new Server(httpServer, {
   pingTimeout: PING_TIMEOUT,
   transports: ['websocket'],
 });
-const agent = io.of('/agent');
-
 const room = (threadId) => `thread:${threadId}`;
-// Resolvers waiting for a thread to be re-joined after a drop.
+// Threads whose connection was dropped, until they are re-joined; and the
+// turns waiting for that.
+const awaitingRejoin = new Set();
 const rejoinWaiters = new Map();
 let dropped = false;
 let connections = 0;
 
-agent.on('connection', (socket) => {
+const rejoined = (threadId) =>
+  awaitingRejoin.has(threadId)
+    ? Promise.race([new Promise((resolve) => rejoinWaiters.set(threadId, resolve)), sleep(10000)])
+    : null;
+
+const onConnection = (socket) => {
+  const nsp = socket.nsp;
   const n = ++connections;
   const auth = socket.handshake.auth || {};
   const token = auth.token || socket.handshake.headers['x-platos-session-token'] || null;
-  log(`CONNECT ${n} ${JSON.stringify({ ...auth, token: token ? 'present' : null, headerToken: socket.handshake.headers['x-platos-session-token'] || null })}`);
+  log(`CONNECT ${n} ${JSON.stringify({ ...auth, token: token ? 'present' : null, headerToken: socket.handshake.headers['x-platos-session-token'] || null, namespace: nsp.name })}`);
 
   if (EXPECT_TOKEN && token !== EXPECT_TOKEN) {
     socket.emit('error', { message: 'Invalid or expired session token.' });
@@ -82,7 +97,7 @@ agent.on('connection', (socket) => {
   const turns = new Map(); // threadId -> { stopped }
 
   socket.onAny((name, payload) => {
-    log(`RECV ${n} ${name} ${JSON.stringify(payload === undefined ? null : payload)}`);
+    if (!QUIET) log(`RECV ${n} ${name} ${JSON.stringify(payload === undefined ? null : payload)}`);
   });
   socket.on('disconnect', (reason) => log(`DISCONNECT ${n} ${reason}`));
 
@@ -91,6 +106,7 @@ agent.on('connection', (socket) => {
     if (!threadId) return;
     socket.join(room(threadId));
     socket.emit('joined_thread', { threadId });
+    awaitingRejoin.delete(threadId);
     const waiter = rejoinWaiters.get(threadId);
     if (waiter) {
       rejoinWaiters.delete(threadId);
@@ -114,6 +130,7 @@ agent.on('connection', (socket) => {
   });
 
   socket.on('message', async (payload) => {
+    if (LATENCY > 0) await sleep(LATENCY);
     const threadId = payload && payload.threadId;
     if (!threadId) {
       socket.emit('error', { message: 'threadId is required' });
@@ -124,22 +141,24 @@ agent.on('connection', (socket) => {
     // Like the gateway: events go to the emitting socket and to the thread's
     // room (a socket in both gets each event once).
     const emit = (event) =>
-      agent.to(socket.id).to(room(threadId)).emit('agent_event', { ...event, threadId });
+      nsp.to(socket.id).to(room(threadId)).emit('agent_event', { ...event, threadId });
 
     emit({ type: 'status', status: 'thinking' });
     emit({ type: 'meta', thread_id: threadId, agent_id: payload.agentId || 'agent' });
     for (let i = 0; i < TOKENS; i++) {
       if (TOKEN_DELAY > 0) await sleep(TOKEN_DELAY);
+      const waiting = rejoined(threadId);
+      if (waiting) await waiting;
       if (turn.stopped) {
         emit({ type: 'done', stopped: true });
+        turns.delete(threadId);
         return;
       }
       emit({ type: 'token', text: `tok${i} ` });
       if (i + 1 === DROP_AFTER && !dropped) {
         dropped = true;
-        const rejoined = new Promise((resolve) => rejoinWaiters.set(threadId, resolve));
+        for (const thread of turns.keys()) awaitingRejoin.add(thread);
         socket.conn.close();
-        await Promise.race([rejoined, sleep(10000)]);
       }
     }
     emit({ type: 'tool_call', name: 'search', params: { q: 'platos' }, callId: 'c1' });
@@ -154,8 +173,15 @@ agent.on('connection', (socket) => {
       totalTokens: 10 + TOKENS,
     });
     emit({ type: 'done', usage: { inputTokens: 10, outputTokens: TOKENS, totalTokens: 10 + TOKENS } });
+    turns.delete(threadId);
   });
-});
+};
+
+const namespaces = [io.of('/agent'), io.of(/^\/agent\/[\w.:-]+$/)];
+for (const nsp of namespaces) {
+  if (LATENCY > 0) nsp.use((_socket, next) => setTimeout(next, LATENCY));
+  nsp.on('connection', onConnection);
+}
 
 const port = Number(process.env.PORT || 0);
 httpServer.listen(port, '127.0.0.1', () => {

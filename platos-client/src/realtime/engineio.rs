@@ -1,4 +1,4 @@
-//! Engine.IO v4 framing over the WebSocket transport (wire.md §4.1).
+//! Engine.IO v4 framing over the WebSocket transport (docs/realtime.md §1).
 //!
 //! Every WebSocket text message is one Engine.IO packet: its first character
 //! is the packet type, the rest is the payload. Only the WebSocket transport
@@ -53,7 +53,7 @@ pub(crate) struct Handshake {
 }
 
 impl Handshake {
-    /// With no ping for this long the connection is dead (wire.md §4.1).
+    /// With no ping for this long the connection is dead (docs/realtime.md §1).
     pub(crate) fn silence_limit(&self) -> Duration {
         self.ping_interval.saturating_add(self.ping_timeout)
     }
@@ -124,7 +124,7 @@ pub(crate) fn message(socketio_packet: &str) -> String {
 }
 
 /// The WebSocket URL of a base URL's Socket.IO endpoint: `http` → `ws`,
-/// `https` → `wss`, a path prefix kept (wire.md §1).
+/// `https` → `wss`, a path prefix kept (docs/realtime.md §1).
 pub(crate) fn socket_url(base_url: &str) -> Result<String, ProtocolError> {
     let base = base_url.trim().trim_end_matches('/');
     let (scheme, rest) = base

@@ -1,31 +1,72 @@
-//! Realtime streaming of a turn: `threads.send` over Socket.IO (wire.md §4).
+//! Realtime streaming of a turn: `threads.send` over Socket.IO (docs/realtime.md).
 //!
 //! Inside, each layer is its own module, read top to bottom: `engineio`
-//! (Engine.IO v4 framing over WebSocket text messages: open, ping/pong,
-//! message, close), `socketio` (Socket.IO v5 packets inside Engine.IO
-//! messages: namespace connect, events, connect errors), `queue` (the
-//! bounded hand-off to the stream) and `turn` (the turn loop: connect and
-//! authenticate, send the message, answer pings, reconnect, refresh the
-//! token, stop).
+//! (Engine.IO v4 framing over WebSocket text messages), `socketio`
+//! (Socket.IO v5 packets inside Engine.IO messages), `dial` (the WebSocket
+//! upgrade, the namespace connect and its acknowledgement), `classify`
+//! (what each gateway event means, as pure functions), `approvals` (the
+//! ordered book of approval answers awaiting the server), `queue` (the
+//! bounded hand-off to a stream), `turn` (a turn's phase and hand-off),
+//! `connection` (one shared connection: routing, reconnects, stop) and
+//! `pool` (which connection carries a new turn).
 //!
-//! `threads().send(..)` spawns the turn loop as a Tokio task and returns a
-//! [`TurnStream`] reading from it. The task owns the socket, so pings are
-//! answered however slowly the stream is polled. The hand-off holds at most
-//! the client's `stream_buffer` events (plus the few the stream has taken
-//! but not yet yielded). When it is full the task stops reading the socket
-//! (TCP holds the server back) for at most half the server's `pingTimeout`
-//! (5 s at most), short enough for a ping queued meanwhile to be answered
-//! in time; a consumer still behind after that gets an explicit
-//! `consumer_lagged` error, never silent loss.
+//! # Connections
+//!
+//! Turns of one client (and its clones) share connections per namespace
+//! and scope: the gateway tags every `agent_event` with `threadId`
+//! (docs/realtime.md §3), so a connection routes each event to its turn. A new
+//! turn goes to the least loaded connection below
+//! [`RealtimeConfig::max_turns_per_connection`]; past that a new connection
+//! is dialed, up to [`RealtimeConfig::max_connections`], with at most
+//! [`RealtimeConfig::max_concurrent_dials`] handshakes in flight. A
+//! connection without turns closes after [`RealtimeConfig::idle_timeout`]
+//! (default: at once). On a warm connection a turn's `message` goes out at
+//! once and its first event comes one round trip later; a cold one first
+//! pays TCP, TLS, the upgrade and the namespace connect.
+//!
+//! A connection sends a turn's `message` only while no other `message` on
+//! it is unanswered (no event of its thread yet), because the gateway's
+//! refusals (`error {code:"rate_limit"}` then `done`, `AGENT_SCOPE_MISMATCH`)
+//! carry no `threadId`: they belong to the one unanswered turn, never to a
+//! guess. Starts on one connection therefore follow each other a round trip
+//! apart; a burst of turns spreads over connections. Untagged
+//! `approval_needed` / `approval_resolved` reach every turn of their agent
+//! on the connection. With
+//! [`SendOptions::dedicated_connection`](SendOptions::dedicated_connection)
+//! a turn gets a connection of its own: no waiting behind other starts and
+//! no neighbours, at the price of a full handshake and a socket per turn.
+//! [`RealtimeConfig::per_agent_namespace`] connects each turn to its
+//! agent's namespace `/agent/{agentId}`, the gateway's announced successor
+//! of the shared `/agent`; connections are then shared per agent.
+//!
+//! Each connection task owns its socket, so pings are answered however
+//! slowly the streams are polled. It never waits for a consumer: each turn
+//! buffers at most the client's `stream_buffer` events, and a turn whose
+//! buffer is full ends alone with an explicit `consumer_lagged` error after
+//! every event it holds, never silent loss, while the other turns of the
+//! connection read on. A dropped connection is redialed once for all its
+//! turns (one token refresh through the client's single flight), each live
+//! turn's thread is re-joined and each gets a `stream_gap`. `stop`,
+//! approval answers and dropping a stream act on their turn alone.
+//!
+//! # Memory
+//!
+//! A live turn costs its bookkeeping on the connection and its stream
+//! (a few hundred bytes) plus the events it buffers: each buffered
+//! `agent_event` shares the bytes of the WebSocket message it came in, so
+//! a turn holds at most `stream_buffer` messages (each at most 16 MiB, the
+//! largest message accepted; gateway events are typically a few hundred
+//! bytes). A connection adds an 8 KiB read buffer, unbuffered writes and
+//! its TCP/TLS state, shared by its turns. Measured by the `realtime_scale`
+//! bench (README, "Realtime at scale"), a concurrent turn together with the
+//! task consuming it adds about 3 KB (10,000 turns) to 5 KB (1,000 turns)
+//! of peak RSS.
 //!
 //! On each connection the client waits for the namespace ack and then for
 //! the gateway's `connected` event before sending anything: a refused token
-//! is announced after the ack (wire.md §4.2), and a `message` sent to a
+//! is announced after the ack (docs/realtime.md §2), and a `message` sent to a
 //! socket about to be refused would be lost. Servers that never send
-//! `connected` are spoken to 1 s after the ack.
-//!
-//! The gateway routes a turn's events to the socket that sent `message`, so
-//! the first connection sends no `join_thread`; after a reconnect the new
+//! `connected` are spoken to 1 s after the ack. After a reconnect the new
 //! socket sends `resume_stream` (parity with the other SDKs; current
 //! gateways ignore it) and `join_thread`, and never the `message` again.
 //!
@@ -70,16 +111,26 @@ use crate::client::PlatosClient;
 use crate::config::Scope;
 use crate::error::{Error, Result};
 
+mod approvals;
+mod classify;
+mod connection;
+mod dial;
 mod engineio;
+mod pool;
 mod queue;
 mod socketio;
 mod turn;
 
+pub(crate) use pool::Pool;
+pub use pool::RealtimeConfig;
+
+use approvals::Answer;
+use connection::ToConn;
 use queue::Reader;
-use turn::{Command, Item};
+use turn::{Item, Turn, TurnId};
 
 /// Options of one `threads.send` call. Every field is optional; absent
-/// fields are left out of the `message` payload (wire.md §4.3).
+/// fields are left out of the `message` payload (docs/realtime.md §3).
 ///
 /// ```
 /// use platos_client::SendOptions;
@@ -118,6 +169,9 @@ pub struct SendOptions {
     pub reconnect_attempts: Option<u32>,
     /// The scope this turn acts in, overriding the client's default.
     pub scope: Option<Scope>,
+    /// Run this turn on a connection of its own instead of a shared one
+    /// (see the [module docs](self#connections)).
+    pub dedicated_connection: Option<bool>,
 }
 
 impl SendOptions {
@@ -196,9 +250,16 @@ impl SendOptions {
         self.reconnect_attempts = Some(attempts);
         self
     }
+
+    /// Runs this turn on a connection of its own (see the [module
+    /// docs](self#connections)).
+    pub fn dedicated_connection(mut self, dedicated: bool) -> Self {
+        self.dedicated_connection = Some(dedicated);
+        self
+    }
 }
 
-/// The `message` event's payload (wire.md §4.3): absent options are left out.
+/// The `message` event's payload (docs/realtime.md §3): absent options are left out.
 fn message_payload(thread_id: &str, message: &str, options: &SendOptions) -> Value {
     let mut payload = Map::new();
     payload.insert("message".into(), message.into());
@@ -241,8 +302,9 @@ fn message_payload(thread_id: &str, message: &str, options: &SendOptions) -> Val
 
 /// Starts a turn: sends `message` to `thread_id` and streams the answer.
 ///
-/// The connection is opened right away on a spawned task; called outside a
-/// Tokio runtime, the stream yields one configuration error.
+/// The turn is placed on a connection right away (see the [module
+/// docs](self#connections)); called outside a Tokio runtime, the stream
+/// yields one configuration error.
 pub(crate) fn send(
     client: &PlatosClient,
     thread_id: String,
@@ -253,31 +315,67 @@ pub(crate) fn send(
         Some(scope) => client.with_scope(scope.clone()),
         None => client.clone(),
     };
-    let (events, reader) = queue::queue(client.shared().stream_buffer);
-    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-    let handle = TurnHandle {
-        thread_id: thread_id.clone(),
-        commands: commands_tx,
-        ack_timeout: client.shared().timeout,
+    let shared = client.shared();
+    let (events, reader) = queue::queue(shared.stream_buffer);
+    let id = shared.realtime.next_turn_id();
+    let placed = match tokio::runtime::Handle::try_current() {
+        Err(_) => Err(Error::config(
+            "threads.send needs a Tokio runtime (call it from within one)",
+        )),
+        Ok(_) => namespace_of(&shared.namespace, shared.realtime.config(), &options),
     };
-
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
+    let commands = match placed {
+        Ok(namespace) => {
             let payload = message_payload(&thread_id, &message, &options);
             let budget = options
                 .reconnect_attempts
-                .unwrap_or(client.shared().reconnect.max_attempts);
-            let turn = turn::Turn::new(client, thread_id, payload, budget, events, commands_rx);
-            runtime.spawn(turn.run());
+                .unwrap_or(shared.reconnect.max_attempts);
+            let turn = Turn::new(
+                id,
+                thread_id.clone(),
+                options.agent_id.clone(),
+                budget,
+                payload,
+                events,
+            );
+            let dedicated = options.dedicated_connection == Some(true);
+            shared.realtime.place(&client, namespace, turn, dedicated)
         }
-        Err(_) => events.finish(Some(Error::config(
-            "threads.send needs a Tokio runtime (call it from within one)",
-        ))),
-    }
-
+        Err(error) => {
+            events.finish(Some(error));
+            // A closed channel: the handle's calls find the turn over.
+            mpsc::unbounded_channel().0
+        }
+    };
     TurnStream {
         events: reader,
-        handle,
+        handle: TurnHandle {
+            thread_id,
+            turn: id,
+            commands,
+            ack_timeout: shared.timeout,
+        },
+    }
+}
+
+/// The namespace a turn connects to: the client's, or with
+/// [`RealtimeConfig::per_agent_namespace`] its agent's `/agent/{agentId}`.
+fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> Result<String> {
+    match &options.agent_id {
+        Some(agent) if config.per_agent_namespace => {
+            // A `,` would end the namespace inside a Socket.IO packet.
+            let safe = !agent.is_empty()
+                && agent
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+            if !safe {
+                return Err(Error::config(format!(
+                    "agent id {agent:?} cannot name a namespace (use A-Z a-z 0-9 - _ . :)"
+                )));
+            }
+            Ok(format!("{}/{agent}", base.trim_end_matches('/')))
+        }
+        _ => Ok(base.to_owned()),
     }
 }
 
@@ -286,8 +384,8 @@ pub(crate) fn send(
 /// docs](self) for what the items mean).
 ///
 /// Dropping the stream before `done` sends `stop {threadId}` so the turn
-/// stops (and stops costing) server-side, then closes the connection; the
-/// socket task does that in the background, `Drop` never blocks.
+/// stops (and stops costing) server-side; its connection does that in the
+/// background (and closes when no turn is left on it), `Drop` never blocks.
 ///
 /// ```no_run
 /// # async fn demo(client: platos_client::PlatosClient) -> platos_client::Result<()> {
@@ -353,6 +451,13 @@ impl TurnStream {
     }
 }
 
+impl Drop for TurnStream {
+    fn drop(&mut self) {
+        // Fails only when the connection is gone, and the turn with it.
+        let _ = self.handle.commands.send(ToConn::Dropped(self.handle.turn));
+    }
+}
+
 impl Stream for TurnStream {
     type Item = Result<Event>;
 
@@ -410,7 +515,8 @@ impl fmt::Debug for TurnStream {
 #[derive(Clone)]
 pub struct TurnHandle {
     thread_id: String,
-    commands: mpsc::UnboundedSender<Command>,
+    turn: TurnId,
+    commands: mpsc::UnboundedSender<ToConn>,
     ack_timeout: std::time::Duration,
 }
 
@@ -418,7 +524,7 @@ impl TurnHandle {
     /// See [`TurnStream::stop`].
     pub fn stop(&self) {
         // Fails only when the turn is over, when there is nothing to stop.
-        let _ = self.commands.send(Command::Stop);
+        let _ = self.commands.send(ToConn::Stop(self.turn));
     }
 
     /// See [`TurnStream::approval_response`].
@@ -438,11 +544,11 @@ impl TurnHandle {
         let (reply, answer) = oneshot::channel();
         let ended = || Error::network("the turn ended before the approval was sent", None);
         self.commands
-            .send(Command::Approval {
+            .send(ToConn::Approval(Answer {
                 approval_id,
                 payload: Value::Object(payload),
                 reply,
-            })
+            }))
             .map_err(|_| ended())?;
         match tokio::time::timeout(self.ack_timeout, answer).await {
             Ok(Ok(result)) => result,
@@ -503,6 +609,25 @@ impl fmt::Display for ProtocolError {
 impl From<ProtocolError> for Error {
     fn from(e: ProtocolError) -> Self {
         Error::stream(Some("protocol_error".to_owned()), e.message)
+    }
+}
+
+/// The same error again, for each turn of a connection that fails as a
+/// whole (errors are not `Clone`: a source error cannot be copied, so a
+/// copy keeps its message).
+pub(crate) fn replicate(error: &Error) -> Error {
+    match error {
+        Error::Auth(api) => Error::Auth(api.clone()),
+        Error::NotFound(api) => Error::NotFound(api.clone()),
+        Error::Validation(api) => Error::Validation(api.clone()),
+        Error::RateLimited(api) => Error::RateLimited(api.clone()),
+        Error::Server(api) => Error::Server(api.clone()),
+        Error::Refused(api) => Error::Refused(api.clone()),
+        Error::Network(e) => Error::network(e.message.clone(), None),
+        Error::Timeout(e) => Error::timeout(e.message.clone(), None),
+        Error::Decode(e) => Error::Decode(e.clone()),
+        Error::Config(message) => Error::Config(message.clone()),
+        Error::Stream(e) => Error::Stream(e.clone()),
     }
 }
 

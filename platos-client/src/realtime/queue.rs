@@ -10,7 +10,6 @@
 //! last item, and tells each side when the other is gone.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -24,7 +23,6 @@ struct State<T> {
     tail: Option<Error>,
     reader_gone: bool,
     reader: Option<Waker>,
-    writer: Option<Waker>,
 }
 
 struct Shared<T> {
@@ -72,7 +70,6 @@ pub(crate) fn queue<T>(capacity: usize) -> (Writer<T>, Reader<T>) {
             tail: None,
             reader_gone: false,
             reader: None,
-            writer: None,
         }),
     });
     (
@@ -87,16 +84,28 @@ pub(crate) fn queue<T>(capacity: usize) -> (Writer<T>, Reader<T>) {
 }
 
 impl<T> Writer<T> {
-    /// Queues `item` without waking the reader (see [`flush`](Self::flush)).
+    /// Queues `item` without waking the reader (see [`flush`](Self::flush)),
+    /// unless the queue is now half full: a reader that is behind is woken
+    /// before the queue overflows, not at the end of the writer's burst.
     pub(crate) fn try_push(&self, item: T) -> Result<(), Refused<T>> {
-        let mut state = self.shared.lock();
-        if state.reader_gone {
-            return Err(Refused::Gone);
+        let waker = {
+            let mut state = self.shared.lock();
+            if state.reader_gone {
+                return Err(Refused::Gone);
+            }
+            if state.items.len() >= state.capacity {
+                return Err(Refused::Full(item));
+            }
+            state.items.push_back(item);
+            if state.items.len() * 2 >= state.capacity {
+                state.reader.take()
+            } else {
+                None
+            }
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        if state.items.len() >= state.capacity {
-            return Err(Refused::Full(item));
-        }
-        state.items.push_back(item);
         Ok(())
     }
 
@@ -112,37 +121,6 @@ impl<T> Writer<T> {
         if let Some(waker) = waker {
             waker.wake();
         }
-    }
-
-    /// Waits until the queue has room (true) or the reader is gone (false).
-    pub(crate) async fn room(&self) -> bool {
-        self.flush();
-        poll_fn(|cx| {
-            let mut state = self.shared.lock();
-            if state.reader_gone {
-                Poll::Ready(false)
-            } else if state.items.len() < state.capacity {
-                Poll::Ready(true)
-            } else {
-                state.writer = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    /// Resolves once the reader is dropped.
-    pub(crate) async fn closed(&self) {
-        poll_fn(|cx| {
-            let mut state = self.shared.lock();
-            if state.reader_gone {
-                Poll::Ready(())
-            } else {
-                state.writer = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -175,26 +153,17 @@ impl<T> Reader<T> {
         if let Some(item) = self.taken.pop_front() {
             return Poll::Ready(Some(Ok(item)));
         }
-        let (result, writer) = {
-            let mut state = self.shared.lock();
-            if !state.items.is_empty() {
-                // A writer waits for room only when the queue was full.
-                let was_full = state.items.len() >= state.capacity;
-                let n = state.items.len().min(TAKE);
-                self.taken.extend(state.items.drain(..n));
-                let writer = if was_full { state.writer.take() } else { None };
-                (Poll::Ready(self.taken.pop_front().map(Ok)), writer)
-            } else if state.finished {
-                (Poll::Ready(state.tail.take().map(Err)), None)
-            } else {
-                state.reader = Some(cx.waker().clone());
-                (Poll::Pending, None)
-            }
-        };
-        if let Some(waker) = writer {
-            waker.wake();
+        let mut state = self.shared.lock();
+        if !state.items.is_empty() {
+            let n = state.items.len().min(TAKE);
+            self.taken.extend(state.items.drain(..n));
+            Poll::Ready(self.taken.pop_front().map(Ok))
+        } else if state.finished {
+            Poll::Ready(state.tail.take().map(Err))
+        } else {
+            state.reader = Some(cx.waker().clone());
+            Poll::Pending
         }
-        result
     }
 
     /// Items waiting (for `Debug`).
@@ -205,15 +174,9 @@ impl<T> Reader<T> {
 
 impl<T> Drop for Reader<T> {
     fn drop(&mut self) {
-        let waker = {
-            let mut state = self.shared.lock();
-            state.reader_gone = true;
-            state.items.clear();
-            state.writer.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        let mut state = self.shared.lock();
+        state.reader_gone = true;
+        state.items.clear();
     }
 }
 
@@ -253,23 +216,11 @@ mod tests {
         assert!(matches!(pop(&mut reader), Poll::Ready(None)));
     }
 
-    #[tokio::test]
-    async fn the_writer_learns_of_room_and_of_a_dropped_reader() {
-        let (writer, mut reader) = queue(1);
-        writer.try_push(1).ok();
-        let waiting = tokio::spawn(async move {
-            let had_room = writer.room().await;
-            let gone_after = writer.try_push(2).is_ok();
-            (had_room, gone_after, writer)
-        });
-        tokio::task::yield_now().await;
-        let item = poll_fn(|cx| reader.poll_pop(cx)).await;
-        assert!(matches!(item, Some(Ok(1))));
-        let (had_room, pushed, writer) = waiting.await.unwrap();
-        assert!(had_room && pushed);
+    #[test]
+    fn the_writer_learns_of_a_dropped_reader() {
+        let (writer, reader) = queue(1);
+        assert!(writer.try_push(1).is_ok());
         drop(reader);
-        writer.closed().await;
-        assert!(matches!(writer.try_push(3), Err(Refused::Gone)));
-        assert!(!writer.room().await);
+        assert!(matches!(writer.try_push(2), Err(Refused::Gone)));
     }
 }

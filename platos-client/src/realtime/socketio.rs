@@ -1,5 +1,5 @@
 //! Socket.IO v5 packets, as carried inside Engine.IO `message` packets
-//! (wire.md §4.1).
+//! (docs/realtime.md §1).
 //!
 //! A packet is: one digit for its type, the namespace followed by `,`
 //! (omitted for `/`), an optional numeric ack id, then JSON. Binary packets

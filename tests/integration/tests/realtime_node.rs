@@ -6,7 +6,7 @@
 mod common;
 
 use common::{NodeServer, client, collect, kinds, next};
-use platos_client::Error;
+use platos_client::{Error, PlatosClient, RealtimeConfig, SendOptions};
 use platos_events::Event;
 use serde_json::json;
 
@@ -182,4 +182,135 @@ async fn node_stop_ends_with_the_servers_stopped_done() {
             .all(|i| matches!(i, Ok(Event::Token(_))))
     );
     assert_eq!(node.received("stop").len(), 1);
+}
+
+fn count(node: &NodeServer, prefix: &str) -> usize {
+    node.lines()
+        .iter()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+}
+
+#[tokio::test]
+async fn node_concurrent_turns_share_one_connection() {
+    let node = NodeServer::start(&[("TOKENS", "5"), ("TOKEN_DELAY_MS", "5")]).await;
+    let client = client(&node.base_url(), "tok");
+    let turns = ["th_a", "th_b", "th_c"].map(|t| collect(client.threads().send(t, "hi")));
+    let results = futures::future::join_all(turns).await;
+    for (items, thread) in results.iter().zip(["th_a", "th_b", "th_c"]) {
+        let k = kinds(items);
+        assert_eq!(k.first().map(String::as_str), Some("connected"), "{k:?}");
+        assert_eq!(k.last().map(String::as_str), Some("done"), "{k:?}");
+        assert_eq!(tokens(items).len(), 5);
+        for event in items.iter().flatten() {
+            if let Some(t) = event.thread_id() {
+                assert_eq!(t, thread);
+            }
+        }
+    }
+    assert_eq!(count(&node, "CONNECT "), 1);
+    let messages = node.received("message");
+    assert_eq!(messages.len(), 3);
+    assert!(messages.iter().all(|(conn, _)| *conn == 1));
+}
+
+#[tokio::test]
+async fn node_a_drop_with_several_live_turns_reconnects_once_and_rejoins_each() {
+    // Tokens 100 ms apart: all three turns start (one round trip each)
+    // long before the first one's second token drops the connection.
+    let node = NodeServer::start(&[
+        ("TOKENS", "4"),
+        ("TOKEN_DELAY_MS", "100"),
+        ("DROP_AFTER_TOKENS", "2"),
+    ])
+    .await;
+    let client = client(&node.base_url(), "tok");
+    let turns = ["th_a", "th_b", "th_c"].map(|t| collect(client.threads().send(t, "hi")));
+    let results = futures::future::join_all(turns).await;
+    for items in &results {
+        let k = kinds(items);
+        let at = k
+            .iter()
+            .position(|k| k == "disconnected")
+            .unwrap_or_else(|| panic!("{k:?}"));
+        assert_eq!(
+            k[at..at + 4],
+            ["disconnected", "reconnecting", "connected", "stream_gap"],
+            "{k:?}"
+        );
+        assert_eq!(k.last().map(String::as_str), Some("done"), "{k:?}");
+    }
+    assert_eq!(count(&node, "CONNECT "), 2, "one reconnect for all turns");
+    assert_eq!(node.received("message").len(), 3);
+    let mut joined: Vec<(u32, String)> = node
+        .received("join_thread")
+        .into_iter()
+        .map(|(conn, p)| (conn, p["threadId"].as_str().unwrap().to_owned()))
+        .collect();
+    joined.sort();
+    assert_eq!(
+        joined,
+        [
+            (2, "th_a".to_owned()),
+            (2, "th_b".to_owned()),
+            (2, "th_c".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn node_per_agent_namespaces() {
+    let node = NodeServer::start(&[("TOKENS", "2")]).await;
+    let client = PlatosClient::builder()
+        .base_url(node.base_url())
+        .session_token("tok")
+        .realtime(RealtimeConfig::default().per_agent_namespace(true))
+        .build()
+        .unwrap();
+    let send = |thread: &str, agent: &str| {
+        collect(
+            client
+                .threads()
+                .send_with(thread, "hi", SendOptions::new().agent_id(agent)),
+        )
+    };
+    let (a, b, c) = tokio::join!(send("t1", "ag_1"), send("t2", "ag_1"), send("t3", "ag_2"));
+    for items in [&a, &b, &c] {
+        assert_eq!(kinds(items).last().map(String::as_str), Some("done"));
+    }
+    let mut namespaces: Vec<String> = node
+        .lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("CONNECT "))
+        .map(|l| {
+            let json = &l[l.find(' ').unwrap() + 1..];
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            v["namespace"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    namespaces.sort();
+    assert_eq!(namespaces, ["/agent/ag_1", "/agent/ag_2"]);
+}
+
+#[tokio::test]
+async fn node_a_stalled_consumer_ends_alone_while_its_neighbour_finishes() {
+    // Events 5 ms apart: the reading consumer keeps up with a 16-event buffer.
+    let node = NodeServer::start(&[("TOKENS", "60"), ("TOKEN_DELAY_MS", "5")]).await;
+    let client = PlatosClient::builder()
+        .base_url(node.base_url())
+        .session_token("tok")
+        .stream_buffer(16)
+        .build()
+        .unwrap();
+    let stalled = client.threads().send("th_stalled", "hi");
+    let healthy = collect(client.threads().send("th_healthy", "hi")).await;
+    let k = kinds(&healthy);
+    assert_eq!(k.last().map(String::as_str), Some("done"), "{k:?}");
+    assert_eq!(tokens(&healthy).len(), 60);
+    let items = collect(stalled).await;
+    let k = kinds(&items);
+    assert_eq!(k.len(), 17, "{k:?}");
+    assert_eq!(k[16], "Err(consumer_lagged)");
+    assert_eq!(count(&node, "CONNECT "), 1);
+    assert!(node.received("stop").is_empty());
 }

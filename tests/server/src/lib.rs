@@ -700,6 +700,21 @@ impl TestServer {
         self.shared.store().agents.push(agent);
     }
 
+    /// Adds a thread of `agent_id`, owned by the server's user, to the primary
+    /// scope: a realtime turn can run on it (e.g. several turns at once).
+    pub fn insert_thread(&self, thread_id: &str, agent_id: &str) {
+        let mut thread = serde_json::json!({
+            "id": thread_id, "agentId": agent_id, "userId": self.user_id,
+            "endUserId": self.user_id, "title": null, "status": "active", "turnCount": 0,
+            "tags": [], "pinnedAt": null, "archivedAt": null, "parentThreadId": null,
+            "createdAt": "2026-01-10T10:00:00.000Z", "updatedAt": "2026-01-10T10:00:00.000Z"
+        });
+        if let serde_json::Value::Object(o) = &mut thread {
+            o.extend(store::scope_fields(&self.scope));
+        }
+        self.shared.store().threads.push(thread);
+    }
+
     /// Stops the server: closes every socket and connection, then waits for the serve task.
     pub async fn shutdown(mut self) {
         self.io.clone().close().await;
