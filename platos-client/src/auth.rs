@@ -1,4 +1,4 @@
-//! Credentials and single-flight token refresh (wire.md §1.1, §1.3).
+//! Credentials and single-flight token refresh (docs/wire.md §1.1, §1.3).
 //!
 //! One [`Auth`] is shared by every clone of a client and by its realtime
 //! streams, so a token refreshed by one call is the token every later call and

@@ -12,7 +12,7 @@ use crate::generated;
 use crate::tls::Tls;
 use crate::transport::Inner;
 
-/// The default per-try timeout (wire.md §2).
+/// The default per-try timeout (docs/wire.md §2).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The realtime namespace served by current gateways.
 pub const DEFAULT_NAMESPACE: &str = "/agent";

@@ -52,7 +52,7 @@ impl From<&str> for Secret {
 /// The tenant a call acts in: organization, project, environment and
 /// optionally the end user.
 ///
-/// Sent as the `X-Platos-*` headers (wire.md §1.1) and in the realtime
+/// Sent as the `X-Platos-*` headers (docs/wire.md §1.1) and in the realtime
 /// connect payload. A client has a default scope; `PlatosClient::with_scope`
 /// overrides it for the calls made through the returned handle.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -98,7 +98,7 @@ impl Scope {
         self
     }
 
-    /// The header pairs this scope adds to a request (wire.md §1.1).
+    /// The header pairs this scope adds to a request (docs/wire.md §1.1).
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
             (
@@ -127,7 +127,7 @@ impl Scope {
     }
 }
 
-/// When and how often failed calls are tried again (wire.md §2).
+/// When and how often failed calls are tried again (docs/wire.md §2).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RetryConfig {
@@ -190,7 +190,7 @@ impl RetryConfig {
     }
 }
 
-/// How the realtime stream reconnects after losing its connection (wire.md §4.4).
+/// How the realtime stream reconnects after losing its connection (docs/wire.md §4.4).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ReconnectConfig {

@@ -4,7 +4,7 @@
 //! classes callers branch on (the same classes the Python and TypeScript SDKs
 //! use); the accessors on [`Error`] answer the common questions without a
 //! `match`. Server answers are parsed from all three error-body shapes Platos
-//! uses (wire.md §3.1), so the message and code are the same whichever shape
+//! uses (docs/wire.md §3.1), so the message and code are the same whichever shape
 //! a given route happens to send.
 
 use std::fmt;
@@ -199,7 +199,7 @@ impl Error {
         }
     }
 
-    /// A human-readable message (the rule of wire.md §3.1 for server answers).
+    /// A human-readable message (the rule of docs/wire.md §3.1 for server answers).
     pub fn message(&self) -> &str {
         match self {
             Error::Network(e) | Error::Timeout(e) => &e.message,
@@ -324,7 +324,7 @@ impl Error {
         }))
     }
 
-    /// Classifies a server answer by status (wire.md §3.1).
+    /// Classifies a server answer by status (docs/wire.md §3.1).
     pub(crate) fn from_api(api: ApiError) -> Self {
         let api = Box::new(api);
         match api.status {

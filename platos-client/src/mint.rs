@@ -1,7 +1,7 @@
 //! Session-token minting for your backend (feature `mint`).
 //!
 //! A Platos session token is a compact JWS, HS256, signed with the entity's
-//! service secret (wire.md §1.2). Your backend mints one per end user and hands
+//! service secret (docs/wire.md §1.2). Your backend mints one per end user and hands
 //! it to the untrusted client, which sends it as `X-Platos-Session-Token`.
 //!
 //! ```
@@ -207,7 +207,7 @@ fn require(value: &str, claim: &'static str) -> Result<(), MintError> {
     }
 }
 
-/// Mints a compact HS256 session token (wire.md §1.2).
+/// Mints a compact HS256 session token (docs/wire.md §1.2).
 ///
 /// Claims: `organizationId, projectId, environmentId, userId, entityId, iat, exp`
 /// (epoch seconds), plus `userMeta` and `userToken` when set. No `iss`, `aud` or `sub`.

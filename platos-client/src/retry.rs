@@ -1,4 +1,4 @@
-//! Retry policy arithmetic (wire.md §2): which answers are retried, how long
+//! Retry policy arithmetic (docs/wire.md §2): which answers are retried, how long
 //! to wait, and what a server's `Retry-After` means. No I/O here.
 
 use std::time::{Duration, SystemTime};

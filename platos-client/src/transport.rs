@@ -1,7 +1,7 @@
 //! Every REST wire decision, in one place.
 //!
 //! The generated client builds each request (path, query, body) and hands it
-//! to [`ClientHooks::exec`] here, which adds the headers of wire.md §1.1,
+//! to [`ClientHooks::exec`] here, which adds the headers of docs/wire.md §1.1,
 //! mints the idempotency key of §2, retries per §2 and refreshes the token
 //! per §1.3. What comes back is turned into SDK values or a classified
 //! [`Error`] by [`finish`] and its siblings. Namespaces never touch HTTP.
@@ -125,7 +125,7 @@ impl ClientHooks<Inner> for Client {
             headers.insert(reqwest::header::USER_AGENT, ua);
         }
         // reqwest form-encodes query values (space as `+`); the wire spells a
-        // space `%20`, like every path segment (wire.md §3.3). A literal `+`
+        // space `%20`, like every path segment (docs/wire.md §3.3). A literal `+`
         // is already `%2B` here, so the swap is exact.
         if let Some(query) = request.url().query().filter(|q| q.contains('+')) {
             let query = query.replace('+', "%20");

@@ -908,7 +908,11 @@ impl Model {
 fn emit_namespace(path: &[String], doc: &str) -> TokenStream {
     let ty = ns_type(path);
     let accessor = ident(&to_snake(&path[path.len() - 1]));
-    let accessor_doc = first_sentence(doc);
+    let accessor_doc = if doc.is_empty() {
+        format!("The `{}` namespace.", path.join("."))
+    } else {
+        first_sentence(doc)
+    };
     let parent_impl = if path.len() == 1 {
         quote! {
             impl crate::PlatosClient {
@@ -929,7 +933,7 @@ fn emit_namespace(path: &[String], doc: &str) -> TokenStream {
             }
         }
     };
-    let ns_doc = format!("`{}`: {doc}", path.join("."));
+    let ns_doc = format!("`{}`: {accessor_doc}", path.join("."));
     quote! {
         #[doc = #ns_doc]
         #[derive(Debug, Clone, Copy)]

@@ -7,7 +7,7 @@
 //! still escapes is caught and narrowed down to the operations that cause it.
 //!
 //! Besides what progenitor needs, validation enforces the project's rules for
-//! response schemas (wire.md: clients must survive newer servers): no closed
+//! response schemas (docs/wire.md: clients must survive newer servers): no closed
 //! `enum` and no `additionalProperties: false` anywhere a response can reach.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -396,7 +396,7 @@ fn minted_ids(calls: &[Call], results: &[Value]) -> Vec<(String, String)> {
 
 /// True when every non-null value in `rust` is in `python` too, numbers compared
 /// as numbers (Rust's typed `f64` fields print `0.0` where the server sent `0`).
-/// Rust's typed results drop nulls and fields its types do not model (wire.md
+/// Rust's typed results drop nulls and fields its types do not model (docs/wire.md
 /// header: clients may ignore unknown fields); they must never invent or change one.
 fn rust_within_python(rust: &Value, python: &Value, at: &str) -> Result<(), String> {
     match (rust, python) {
@@ -521,7 +521,7 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
             .as_array()
             .is_some_and(|a| a.contains(&json!(AWKWARD_ID)))
         {
-            // wire.md §3.3: Python interpolates path segments raw (httpx then
+            // docs/wire.md §3.3: Python interpolates path segments raw (httpx then
             // escapes only the space), Rust percent-encodes every segment.
             assert_eq!(
                 p.path, "/api/v1/agent/threads/a/b%20c",
@@ -536,7 +536,7 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
         }
 
         if c.kwargs["agent_id"] == json!(AWKWARD_AGENT) && c.name == "threads.list" {
-            // wire.md §3.3: Python does not encode query values, so `&` splits the
+            // docs/wire.md §3.3: Python does not encode query values, so `&` splits the
             // value into a second parameter; Rust sends the value intact.
             let expected_py: BTreeMap<String, String> = [("agentId", "a b"), ("c", "")]
                 .map(|(k, v)| (k.into(), v.into()))
@@ -589,7 +589,7 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
             "{what}: rust content-type"
         );
 
-        // wire.md §1.1: only Rust names itself; Python sends httpx's default.
+        // docs/wire.md §1.1: only Rust names itself; Python sends httpx's default.
         let p_ua = p.header("user-agent").unwrap_or("");
         let r_ua = r.header("user-agent").unwrap_or("");
         assert!(
@@ -601,7 +601,7 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
             "{what}: rust UA {r_ua}"
         );
 
-        // wire.md §2: Rust mints an idempotency key per POST/PATCH, Python none.
+        // docs/wire.md §2: Rust mints an idempotency key per POST/PATCH, Python none.
         assert_eq!(p.header("idempotency-key"), None, "{what}: python key");
         let rust_key = r.header("idempotency-key");
         if matches!(r.method.as_str(), "POST" | "PATCH") {
@@ -643,7 +643,7 @@ async fn python_sdk_and_rust_sdk_send_the_same_rest_requests() {
         }
     }
 
-    // wire.md §3.3: Python always sends `title`, null when not given; Rust does the same.
+    // docs/wire.md §3.3: Python always sends `title`, null when not given; Rust does the same.
     assert_eq!(
         py_requests[4].json(),
         Some(json!({"agentId": SEED_AGENT_SUPPORT, "title": null}))

@@ -1,4 +1,4 @@
-//! Credentials on the wire (wire.md §1.1) and token refresh (§1.3),
+//! Credentials on the wire (docs/wire.md §1.1) and token refresh (§1.3),
 //! including 100 concurrent refusals coalesced into one refresh.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

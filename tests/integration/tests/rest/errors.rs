@@ -1,5 +1,5 @@
 //! How server answers and failures become `platos_client::Error`: every
-//! error-body shape of wire.md §3.1 × every status class, decode errors,
+//! error-body shape of docs/wire.md §3.1 × every status class, decode errors,
 //! configuration errors (nothing sent), connection refused and timeouts.
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn client(url: &str) -> PlatosClient {
 
 const STATUSES: [u16; 9] = [400, 401, 403, 404, 409, 422, 429, 500, 503];
 
-/// The variant a status must map to (wire.md §3.1).
+/// The variant a status must map to (docs/wire.md §3.1).
 fn class_of(status: u16) -> &'static str {
     match status {
         400 | 422 => "Validation",
@@ -613,7 +613,7 @@ async fn framework_validation_messages_array() {
     assert_eq!(
         e.message(),
         "Bad Request",
-        "wire.md: a non-string message is skipped"
+        "docs/wire.md: a non-string message is skipped"
     );
     assert_eq!(
         e.validation_errors(),

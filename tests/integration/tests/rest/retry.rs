@@ -1,4 +1,4 @@
-//! Retries, backoff, Retry-After and idempotency keys (wire.md §2), timed
+//! Retries, backoff, Retry-After and idempotency keys (docs/wire.md §2), timed
 //! by a paused tokio clock: the recorder runs in the test's current-thread
 //! runtime, so the instants it records are virtual and the delays between
 //! tries are exactly the client's sleeps.
