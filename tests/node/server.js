@@ -3,7 +3,7 @@
 // server implementation Platos runs (npm `socket.io` 4.8), with a scripted
 // turn instead of an agent.
 //
-// Started by tests/integration/tests/realtime_node.rs as a child process:
+// Started by tests/integration/tests/realtime/node.rs as a child process:
 //   node tests/node/server.js
 // It listens on 127.0.0.1:$PORT (default 0 = any free port) and prints
 // `LISTENING <port>` on stdout, then one line per client event it receives:

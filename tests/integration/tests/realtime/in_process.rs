@@ -1,20 +1,18 @@
 //! `threads.send` against the Platos-compatible test server (socketioxide,
 //! the gateway's `/agent` behaviour, fault knobs, recordings).
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{DEADLINE, collect, fast_reconnect, kinds, next};
 use platos_client::{Error, PlatosClient, Scope, SendOptions};
 use platos_events::Event;
+use platos_integration_tests::realtime::{DEADLINE, collect, fast_reconnect, kinds, next};
 use platos_test_server::{SEED_THREAD, SocketRefusal, TestServer};
 use serde_json::json;
 
 fn client(server: &TestServer) -> PlatosClient {
-    common::client(&server.base_url(), &server.session_token())
+    platos_integration_tests::realtime::client(&server.base_url(), &server.session_token())
 }
 
 fn position(kinds: &[String], kind: &str) -> usize {

@@ -4,13 +4,11 @@
 //! beside a healthy one, stop and drop acting on one turn, per-agent
 //! namespaces, dedicated and capped connections, a warm connection reused.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{collect, kinds, next};
 use platos_client::{Error, PlatosClient, RealtimeConfig, SendOptions, TurnStream};
 use platos_events::Event;
+use platos_integration_tests::realtime::{collect, kinds, next};
 use platos_test_server::{SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SocketRefusal, TestServer};
 use serde_json::json;
 
@@ -18,7 +16,7 @@ fn client_with(server: &TestServer, config: RealtimeConfig) -> PlatosClient {
     PlatosClient::builder()
         .base_url(server.base_url())
         .session_token(server.session_token())
-        .reconnect(common::fast_reconnect())
+        .reconnect(platos_integration_tests::realtime::fast_reconnect())
         .realtime(config)
         .build()
         .unwrap()
@@ -343,7 +341,7 @@ async fn a_warm_connection_carries_the_next_turns() {
 }
 
 /// Answers the client's next `message` with a tagged `status`; returns its thread.
-async fn answer_next(conn: &mut common::RawConn) -> String {
+async fn answer_next(conn: &mut platos_integration_tests::realtime::RawConn) -> String {
     let message = conn.expect_event("message").await;
     let thread = message["threadId"].as_str().unwrap().to_owned();
     conn.agent_event(json!({"type": "status", "status": "thinking", "threadId": thread}))
@@ -353,8 +351,8 @@ async fn answer_next(conn: &mut common::RawConn) -> String {
 
 #[tokio::test]
 async fn untagged_events_follow_the_rules_never_a_guess() {
-    let (tx, mut early) = common::observations();
-    let server = common::RawServer::start(move |mut conn| {
+    let (tx, mut early) = platos_integration_tests::realtime::observations();
+    let server = platos_integration_tests::realtime::RawServer::start(move |mut conn| {
         let tx = tx.clone();
         async move {
             conn.handshake().await;
@@ -390,7 +388,7 @@ async fn untagged_events_follow_the_rules_never_a_guess() {
         }
     })
     .await;
-    let client = common::client(&server.base_url(), "t");
+    let client = platos_integration_tests::realtime::client(&server.base_url(), "t");
     let send = |thread: &str, agent: &str| {
         collect(
             client
@@ -418,7 +416,7 @@ async fn untagged_events_follow_the_rules_never_a_guess() {
 
 #[tokio::test]
 async fn a_socket_refusal_belongs_to_the_unanswered_turn() {
-    let server = common::RawServer::start(|mut conn| async move {
+    let server = platos_integration_tests::realtime::RawServer::start(|mut conn| async move {
         conn.handshake().await;
         let running = answer_next(&mut conn).await;
         conn.expect_event("message").await;
@@ -435,7 +433,7 @@ async fn a_socket_refusal_belongs_to_the_unanswered_turn() {
         conn.drain().await;
     })
     .await;
-    let client = common::client(&server.base_url(), "t");
+    let client = platos_integration_tests::realtime::client(&server.base_url(), "t");
     let (running, refused) = tokio::join!(
         collect(client.threads().send("th1", "hi")),
         collect(client.threads().send("th2", "hi")),
@@ -457,7 +455,7 @@ async fn an_expired_session_is_refreshed_once_for_every_turn_of_the_connection()
     let client = PlatosClient::builder()
         .base_url(server.base_url())
         .session_token(server.session_token())
-        .reconnect(common::fast_reconnect())
+        .reconnect(platos_integration_tests::realtime::fast_reconnect())
         .on_token_refresh(move |_ctx| {
             c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let f = f.clone();
@@ -492,8 +490,8 @@ async fn an_expired_session_is_refreshed_once_for_every_turn_of_the_connection()
 
 #[tokio::test]
 async fn an_idle_connection_leaves_its_threads_and_closes_after_the_idle_time() {
-    let (tx, mut closed) = common::observations();
-    let server = common::RawServer::start(move |mut conn| {
+    let (tx, mut closed) = platos_integration_tests::realtime::observations();
+    let server = platos_integration_tests::realtime::RawServer::start(move |mut conn| {
         let tx = tx.clone();
         async move {
             conn.handshake().await;
@@ -513,7 +511,7 @@ async fn an_idle_connection_leaves_its_threads_and_closes_after_the_idle_time() 
     let items = collect(client.threads().send("th1", "hi")).await;
     assert_eq!(kinds(&items), ["connected", "status", "done"]);
     // The connection outlives the turn, then closes on its own.
-    let frames = tokio::time::timeout(common::DEADLINE, closed.recv())
+    let frames = tokio::time::timeout(platos_integration_tests::realtime::DEADLINE, closed.recv())
         .await
         .unwrap()
         .unwrap();

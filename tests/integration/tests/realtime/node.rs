@@ -3,11 +3,9 @@
 //! child process per test. Needs Node.js 18+ and `npm ci --prefix tests/node`;
 //! without them these tests fail with a message saying so.
 
-mod common;
-
-use common::{NodeServer, client, collect, kinds, next};
 use platos_client::{Error, PlatosClient, RealtimeConfig, SendOptions};
 use platos_events::Event;
+use platos_integration_tests::realtime::{NodeServer, client, collect, kinds, next};
 use serde_json::json;
 
 fn tokens(items: &[Result<Event, Error>]) -> Vec<String> {

@@ -3,15 +3,15 @@
 //! (malformed frames, oversize messages, ping silence, CONNECT_ERROR,
 //! connections that die on every try).
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{RawConn, RawServer, client, collect, fast_reconnect, kinds, next, observations};
 use platos_client::{Error, PlatosClient, Scope, SendOptions};
 use platos_events::Event;
+use platos_integration_tests::realtime::{
+    RawConn, RawServer, client, collect, fast_reconnect, kinds, next, observations,
+};
 use serde_json::{Value, json};
 
 /// A turn whose events the script sends after the handshake.
@@ -171,7 +171,7 @@ async fn every_ping_is_answered_while_the_consumer_does_not_poll() {
         Some(Ok(Event::Connected(_)))
     ));
     // Not polling the stream while the server pings.
-    let answered = tokio::time::timeout(common::DEADLINE, seen.recv())
+    let answered = tokio::time::timeout(platos_integration_tests::realtime::DEADLINE, seen.recv())
         .await
         .unwrap();
     assert_eq!(answered, Some(20));
@@ -685,7 +685,7 @@ async fn dropping_the_stream_sends_stop_then_leaves() {
     ));
     assert!(matches!(next(&mut stream).await, Some(Ok(Event::Token(_)))));
     drop(stream);
-    let frames = tokio::time::timeout(common::DEADLINE, seen.recv())
+    let frames = tokio::time::timeout(platos_integration_tests::realtime::DEADLINE, seen.recv())
         .await
         .unwrap()
         .unwrap();
@@ -723,7 +723,7 @@ async fn a_lagging_consumer_gets_every_buffered_event_then_an_explicit_error() {
     let stream = client.threads().send("th", "hi");
     // Not a single poll until the socket task has overflowed the buffer and
     // left: a lagging consumer must not stall the socket.
-    let frames = tokio::time::timeout(common::DEADLINE, closed.recv())
+    let frames = tokio::time::timeout(platos_integration_tests::realtime::DEADLINE, closed.recv())
         .await
         .unwrap()
         .unwrap();
@@ -842,7 +842,7 @@ async fn wss_uses_the_clients_tls_trust_settings() {
     let trusted = PlatosClient::builder()
         .base_url(server.base_url())
         .session_token("t")
-        .add_root_certificate(common::TEST_CA_PEM)
+        .add_root_certificate(platos_integration_tests::realtime::TEST_CA_PEM)
         .reconnect(fast_reconnect())
         .build()
         .unwrap();

@@ -2,9 +2,7 @@
 //! (for what a well-behaved Socket.IO server never does: malformed frames,
 //! oversize messages, ping silence, CONNECT_ERROR), the Node socket.io
 //! reference server launcher, and small stream helpers.
-//!
-//! Each suite uses a subset, hence the `dead_code` allowance.
-#![allow(dead_code)]
+
 // The upgrade callback's signature is tungstenite's.
 #![allow(clippy::result_large_err)]
 
