@@ -3455,8 +3455,7 @@ impl std::future::IntoFuture for TriggerTask {
         Box::pin(self.send())
     }
 }
-/// The idempotency rule of each operation (`x-platos-idempotency`,
-/// else `key` for POST and PATCH and `natural` for the rest).
+///The idempotency rule of each operation (`x-platos-idempotency`).
 pub(crate) fn idempotency(operation_id: &str) -> Option<crate::retry::Idempotency> {
     match operation_id {
         "agents_list" => Some(crate::retry::Idempotency::Natural),

@@ -53,6 +53,42 @@ where
     .boxed()
 }
 
+/// One page of a cursor-paged list: its items and the cursor of the next.
+pub(crate) struct CursorPage<T> {
+    pub(crate) items: Vec<T>,
+    pub(crate) next: Option<String>,
+}
+
+/// Streams every item from the page `start` names on, following each
+/// answer's next cursor. A page that names no next cursor, an empty one, or
+/// the cursor it was fetched with (a server that would loop) ends it.
+pub(crate) fn cursor_pages<T, F, Fut>(
+    start: Option<String>,
+    mut fetch: F,
+) -> impl Stream<Item = Result<T>> + Send + 'static
+where
+    T: Send + 'static,
+    F: FnMut(Option<String>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<CursorPage<T>>> + Send + 'static,
+{
+    stream::try_unfold(Some(start), move |state| {
+        let fut = state.map(|cursor| (cursor.clone(), fetch(cursor)));
+        async move {
+            let Some((cursor, fut)) = fut else {
+                return Ok::<_, crate::Error>(None);
+            };
+            let page = fut.await?;
+            let next = page
+                .next
+                .filter(|n| !n.is_empty() && Some(n) != cursor.as_ref())
+                .map(Some);
+            Ok(Some((stream::iter(page.items.into_iter().map(Ok)), next)))
+        }
+    })
+    .try_flatten()
+    .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +127,31 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(items, vec![10, 11, 12, 13]);
+    }
+
+    #[tokio::test]
+    async fn cursors_are_followed_until_none_and_a_repeat_ends_the_walk() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let items: Vec<u64> = cursor_pages(None, move |cursor: Option<String>| {
+            s.lock().unwrap().push(cursor.clone());
+            async move {
+                Ok(match cursor.as_deref() {
+                    None => CursorPage { items: vec![1, 2], next: Some("c2".into()) },
+                    Some("c2") => CursorPage { items: vec![3], next: Some("c3".into()) },
+                    // A server that hands back the cursor it was given.
+                    _ => CursorPage { items: vec![4], next: Some("c3".into()) },
+                })
+            }
+        })
+        .try_collect()
+        .await
+        .unwrap();
+        assert_eq!(items, vec![1, 2, 3, 4]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![None, Some("c2".to_owned()), Some("c3".to_owned())]
+        );
     }
 
     #[tokio::test]

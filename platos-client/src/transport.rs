@@ -295,7 +295,7 @@ pub(crate) fn decode<T: DeserializeOwned>(status: Option<u16>, bytes: &[u8]) -> 
     })
 }
 
-async fn classify<T: DeserializeOwned>(error: progenitor_client::Error<()>) -> Error {
+pub(crate) async fn classify<T: DeserializeOwned>(error: progenitor_client::Error<()>) -> Error {
     use progenitor_client::Error as P;
     match error {
         P::UnexpectedResponse(response) => error_from_response(response).await,

@@ -28,11 +28,88 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use serde_json::{Map, Value};
 
+/// Which client the layer is generated for: the paths of what the generated
+/// code leans on, and how the spec states each operation's idempotency.
+pub struct Target {
+    /// The client type the namespaces hang off.
+    pub client: &'static str,
+    /// Where the generated payload types live.
+    pub types: &'static str,
+    /// The module with `finish`, `finish_envelope`, `finish_optional`, `decode`.
+    pub transport: &'static str,
+    /// What `send()` of a whole-envelope list finishes with.
+    pub whole_finish: &'static str,
+    /// Wraps every answer (`crate::v1::Reply`), if any.
+    pub reply: Option<&'static str>,
+    /// How the spec states each operation's idempotency.
+    pub idempotency: Idempotency,
+}
+
+/// How a spec states idempotency.
+pub struct Idempotency {
+    /// The extension naming it.
+    pub extension: &'static str,
+    /// `(value, variant)`.
+    pub values: &'static [(&'static str, &'static str)],
+    /// The enum the variants belong to.
+    pub enum_path: &'static str,
+    /// The variant for an operation without the extension (by HTTP method),
+    /// or `None` when the extension is required.
+    pub default_for: fn(&str) -> Option<&'static str>,
+    /// Variants whose requests take a caller-supplied key (`.idempotency_key()`).
+    pub per_call_key: &'static [&'static str],
+}
+
+/// The agent API (`spec/openapi.yaml` → `platos-client/src/namespaces.rs`).
+pub const MAIN: Target = Target {
+    client: "crate::PlatosClient",
+    types: "crate::types",
+    transport: "crate::transport",
+    whole_finish: "finish_envelope",
+    reply: None,
+    idempotency: Idempotency {
+        extension: "x-platos-idempotency",
+        values: &[("key", "Key"), ("once", "Once"), ("natural", "Natural")],
+        enum_path: "crate::retry::Idempotency",
+        default_for: |method| match method {
+            "post" | "patch" => Some("Key"),
+            _ => Some("Natural"),
+        },
+        per_call_key: &[],
+    },
+};
+
+/// The V1 operator API (`spec/v1.yaml` → `platos-client/src/v1/namespaces.rs`).
+pub const V1: Target = Target {
+    client: "crate::v1::V1Client",
+    types: "crate::v1::types",
+    transport: "crate::v1::transport",
+    whole_finish: "finish",
+    reply: Some("crate::v1::Reply"),
+    idempotency: Idempotency {
+        extension: "x-platos-idempotency-class",
+        values: &[
+            ("required", "Required"),
+            ("accepted", "Accepted"),
+            ("exempt", "Exempt"),
+            ("not-applicable", "NotApplicable"),
+        ],
+        enum_path: "crate::v1::KeyClass",
+        default_for: |_| None,
+        per_call_key: &["Required", "Accepted"],
+    },
+};
+
 /// Turns `spec/openapi.yaml` into the body of `platos-client/src/namespaces.rs`.
 pub fn generate(openapi_yaml: &str) -> Result<String> {
+    generate_for(openapi_yaml, &MAIN)
+}
+
+/// Turns a spec into the namespace layer of `target`.
+pub fn generate_for(openapi_yaml: &str, target: &Target) -> Result<String> {
     let doc: Value = serde_yaml::from_str(openapi_yaml).context("parsing the OpenAPI document")?;
-    let model = Model::read(&doc)?;
-    crate::rest::format_tokens(model.emit())
+    let model = Model::read(&doc, target)?;
+    crate::rest::format_tokens(model.emit(target))
 }
 
 // ------------------------------------------------------------------ model
@@ -63,6 +140,8 @@ enum Place {
     Path,
     Query,
     Body,
+    /// The call's own idempotency key (not a parameter of the operation).
+    Key,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +184,9 @@ struct List {
     /// `send()` answers the whole envelope (it carries more than the items,
     /// such as aggregates); `into_stream()` still walks the items.
     whole: Option<String>,
+    /// Cursor paging: the query parameter that takes the envelope's
+    /// `page.nextCursor` (instead of offset paging).
+    cursor: Option<String>,
 }
 
 struct Op {
@@ -244,7 +326,7 @@ impl<'a> Reader<'a> {
 }
 
 impl Model {
-    fn read(doc: &Value) -> Result<Model> {
+    fn read(doc: &Value, target: &Target) -> Result<Model> {
         let mut r = Reader {
             doc,
             enums: BTreeMap::new(),
@@ -274,7 +356,11 @@ impl Model {
         for (path, item) in paths {
             for method in ["get", "put", "post", "delete", "patch"] {
                 let Some(op) = item.get(method) else { continue };
-                if let Some(op) = read_op(&mut r, &namespaces, path, method, item, op) {
+                // Streams have hand-written readers.
+                if op.get("x-platos-stream") == Some(&Value::Bool(true)) {
+                    continue;
+                }
+                if let Some(op) = read_op(&mut r, target, &namespaces, path, method, item, op) {
                     ops.push(op);
                 }
             }
@@ -378,6 +464,7 @@ fn read_enums(doc: &Value, r: &mut Reader<'_>) -> Vec<OpenEnum> {
 
 fn read_op(
     r: &mut Reader<'_>,
+    target: &Target,
     namespaces: &BTreeMap<Vec<String>, String>,
     path: &str,
     method: &str,
@@ -626,20 +713,36 @@ fn read_op(
         }
     };
 
-    let idempotency = match (str_of(op, "x-platos-idempotency"), method) {
-        (Some("key"), _) => "Key",
-        (Some("once"), _) => "Once",
-        (Some("natural"), _) => "Natural",
-        (Some(other), _) => {
-            report(
-                r,
-                format!("x-platos-idempotency: {other} (key, once or natural)"),
-            );
-            "Once"
-        }
-        (None, "post" | "patch") => "Key",
-        (None, _) => "Natural",
+    let rules = &target.idempotency;
+    let idempotency = match str_of(op, rules.extension) {
+        Some(value) => match rules.values.iter().find(|(v, _)| *v == value) {
+            Some((_, variant)) => *variant,
+            None => {
+                report(r, format!("{}: {value} is not a known value", rules.extension));
+                "Unknown"
+            }
+        },
+        None => match (rules.default_for)(method) {
+            Some(variant) => variant,
+            None => {
+                report(r, format!("needs {}", rules.extension));
+                "Unknown"
+            }
+        },
     };
+    if rules.per_call_key.contains(&idempotency) {
+        options.push(Field {
+            wire: "idempotency-key".into(),
+            rust: "idempotency_key".into(),
+            ty: Ty::Str,
+            place: Place::Key,
+            doc: "The idempotency key of this call, instead of one minted for it: the same \
+                  key after a restart recovers the first answer (the server replays it)."
+                .into(),
+            always: false,
+            default: None,
+        });
+    }
 
     let names: Vec<&str> = args
         .iter()
@@ -742,12 +845,26 @@ fn read_list(
             }
         }
     }
+    let cursor = str_of(list, "cursor").map(to_snake);
+    if let Some(c) = &cursor {
+        if !options.iter().any(|f| &f.rust == c && f.place == Place::Query && f.ty == Ty::Str) {
+            return fail(format!("cursor paging needs the optional string query parameter {c}"));
+        }
+        let page_required = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .is_some_and(|req| req.iter().any(|v| v.as_str() == Some("page")));
+        if !page_required {
+            return fail(format!("cursor paging needs a required `page` in {envelope}"));
+        }
+    }
     let whole = (list.get("whole") == Some(&Value::Bool(true))).then(|| envelope.to_owned());
-    if whole.is_some() && !paged {
+    if whole.is_some() && !paged && cursor.is_none() {
         return fail("`whole` is for paged lists (a plain answer needs no x-platos-list)".into());
     }
     Some(List {
         whole,
+        cursor,
         item: item?,
         keys: keys.iter().map(|k| to_snake(k)).collect(),
         has_more: schema.pointer("/properties/hasMore").is_some(),
@@ -793,9 +910,10 @@ fn ident(s: &str) -> proc_macro2::Ident {
     proc_macro2::Ident::new(s, Span::call_site())
 }
 
-fn ty_tokens(t: &str) -> TokenStream {
+fn ty_tokens(target: &Target, t: &str) -> TokenStream {
+    let types = path_tokens(target.types);
     let i = ident(t);
-    quote!(crate::types::#i)
+    quote!(#types::#i)
 }
 
 fn path_tokens(p: &str) -> TokenStream {
@@ -805,7 +923,7 @@ fn path_tokens(p: &str) -> TokenStream {
 
 impl Field {
     /// The type stored in the request.
-    fn stored(&self) -> TokenStream {
+    fn stored(&self, target: &Target) -> TokenStream {
         match &self.ty {
             Ty::Str => quote!(String),
             Ty::U64 => quote!(u64),
@@ -816,7 +934,7 @@ impl Field {
             Ty::Json => quote!(serde_json::Value),
             Ty::Strings => quote!(Vec<String>),
             Ty::Values => quote!(Vec<serde_json::Value>),
-            Ty::Named(n) => ty_tokens(n),
+            Ty::Named(n) => ty_tokens(target, n),
             Ty::Enum(n, _) => {
                 let i = ident(n);
                 quote!(#i)
@@ -827,8 +945,8 @@ impl Field {
     /// The type a method or setter takes. Integers take the exact type so
     /// that a literal works: `impl Into<u64>` would leave `.limit(5)` an
     /// ambiguous `i32`.
-    fn taken(&self) -> TokenStream {
-        let stored = self.stored();
+    fn taken(&self, target: &Target) -> TokenStream {
+        let stored = self.stored(target);
         match &self.ty {
             Ty::Str | Ty::Enum(..) => quote!(impl Into<#stored>),
             Ty::Strings => quote!(impl IntoIterator<Item = impl Into<String>>),
@@ -875,26 +993,37 @@ fn first_sentence(s: &str) -> String {
 }
 
 impl Model {
-    fn emit(&self) -> TokenStream {
+    fn emit(&self, target: &Target) -> TokenStream {
         let mut out = TokenStream::new();
-        for (path, doc) in &self.namespaces {
-            out.extend(emit_namespace(path, doc));
+        // A namespace is emitted when it or one of its children has an
+        // operation (a stream-only tag keeps its hand-written accessor).
+        let used = |path: &Vec<String>| {
+            self.ops
+                .iter()
+                .any(|op| op.namespace.starts_with(path.as_slice()))
+        };
+        for (path, doc) in self.namespaces.iter().filter(|(p, _)| used(p)) {
+            out.extend(emit_namespace(target, path, doc));
         }
         for e in &self.enums {
             out.extend(emit_enum(e));
         }
         for op in &self.ops {
-            out.extend(emit_op(op));
+            out.extend(emit_op(target, op));
         }
+        let rule_enum = path_tokens(target.idempotency.enum_path);
         let arms = self.ops.iter().map(|op| {
             let id = &op.id;
             let rule = ident(op.idempotency);
-            quote!(#id => Some(crate::retry::Idempotency::#rule),)
+            quote!(#id => Some(#rule_enum::#rule),)
         });
+        let doc = format!(
+            "The idempotency rule of each operation (`{}`).",
+            target.idempotency.extension
+        );
         out.extend(quote! {
-            /// The idempotency rule of each operation (`x-platos-idempotency`,
-            /// else `key` for POST and PATCH and `natural` for the rest).
-            pub(crate) fn idempotency(operation_id: &str) -> Option<crate::retry::Idempotency> {
+            #[doc = #doc]
+            pub(crate) fn idempotency(operation_id: &str) -> Option<#rule_enum> {
                 match operation_id {
                     #(#arms)*
                     _ => None,
@@ -905,7 +1034,8 @@ impl Model {
     }
 }
 
-fn emit_namespace(path: &[String], doc: &str) -> TokenStream {
+fn emit_namespace(target: &Target, path: &[String], doc: &str) -> TokenStream {
+    let client = path_tokens(target.client);
     let ty = ns_type(path);
     let accessor = ident(&to_snake(&path[path.len() - 1]));
     let accessor_doc = if doc.is_empty() {
@@ -915,7 +1045,7 @@ fn emit_namespace(path: &[String], doc: &str) -> TokenStream {
     };
     let parent_impl = if path.len() == 1 {
         quote! {
-            impl crate::PlatosClient {
+            impl #client {
                 #[doc = #accessor_doc]
                 pub fn #accessor(&self) -> #ty<'_> {
                     #ty { client: self }
@@ -938,7 +1068,7 @@ fn emit_namespace(path: &[String], doc: &str) -> TokenStream {
         #[doc = #ns_doc]
         #[derive(Debug, Clone, Copy)]
         pub struct #ty<'c> {
-            pub(crate) client: &'c crate::PlatosClient,
+            pub(crate) client: &'c #client,
         }
         #parent_impl
     }
@@ -1037,7 +1167,9 @@ fn emit_enum(e: &OpenEnum) -> TokenStream {
     }
 }
 
-fn emit_op(op: &Op) -> TokenStream {
+fn emit_op(target: &Target, op: &Op) -> TokenStream {
+    let transport = path_tokens(target.transport);
+    let client = path_tokens(target.client);
     let ns = ns_type(&op.namespace);
     let method = ident(&op.method);
     let request = ident(&op.request);
@@ -1049,11 +1181,11 @@ fn emit_op(op: &Op) -> TokenStream {
     };
 
     let arg_names: Vec<_> = op.args.iter().map(|f| ident(&f.rust)).collect();
-    let arg_taken: Vec<_> = op.args.iter().map(Field::taken).collect();
-    let arg_stored: Vec<_> = op.args.iter().map(Field::stored).collect();
+    let arg_taken: Vec<_> = op.args.iter().map(|f| f.taken(target)).collect();
+    let arg_stored: Vec<_> = op.args.iter().map(|f| f.stored(target)).collect();
     let opt_names: Vec<_> = op.options.iter().map(|f| ident(&f.rust)).collect();
-    let opt_taken: Vec<_> = op.options.iter().map(Field::taken).collect();
-    let opt_stored: Vec<_> = op.options.iter().map(Field::stored).collect();
+    let opt_taken: Vec<_> = op.options.iter().map(|f| f.taken(target)).collect();
+    let opt_stored: Vec<_> = op.options.iter().map(|f| f.stored(target)).collect();
     let opt_docs: Vec<_> = op.options.iter().map(Field::doc).collect();
     let arg_inits: Vec<_> = op
         .args
@@ -1086,6 +1218,7 @@ fn emit_op(op: &Op) -> TokenStream {
             (Place::Query, _) => quote! { let call = call.#name(#value); },
             (Place::Body, Body::Whole) => quote! { let call = call.body(self.body); },
             (Place::Body, _) => quote! { let call = call.body_map(|b| b.#name(#value)); },
+            (Place::Key, _) => quote!(),
         });
     }
     for f in &op.options {
@@ -1095,7 +1228,7 @@ fn emit_op(op: &Op) -> TokenStream {
             (Place::Body, Some(json)) => quote! {
                 let value = match self.#name {
                     Some(value) => value,
-                    None => crate::transport::decode(None, #json.as_bytes())?,
+                    None => #transport::decode(None, #json.as_bytes())?,
                 };
                 let call = call.body_map(|b| b.#name(value));
             },
@@ -1108,6 +1241,8 @@ fn emit_op(op: &Op) -> TokenStream {
                     None => call,
                 };
             },
+            // Not a parameter: handed to the transport with the call.
+            (Place::Key, _) => quote!(),
             _ => quote! {
                 let call = match self.#name {
                     Some(value) => call.#name(#value),
@@ -1116,42 +1251,47 @@ fn emit_op(op: &Op) -> TokenStream {
             },
         });
     }
+    let sent = if op.options.iter().any(|f| f.place == Place::Key) {
+        quote!(#transport::with_key(self.idempotency_key, call.send()).await)
+    } else {
+        quote!(call.send().await)
+    };
     let call = quote! {
         #[allow(unused_variables)]
         let call = self.client.api.#gen_method();
         #build
-        let answer = call.send().await;
+        let answer = #sent;
     };
 
     let (out_ty, send_body, extra) = match &op.output {
         Output::Unit => (
             quote!(()),
-            quote!(crate::transport::finish(answer).await),
+            quote!(#transport::finish(answer).await),
             quote!(),
         ),
         Output::Discard => (
             quote!(()),
-            quote!(crate::transport::finish_envelope(answer).await.map(drop)),
+            quote!(#transport::finish_envelope(answer).await.map(drop)),
             quote!(),
         ),
         Output::Type(t) => {
-            let t = ty_tokens(t);
-            (t, quote!(crate::transport::finish(answer).await), quote!())
+            let t = ty_tokens(target, t);
+            (t, quote!(#transport::finish(answer).await), quote!())
         }
         Output::Optional(t) => {
-            let t = ty_tokens(t);
+            let t = ty_tokens(target, t);
             (
                 quote!(Option<#t>),
-                quote!(crate::transport::finish_optional(answer).await),
+                quote!(#transport::finish_optional(answer).await),
                 quote!(),
             )
         }
         Output::Unwrap { field, ty } => {
             let f = ident(field);
-            let t = ty.stored();
+            let t = ty.stored(target);
             (
                 t,
-                quote!(Ok(crate::transport::finish(answer).await?.#f)),
+                quote!(Ok(#transport::finish(answer).await?.#f)),
                 quote!(),
             )
         }
@@ -1159,19 +1299,35 @@ fn emit_op(op: &Op) -> TokenStream {
             let p = path_tokens(path);
             (
                 p.clone(),
-                quote!(#p::try_from(crate::transport::finish(answer).await?)),
+                quote!(#p::try_from(#transport::finish(answer).await?)),
                 quote!(),
             )
         }
         Output::List(list) => {
-            let item = ty_tokens(&list.item);
+            let item = ty_tokens(target, &list.item);
             let keys: Vec<_> = list.keys.iter().map(|k| ident(k)).collect();
             let has_more = if list.has_more {
                 quote!(envelope.has_more)
             } else {
                 quote!(None)
             };
-            let stream = if list.paged {
+            let stream = if let Some(cursor) = &list.cursor {
+                let cursor = ident(cursor);
+                quote! {
+                    /// Every item from this page on, following the answers'
+                    /// `page.nextCursor`, one request per page as the stream is polled.
+                    pub fn into_stream(
+                        self,
+                    ) -> impl futures::Stream<Item = crate::Result<#item>> + Send + 'static {
+                        let start = self.#cursor.clone();
+                        crate::paging::cursor_pages(start, move |cursor| {
+                            let mut next = self.clone();
+                            next.#cursor = cursor;
+                            next.fetch()
+                        })
+                    }
+                }
+            } else if list.paged {
                 let clear: Vec<_> = list.clear.iter().map(|c| ident(c)).collect();
                 quote! {
                     /// Every item from `offset` on (default 0), fetched `limit` at a
@@ -1194,30 +1350,59 @@ fn emit_op(op: &Op) -> TokenStream {
                 quote!()
             };
             let (out, body) = match &list.whole {
-                Some(envelope) => (
-                    ty_tokens(envelope),
-                    quote!(crate::transport::finish_envelope(answer).await),
-                ),
+                Some(envelope) => {
+                    let finish = ident(target.whole_finish);
+                    (
+                        ty_tokens(target, envelope),
+                        quote!(#transport::#finish(answer).await),
+                    )
+                }
                 None => (quote!(Vec<#item>), quote!(Ok(self.fetch().await?.items))),
             };
             (
                 out,
                 body,
-                quote! {
-                    async fn fetch(self) -> crate::Result<crate::paging::Page<#item>> {
-                        #call
-                        let envelope = crate::transport::finish_envelope(answer).await?;
-                        Ok(crate::paging::Page {
-                            items: crate::request::first_non_empty([#(envelope.#keys),*]),
-                            has_more: #has_more,
-                        })
+                if list.cursor.is_some() {
+                    quote! {
+                        async fn fetch(self) -> crate::Result<crate::paging::CursorPage<#item>> {
+                            #call
+                            let envelope = #transport::finish_envelope(answer).await?;
+                            let next = match envelope.page.has_more {
+                                Some(false) => None,
+                                _ => envelope.page.next_cursor.clone(),
+                            };
+                            Ok(crate::paging::CursorPage {
+                                items: crate::request::first_non_empty([#(envelope.#keys),*]),
+                                next,
+                            })
+                        }
+                        #stream
                     }
-                    #stream
+                } else {
+                    quote! {
+                        async fn fetch(self) -> crate::Result<crate::paging::Page<#item>> {
+                            #call
+                            let envelope = #transport::finish_envelope(answer).await?;
+                            Ok(crate::paging::Page {
+                                items: crate::request::first_non_empty([#(envelope.#keys),*]),
+                                has_more: #has_more,
+                            })
+                        }
+                        #stream
+                    }
                 },
             )
         }
     };
-    let send = if matches!(&op.output, Output::List(l) if l.whole.is_none()) {
+    let plain_list = matches!(&op.output, Output::List(l) if l.whole.is_none());
+    let out_ty = match target.reply {
+        Some(reply) if !plain_list => {
+            let reply = path_tokens(reply);
+            quote!(#reply<#out_ty>)
+        }
+        _ => out_ty,
+    };
+    let send = if plain_list {
         quote! {
             /// Sends the call and returns the items of the answer.
             pub async fn send(self) -> crate::Result<#out_ty> {
@@ -1251,7 +1436,7 @@ fn emit_op(op: &Op) -> TokenStream {
         #[derive(Debug, Clone)]
         #[must_use = "a request does nothing until it is sent or awaited"]
         pub struct #request {
-            client: crate::PlatosClient,
+            client: #client,
             #( #arg_names: #arg_stored, )*
             #( #opt_names: Option<#opt_stored>, )*
         }

@@ -42,7 +42,14 @@ pub fn generate_all(root: &Path) -> Result<Vec<Output>> {
     let events = std::fs::read_to_string(&events_path)
         .with_context(|| format!("reading {}", events_path.display()))?;
 
+    let v1_path = root.join("spec/v1.yaml");
+    let v1 = std::fs::read_to_string(&v1_path)
+        .with_context(|| format!("reading {}", v1_path.display()))?;
+
     let rest_body = rest::generate(&openapi).context("generating the REST client")?;
+    let v1_body = rest::generate_with(&v1, quote::quote!(crate::v1::transport::Inner))
+        .context("generating the V1 REST client")?;
+    let v1_facade = facade::generate_for(&v1, &facade::V1).context("generating the V1 namespaces")?;
     let events_body = events::generate(&events).context("generating the event enum")?;
     let facade_body = facade::generate(&openapi).context("generating the namespace layer")?;
 
@@ -61,6 +68,22 @@ pub fn generate_all(root: &Path) -> Result<Vec<Output>> {
                 &format!("xtask facade, prettyplease {PRETTYPLEASE_VERSION}"),
                 &[("spec/openapi.yaml", &openapi)],
                 &facade_body,
+            ),
+        },
+        Output {
+            path: root.join("platos-client/src/v1/generated.rs"),
+            contents: with_header(
+                &format!("progenitor {PROGENITOR_VERSION}, prettyplease {PRETTYPLEASE_VERSION}"),
+                &[("spec/v1.yaml", &v1)],
+                &v1_body,
+            ),
+        },
+        Output {
+            path: root.join("platos-client/src/v1/namespaces.rs"),
+            contents: with_header(
+                &format!("xtask facade, prettyplease {PRETTYPLEASE_VERSION}"),
+                &[("spec/v1.yaml", &v1)],
+                &v1_facade,
             ),
         },
         Output {

@@ -24,6 +24,12 @@ use serde_json::Value;
 
 /// Turns `spec/openapi.yaml` into the body of `platos-client/src/generated/mod.rs`.
 pub fn generate(openapi_yaml: &str) -> Result<String> {
+    generate_with(openapi_yaml, quote!(crate::transport::Inner))
+}
+
+/// Generates a REST client whose hooks read `inner` (each client has its own
+/// transport: `crate::transport::Inner`, `crate::v1::transport::Inner`).
+pub fn generate_with(openapi_yaml: &str, inner: proc_macro2::TokenStream) -> Result<String> {
     let spec = parse(openapi_yaml)?;
     let problems = validate(&spec);
     if !problems.is_empty() {
@@ -33,7 +39,7 @@ pub fn generate(openapi_yaml: &str) -> Result<String> {
             problems.join("\n  - ")
         );
     }
-    let tokens = generate_tokens(&spec)?;
+    let tokens = generate_tokens_with(&spec, &settings_with(inner))?;
     format_tokens(tokens)
 }
 
@@ -45,12 +51,16 @@ pub fn parse(openapi_yaml: &str) -> Result<OpenAPI> {
 /// The one place the generator is configured: the snapshot tests use it too,
 /// so a settings change shows up in their snapshots.
 pub fn settings() -> GenerationSettings {
+    settings_with(quote!(crate::transport::Inner))
+}
+
+fn settings_with(inner: proc_macro2::TokenStream) -> GenerationSettings {
     let mut settings = GenerationSettings::new();
     settings
         .with_interface(InterfaceStyle::Builder)
         .with_tag(TagStyle::Merged)
         .with_hooks(HooksMode::Expected)
-        .with_inner_type(quote!(crate::transport::Inner))
+        .with_inner_type(inner)
         .with_derive("PartialEq");
     settings
 }
@@ -58,12 +68,18 @@ pub fn settings() -> GenerationSettings {
 /// Runs progenitor. A panic inside it becomes an error naming the operations
 /// that trigger it (found by generating each operation on its own).
 pub fn generate_tokens(spec: &OpenAPI) -> Result<proc_macro2::TokenStream> {
-    let settings = settings();
-    match run_progenitor(spec, &settings) {
+    generate_tokens_with(spec, &settings())
+}
+
+fn generate_tokens_with(
+    spec: &OpenAPI,
+    settings: &GenerationSettings,
+) -> Result<proc_macro2::TokenStream> {
+    match run_progenitor(spec, settings) {
         Ok(Ok(tokens)) => Ok(tokens),
         Ok(Err(e)) => Err(anyhow::anyhow!("progenitor refused the spec: {e}")),
         Err(panic) => {
-            let culprits = panicking_operations(spec, &settings);
+            let culprits = panicking_operations(spec, settings);
             let which = if culprits.is_empty() {
                 "no single operation reproduces it (component schemas or an interaction)".into()
             } else {

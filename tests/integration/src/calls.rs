@@ -8,6 +8,7 @@
 use platos_client::types::{
     CreateJobRequest, CreateScheduleRequest, TriggerOptions, UpdateJobRequest,
 };
+use platos_client::v1::{Reply, V1Client};
 use platos_client::{Error, PlatosClient, Rating, TurnResult};
 use serde_json::{Map, Value};
 
@@ -336,5 +337,233 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
             json(b.await?)
         }
         other => panic!("rest.json names an unknown call `{other}`"),
+    })
+}
+
+/// A V1 call's answer as JSON (the envelope, whole) and whether the server
+/// replayed it for its idempotency key.
+pub struct V1Answer {
+    pub body: Value,
+    pub replayed: bool,
+    pub status: u16,
+}
+
+fn reply<T: serde::Serialize>(r: Reply<T>) -> V1Answer {
+    V1Answer {
+        replayed: r.replayed(),
+        status: r.status(),
+        body: json(r.into_inner()),
+    }
+}
+
+fn opt_i(args: &Value, key: &str) -> Option<i64> {
+    args.get(key)
+        .filter(|v| !v.is_null())
+        .map(|v| v.as_i64().unwrap_or_else(|| panic!("arg `{key}` must be an integer")))
+}
+
+/// Sets the caller's idempotency key when `args` carries one.
+macro_rules! key {
+    ($b:ident, $args:expr) => {{
+        if let Some(k) = opt_s($args, "idempotencyKey") {
+            $b = $b.idempotency_key(k);
+        }
+        $b
+    }};
+}
+
+/// Calls the V1 method `call` (`<tag>.<method>` of `spec/v1.yaml`) with the
+/// named wire arguments of `args`.
+pub async fn invoke_v1(client: &V1Client, call: &str, args: &Value) -> Result<V1Answer, Error> {
+    Ok(match call {
+        "provider_keys.rotate_secret" => {
+            let mut b = client.provider_keys().rotate_secret(
+                s(args, "id"),
+                s(args, "environmentId"),
+                s(args, "plaintext"),
+            );
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "bff_magic_link.start" => {
+            let mut b = client.bff_magic_link().start(s(args, "email"));
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "bff_magic_link.complete" => reply(client.bff_magic_link().complete(s(args, "token")).await?),
+        "bff_session.exchange" => {
+            let mut b = client.bff_session().exchange(s(args, "token"));
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "bff_session.sign_out" => {
+            let mut b = client.bff_session().sign_out();
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "environment_scope.resolve" => {
+            let mut b = client.environment_scope().resolve(
+                s(args, "environmentSlug"),
+                s(args, "organizationSlug"),
+                s(args, "projectSlug"),
+            );
+            if let Some(a) = opt_s(args, "access") {
+                b = b.access(a);
+            }
+            reply(b.await?)
+        }
+        "environment_end_users.list" => {
+            let mut b = client.environment_end_users().list(s(args, "environmentId"));
+            b = opts!(b, args, str: ["cursor" => cursor, "search" => search, "status" => status],
+                u64: ["limit" => limit]);
+            reply(b.await?)
+        }
+        "environment_variables.list" => reply(
+            client
+                .environment_variables()
+                .list(s(args, "environmentId"))
+                .await?,
+        ),
+        "environment_variables.set" => {
+            let mut b = client.environment_variables().set(
+                s(args, "environmentId"),
+                s(args, "key"),
+                s(args, "value"),
+            );
+            if let Some(secret) = args.get("secret").and_then(Value::as_bool) {
+                b = b.secret(secret);
+            }
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "identity_session.get" => reply(client.identity_session().get().await?),
+        "invitations.accept" => {
+            let mut b = client.invitations().accept(s(args, "token"));
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "invitations.issue" => {
+            let mut b = client
+                .invitations()
+                .issue(s(args, "organizationId"), s(args, "email"));
+            if let Some(role) = opt_s(args, "role") {
+                b = b.role(role);
+            }
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "organizations.list" => reply(client.organizations().list().await?),
+        "organizations.create" => {
+            let mut b = client
+                .organizations()
+                .create(s(args, "name"), s(args, "slug"));
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "organization_members.list" => reply(
+            client
+                .organization_members()
+                .list(s(args, "organizationId"))
+                .await?,
+        ),
+        "organization_members.change_role" => {
+            let mut b = client.organization_members().change_role(
+                s(args, "organizationId"),
+                s(args, "membershipId"),
+                s(args, "role"),
+            );
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "projects.list" => reply(client.projects().list().await?),
+        "projects.create" => {
+            let mut b = client.projects().create(
+                s(args, "organizationId"),
+                s(args, "name"),
+                s(args, "slug"),
+                s(args, "environmentName"),
+                s(args, "environmentSlug"),
+            );
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "mcp_entity_tokens.list" => {
+            let mut b = client
+                .mcp_entity_tokens()
+                .list(s(args, "entityId"), s(args, "environmentId"));
+            b = opts!(b, args, str: ["cursor" => cursor], u64: ["limit" => limit]);
+            reply(b.await?)
+        }
+        "mcp_entity_tokens.mint" => {
+            let mut b = client.mcp_entity_tokens().mint(
+                s(args, "entityId"),
+                s(args, "environmentId"),
+                s(args, "label"),
+                strings(args, "scopes").unwrap_or_default(),
+            );
+            b = opts!(b, args, str: ["mcpUserId" => mcp_user_id], u64: []);
+            if let Some(ttl) = opt_i(args, "ttlSeconds") {
+                b = b.ttl_seconds(ttl);
+            }
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "mcp_entity_tokens.revoke" => reply(
+            client
+                .mcp_entity_tokens()
+                .revoke(
+                    s(args, "entityId"),
+                    s(args, "tokenId"),
+                    s(args, "environmentId"),
+                )
+                .await?,
+        ),
+        "mcp_organization_policies.list" => reply(
+            client
+                .mcp_organization_policies()
+                .list(s(args, "environmentId"))
+                .await?,
+        ),
+        "mcp_organization_policies.set" => {
+            let mut b = client.mcp_organization_policies().set(
+                s(args, "environmentId"),
+                s(args, "pattern"),
+                s(args, "state"),
+            );
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "mcp_organization_policies.remove" => {
+            let mut b = client
+                .mcp_organization_policies()
+                .remove(s(args, "environmentId"), s(args, "policyId"));
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "mcp_platform_tokens.list" => {
+            let mut b = client.mcp_platform_tokens().list(s(args, "environmentId"));
+            b = opts!(b, args, str: ["cursor" => cursor], u64: ["limit" => limit]);
+            reply(b.await?)
+        }
+        "mcp_platform_tokens.mint" => {
+            let mut b = client.mcp_platform_tokens().mint(
+                s(args, "environmentId"),
+                s(args, "name"),
+                strings(args, "permissions").unwrap_or_default(),
+                s(args, "tier"),
+            );
+            if let Some(ttl) = opt_i(args, "ttlSeconds") {
+                b = b.ttl_seconds(ttl);
+            }
+            b = key!(b, args);
+            reply(b.await?)
+        }
+        "mcp_platform_tokens.revoke" => reply(
+            client
+                .mcp_platform_tokens()
+                .revoke(s(args, "id"), s(args, "environmentId"))
+                .await?,
+        ),
+        other => panic!("v1.json names an unknown call `{other}`"),
     })
 }
