@@ -37,6 +37,9 @@ pub struct RestFault {
     pub times: u32,
     /// Only calls whose path contains this (default: every REST call).
     pub path_contains: Option<String>,
+    /// Only calls to V1 operator routes (`/api/v1/...` outside `/api/v1/agent`,
+    /// provider keys, `/mcp/...`).
+    pub v1_only: bool,
 }
 
 impl RestFault {
@@ -48,6 +51,7 @@ impl RestFault {
             headers: Vec::new(),
             times: 1,
             path_contains: None,
+            v1_only: false,
         }
     }
 
@@ -79,6 +83,22 @@ impl RestFault {
             ),
         )
         .header("retry-after", retry_after_secs.to_string())
+    }
+
+    /// 503 `TRANSPORT_SHUTTING_DOWN` (V1 envelope with `retryAfterSec`) and
+    /// `Retry-After: <secs>`, on V1 operator routes only.
+    pub fn shutting_down(retry_after_secs: u64) -> Self {
+        Self::new(
+            503,
+            crate::rest::v1_error(
+                "TRANSPORT_SHUTTING_DOWN",
+                "transport_shutting_down",
+                "The server is shutting down; retry on another instance.",
+                Some(retry_after_secs),
+            ),
+        )
+        .header("retry-after", retry_after_secs.to_string())
+        .v1_only()
     }
 
     /// 503 `IDEMPOTENCY_STORE_UNAVAILABLE` (V1 envelope) with `Retry-After: 1`.
@@ -113,6 +133,12 @@ impl RestFault {
     /// Answers this many calls (0 is treated as 1).
     pub fn times(mut self, n: u32) -> Self {
         self.times = n.max(1);
+        self
+    }
+
+    /// Restricts the fault to the V1 operator routes.
+    pub fn v1_only(mut self) -> Self {
+        self.v1_only = true;
         self
     }
 
@@ -285,9 +311,10 @@ impl Faults {
 
     pub(crate) fn take_rest_fault(&self, path: &str) -> Option<RestFault> {
         let mut q = lock(&self.inner.rest);
-        let idx = q
-            .iter()
-            .position(|f| f.path_contains.as_deref().is_none_or(|p| path.contains(p)))?;
+        let idx = q.iter().position(|f| {
+            f.path_contains.as_deref().is_none_or(|p| path.contains(p))
+                && (!f.v1_only || crate::v1::is_v1_path(path))
+        })?;
         let f = q.get_mut(idx)?;
         let out = f.clone();
         f.times = f.times.saturating_sub(1);

@@ -201,6 +201,7 @@ mod rest;
 mod script;
 mod socket;
 mod store;
+mod v1;
 mod v1_stream;
 
 use std::collections::HashMap;
@@ -218,6 +219,8 @@ pub use store::{
     SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SEED_APPROVAL_APPROVED, SEED_APPROVAL_PENDING,
     SEED_JOB, SEED_JOB_ID, SEED_TASKS, SEED_THREAD, SEED_TOOLS,
 };
+pub use v1::V1Api;
+pub use v1::data::{SEED_POLICY, SEED_PROVIDER_KEY};
 pub use v1_stream::{
     ConnectionEnd, Cut, StreamConnection, StreamPlan, V1Streams, encode_cursor, journal_id,
 };
@@ -288,6 +291,7 @@ pub(crate) struct Shared {
     pub recorder: Recorder,
     pub faults: Faults,
     pub v1: V1Streams,
+    pub v1_api: V1Api,
     sockets: Mutex<HashMap<String, socket::SockAuth>>,
     #[allow(clippy::type_complexity)]
     turns: Mutex<HashMap<String, Vec<(String, watch::Sender<bool>)>>>,
@@ -300,6 +304,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(crate) fn store(&self) -> MutexGuard<'_, store::Store> {
         lock(&self.store)
+    }
+    pub(crate) fn v1_data(&self) -> MutexGuard<'_, v1::V1Data> {
+        self.v1_api.lock()
     }
     pub(crate) fn sockets(&self) -> MutexGuard<'_, HashMap<String, socket::SockAuth>> {
         lock(&self.sockets)
@@ -493,6 +500,7 @@ impl TestServerBuilder {
             recorder: recorder.clone(),
             faults: faults.clone(),
             v1: V1Streams::default(),
+            v1_api: V1Api::new(self.seed, &self.scope),
             sockets: Mutex::default(),
             turns: Mutex::default(),
         });
@@ -632,6 +640,12 @@ impl TestServer {
     /// The V1 event-stream journal, its per-connection plans and records.
     pub fn v1_streams(&self) -> &V1Streams {
         &self.shared.v1
+    }
+
+    /// The V1 operator API's data: what only an inbox would see (magic-link and
+    /// invitation tokens).
+    pub fn v1_api(&self) -> &V1Api {
+        &self.shared.v1_api
     }
 
     /// What the server received.

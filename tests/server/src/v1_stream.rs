@@ -33,7 +33,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::Shared;
-use crate::auth::{header as header_value, verify_token};
+use crate::auth::header as header_value;
 
 /// The first frame's `ts`; frame `n` has `ts = BASE_TS + n`.
 const BASE_TS: i64 = 1_757_900_000_000;
@@ -406,15 +406,10 @@ async fn read_stream(
         refusal(status, code, fields)
     };
 
-    let caller = header_value(&headers, "authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .and_then(|token| verify_token(&s.cfg, token.trim()).ok());
-    let Some(caller) = caller else {
-        return refuse(connection, 401, "UNAUTHENTICATED", None);
+    let caller = match crate::v1::operator_caller(&s, &headers) {
+        Ok(caller) => caller,
+        Err((status, code)) => return refuse(connection, status, code, None),
     };
-    if !caller.operator {
-        return refuse(connection, 403, "FORBIDDEN_SCOPE", None);
-    }
     let plan = streams.lock().plans.pop_front().unwrap_or_default();
     if let Some((status, code)) = &plan.refuse {
         return refuse(connection, *status, code, None);
