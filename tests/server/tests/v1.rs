@@ -1103,3 +1103,97 @@ async fn retry_knobs_answer_only_v1_routes_and_every_call_is_recorded() {
         Some("environmentId=env_test&limit=1")
     );
 }
+
+// ---------- the conformance fixtures against this server ----------
+
+/// Every request of `spec/conformance/v1.json`, sent as written (the fixture's
+/// operator token swapped for a real one), reaches a V1 route that understands it:
+/// the answer is an envelope, a well-formed request is never refused for its shape,
+/// key or credential, and a success has the fixture's status.
+#[tokio::test]
+async fn conformance_fixture_requests_are_understood_by_the_server() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../spec/conformance/v1.json"
+    );
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("v1.json")).expect("json");
+    let server = TestServer::builder()
+        .scope(platos_test_server::Scope::new("org_1", "proj_1", "env_1"))
+        .start()
+        .await
+        .expect("server");
+    let bearer = format!("Bearer {}", server.operator_token());
+    let entries = doc["entries"].as_array().expect("entries");
+    for (i, e) in entries.iter().enumerate() {
+        let name = e["name"].as_str().unwrap_or("");
+        let req = &e["request"];
+        let method =
+            Method::from_bytes(req["method"].as_str().unwrap_or("").as_bytes()).expect("method");
+        let query: Vec<(String, String)> = req["query"]
+            .as_object()
+            .expect("query")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+            .collect();
+        let mut url = reqwest::Url::parse(&format!(
+            "{}{}",
+            server.base_url(),
+            req["path"].as_str().unwrap_or("")
+        ))
+        .expect("url");
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&query);
+        }
+        let key = format!("conformance-{i}");
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        let sent = &req["headers"];
+        if sent.get("authorization").is_some() {
+            headers.push(("authorization", &bearer));
+        }
+        if sent["idempotency-key"] == "<uuid>" {
+            headers.push(("idempotency-key", &key));
+        }
+        let mut rb = http().request(method, url);
+        for (k, v) in &headers {
+            rb = rb.header(*k, *v);
+        }
+        if !req["body"].is_null() {
+            rb = rb
+                .header("content-type", "application/json")
+                .body(req["body"].to_string());
+        }
+        let r = rb.send().await.expect("send");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        let expected = e["response"]["status"].as_u64().unwrap_or(0) as u16;
+        if status == 204 {
+            assert_eq!((status, text.as_str()), (expected, ""), "{name}");
+            continue;
+        }
+        let body: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{name}: not JSON: {text}"));
+        if (200..300).contains(&status) {
+            assert_eq!(status, expected, "{name}: {body}");
+            assert!(body.get("data").is_some(), "{name}: {body}");
+            continue;
+        }
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: not a V1 envelope: {body}"));
+        let expected_code = e["error"]["code"].as_str().unwrap_or("");
+        let shape_refusals = [
+            "INVALID_REQUEST",
+            "IDEMPOTENCY_KEY_REQUIRED",
+            "IDEMPOTENCY_KEY_MALFORMED",
+            "FORBIDDEN_SCOPE",
+        ];
+        assert!(
+            code == expected_code || !shape_refusals.contains(&code),
+            "{name}: refused for its shape: {body}"
+        );
+        if sent.get("authorization").is_some() {
+            assert_ne!(code, "UNAUTHENTICATED", "{name}");
+        }
+    }
+}

@@ -344,7 +344,8 @@ pub(crate) fn paged(rows: Vec<Value>, q: &HashMap<String, String>) -> Out {
     let cursor = q.get("cursor").filter(|c| !c.is_empty());
     let offset = match cursor.map(|c| decode_cursor(c)) {
         None => 0,
-        Some(Some(o)) if o <= rows.len() => o,
+        // Past the end (the rows changed since): an empty last page, not a refusal.
+        Some(Some(o)) => o.min(rows.len()),
         Some(_) => {
             problems.push((
                 "query.cursor".into(),
