@@ -4,8 +4,10 @@
 //! What the route does (docs/v1-stream.md in the SDK repository describes the wire):
 //!
 //! * Auth: operator only, `Authorization: Bearer <operator session token>` (a token
-//!   with `role: "operator"`). The journal key is `<token's environmentId>/<streamId>`;
-//!   the path's environment is not trusted, like the real server.
+//!   with `role: "operator"`), the check every V1 route shares (`crate::v1`): an
+//!   `X-Platos-Session-Token` header beside it is refused. The journal key is
+//!   `<token's environmentId>/<streamId>`; the path's environment is not trusted,
+//!   like the real server.
 //! * Refusals before the stream opens are V1 envelopes: 401 `UNAUTHENTICATED`, 403
 //!   `FORBIDDEN_SCOPE` (not an operator), 404 `STREAM_NOT_FOUND`, 400
 //!   `STREAM_CURSOR_UNREADABLE` (a `Last-Event-ID` this journal did not issue), or

@@ -165,6 +165,17 @@ async fn operator_bearer_is_required_and_the_session_token_header_is_refused() {
     .await;
     assert_envelope(&only_session, 401, "UNAUTHENTICATED");
 
+    // The stream route shares the check.
+    let stream = v1
+        .call(
+            Method::GET,
+            "/api/v1/environments/env_test/streams/st_1",
+            &[("x-platos-session-token", &session)],
+            None,
+        )
+        .await;
+    assert_envelope(&stream, 401, "UNAUTHENTICATED");
+
     let end_user = format!("Bearer {}", s.session_token());
     let refused = raw(
         s,

@@ -140,9 +140,11 @@ pub(crate) fn is_v1_path(path: &str) -> bool {
 pub(crate) type AuthRefusal = (u16, &'static str);
 
 /// The operator Bearer check every V1 route shares: `Authorization: Bearer <token>`
-/// with a session token carrying `role: "operator"`. A missing or invalid token is
-/// 401 `UNAUTHENTICATED`; a valid end-user token is 403 `FORBIDDEN_SCOPE`.
+/// with a session token carrying `role: "operator"`. A missing or invalid token, or
+/// an `X-Platos-Session-Token` header beside it, is 401 `UNAUTHENTICATED`; a valid
+/// end-user token is 403 `FORBIDDEN_SCOPE`.
 pub(crate) fn operator_caller(shared: &Shared, headers: &HeaderMap) -> Result<Caller, AuthRefusal> {
+    no_session_token(headers)?;
     let caller = header_value(headers, "authorization")
         .and_then(|a| a.strip_prefix("Bearer "))
         .and_then(|token| verify_token(&shared.cfg, token.trim()).ok())
@@ -151,6 +153,16 @@ pub(crate) fn operator_caller(shared: &Shared, headers: &HeaderMap) -> Result<Ca
         Ok(caller)
     } else {
         Err((403, "FORBIDDEN_SCOPE"))
+    }
+}
+
+/// V1 routes never read `X-Platos-Session-Token`; one sent is refused (401
+/// `UNAUTHENTICATED`), so a client that leaks the end-user lane's header is caught.
+pub(crate) fn no_session_token(headers: &HeaderMap) -> Result<(), AuthRefusal> {
+    if headers.contains_key("x-platos-session-token") {
+        Err((401, "UNAUTHENTICATED"))
+    } else {
+        Ok(())
     }
 }
 
@@ -565,13 +577,13 @@ fn prepare(
     raw: &Bytes,
     handler: impl FnOnce(&Cx, &mut V1Data) -> Out,
 ) -> Result<(Answer, bool), Answer> {
-    if headers.contains_key("x-platos-session-token") {
-        return Err(refuse(
-            401,
-            "UNAUTHENTICATED",
+    no_session_token(headers).map_err(|(status, code)| {
+        refuse(
+            status,
+            code,
             "V1 routes take an operator credential, never X-Platos-Session-Token.",
-        ));
-    }
+        )
+    })?;
     let caller = match op.security {
         Security::Operator => Some(operator_caller(s, headers).map_err(|(status, code)| {
             refuse(status, code, "An operator credential is required.")
