@@ -16,8 +16,8 @@ pub(crate) struct Owned {
     pub v: Value,
 }
 
-/// An MCP token with what a listing never shows.
-#[derive(Debug, Clone)]
+/// An MCP token with what a listing never shows. No `Debug`: rows hold secrets.
+#[derive(Clone)]
 pub(crate) struct TokenRow {
     pub environment_id: String,
     /// `None` for a platform token.
@@ -27,7 +27,7 @@ pub(crate) struct TokenRow {
 }
 
 /// A mailed sign-in link.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct MagicLink {
     pub email: String,
     pub token: String,
@@ -35,7 +35,7 @@ pub(crate) struct MagicLink {
 }
 
 /// An issued invitation.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Invitation {
     pub id: String,
     pub organization_id: String,
@@ -58,7 +58,9 @@ pub(crate) struct Membership {
     pub display_name: Option<String>,
 }
 
-#[derive(Debug, Default)]
+/// Everything the V1 routes keep. No `Debug`: it holds link, invitation and token
+/// secrets and stored answers carrying them.
+#[derive(Default)]
 pub(crate) struct V1Data {
     /// The organization a caller with no membership becomes OWNER of (the seeded one).
     pub home_organization: Option<String>,
@@ -83,7 +85,7 @@ pub(crate) struct V1Data {
     pub idempotency: HashMap<String, Stored>,
 }
 
-/// Seeded V1 ids (with the builder's scope ids for the organization, project and environment).
+/// The seeded provider key (in the seeded environment).
 pub const SEED_PROVIDER_KEY: &str = "pk_openai_default";
 /// The seeded MCP policy.
 pub const SEED_POLICY: &str = "pol_block_shell";

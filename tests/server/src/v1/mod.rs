@@ -231,8 +231,9 @@ impl Cx {
 }
 
 /// A finished answer: status, JSON body (none for 204) and extra headers. Errors are
-/// answers too; handlers return `Err` only to short-circuit with `?`.
-#[derive(Debug, Clone)]
+/// answers too; handlers return `Err` only to short-circuit with `?`. No `Debug`:
+/// a mint's answer carries its secret.
+#[derive(Clone)]
 pub(crate) struct Answer {
     pub status: StatusCode,
     pub body: Option<Value>,
@@ -546,7 +547,7 @@ fn idempotency_key_ok(k: &str) -> bool {
 }
 
 /// A stored first answer: what it was asked (path and body) and what it answered.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Stored {
     path: String,
     body: Value,
