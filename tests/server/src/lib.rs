@@ -207,7 +207,8 @@
 //! * Items are `{data, meta:{contractVersion:"1"}}`; collections `{data, page:{cursor,
 //!   nextCursor, limit, hasMore, total}}`. Paged lists (end users, platform and entity
 //!   tokens) take `cursor` (opaque, `pg1.<hex offset>`) and `limit` (default 25, 1–100,
-//!   else 400 `INVALID_REQUEST` on `query.limit`/`query.cursor`); unpaged ones answer
+//!   else 400 `INVALID_REQUEST` on `query.limit`/`query.cursor`; a cursor past the
+//!   end is an empty last page); unpaged ones answer
 //!   every row with `nextCursor: null`, `hasMore: false`, `limit` = `total` = rows.
 //! * Any operator with no membership becomes OWNER of the seeded organization on its
 //!   first call. Environment-scoped routes answer 404 `TENANCY_NOT_FOUND` for an
