@@ -164,7 +164,7 @@
 //!
 //! | Call | Effect |
 //! |---|---|
-//! | [`Faults::fail_next_rest`]`(`[`RestFault`]`)` | the next call(s) answer a canned status/body/headers (`RestFault::unavailable()`, `::internal()`, `::rate_limited(secs)`, `::new(status, body)`, `.times(n)`, `.header(k, v)`, `.path_contains(s)`) |
+//! | [`Faults::fail_next_rest`]`(`[`RestFault`]`)` | the next call(s) answer a canned status/body/headers (`RestFault::unavailable()`, `::internal()`, `::rate_limited(secs)`, `::shutting_down(secs)`, `::new(status, body)`, `.times(n)`, `.header(k, v)`, `.path_contains(s)`, `.v1_only()`) |
 //! | [`Faults::set_rest_delay`] | every REST answer waits first |
 //! | [`Faults::drop_socket_after_events`]`(n)` | after the n-th `agent_event` frame is fully written, the TCP connection closes without a WebSocket close frame |
 //! | [`Faults::silence_socket_after_events`]`(n)` / [`Faults::silence_sockets_now`] | the connection carries nothing more (no pings, no events) yet stays open: only the client's `pingInterval + pingTimeout` check can notice |
@@ -184,6 +184,70 @@
 //! `stream.error`, split writes) and is recorded as a [`StreamConnection`] (the
 //! `Last-Event-ID` sent, the meta's `replayFrom`, the seqs written, how it ended).
 //!
+//! # V1 operator API (`spec/v1.yaml`, [`TestServer::v1_api`])
+//!
+//! The 27 JSON operations, in memory. Shared rules, in this order:
+//!
+//! * An `X-Platos-Session-Token` header is refused on every V1 route: 401
+//!   `UNAUTHENTICATED`. Auth is the stream route's: `Authorization: Bearer <operator
+//!   token>` ([`TestServer::operator_token`]); none or invalid → 401 `UNAUTHENTICATED`,
+//!   an end-user token → 403 `FORBIDDEN_SCOPE`. Magic-link start/complete and session
+//!   exchange read no credential; sign-out takes one or none. Refusals are the V1
+//!   envelope `{error:{code, title, body, errorId, traceRef, version:"1", fields?,
+//!   retryAfterSec?}}`.
+//! * `x-platos-idempotency-class`: `required` without `idempotency-key` → 400
+//!   `IDEMPOTENCY_KEY_REQUIRED`; `required`/`accepted` with a key not 1–255 of
+//!   `A–Z a–z 0–9 _ . : -` → 400 `IDEMPOTENCY_KEY_MALFORMED`; the first answer (refusals
+//!   included, 5xx excepted) is stored per (caller, operation, key) and a repeat with
+//!   the same path and body answers it again with `idempotency-replayed: true` and no
+//!   second effect; another path or body → 409 `IDEMPOTENCY_REQUEST_MISMATCH`.
+//!   `exempt`/`not-applicable` never read the header.
+//! * A body that is not a JSON object, or bad fields, → 400 `INVALID_REQUEST` with
+//!   `fields:[{field:"body.<name>"|"query.<name>", code, message}]`, every problem at once.
+//! * Items are `{data, meta:{contractVersion:"1"}}`; collections `{data, page:{cursor,
+//!   nextCursor, limit, hasMore, total}}`. Paged lists (end users, platform and entity
+//!   tokens) take `cursor` (opaque, `pg1.<hex offset>`) and `limit` (default 25, 1–100,
+//!   else 400 `INVALID_REQUEST` on `query.limit`/`query.cursor`; a cursor past the
+//!   end is an empty last page); unpaged ones answer
+//!   every row with `nextCursor: null`, `hasMore: false`, `limit` = `total` = rows.
+//! * Any operator with no membership becomes OWNER of the seeded organization on its
+//!   first call. Environment-scoped routes answer 404 `TENANCY_NOT_FOUND` for an
+//!   environment outside the caller's organizations.
+//!
+//! Seeded (with `seed(true)`): organization = the scope's (`slug` `test-org`; ADMIN
+//! `mem_user_admin`, MEMBER `mem_user_member`), project (`test-project`), environment
+//! (`production`); variables `LOG_LEVEL`, `REGION` (PLAIN) and `OPENAI_API_KEY` (SECRET:
+//! `value: null`, `hasSecret: true`); end users `eu_1`…`eu_5` (`eu_3` disabled);
+//! policy [`SEED_POLICY`] (`shell.*` → `block`); provider key [`SEED_PROVIDER_KEY`].
+//!
+//! | Route | Class | Answer |
+//! |---|---|---|
+//! | `GET /api/v1/organizations` | n/a | unpaged, each with `membership {id, role, deactivatedAt}` |
+//! | `POST /api/v1/organizations` `{name, slug}` | accepted | 201; 409 `TENANCY_SLUG_TAKEN` |
+//! | `GET /api/v1/organizations/{id}/members` | n/a | unpaged; OWNER/ADMIN only (403 `TENANCY_FORBIDDEN`); 404 `TENANCY_NOT_FOUND` |
+//! | `PATCH /api/v1/organizations/{id}/members/{membershipId}` `{role}` | accepted | `{changed, revokedSessionCount: 0}`; 409 `TENANCY_LAST_OWNER` |
+//! | `POST /api/v1/organizations/{id}/invitations` `{email, role?}` | accepted | 201 `{invitationId, expiresAt, supersededCount}` (token via [`V1Api::invitation_token`]) |
+//! | `POST /api/v1/invitations/accept` `{token}` | accepted | `{organizationId, role, membershipId}`; 404 `TENANCY_INVITATION_NOT_FOUND`, 403 `TENANCY_INVITATION_EMAIL_MISMATCH` (an operator's address is `<userId>@example.test`) |
+//! | `GET /api/v1/projects`, `POST /api/v1/projects` `{organizationId, name, slug, environmentName, environmentSlug}` | n/a, accepted | unpaged (`through: "organization"`) / 201 `{project, environment, membership}` |
+//! | `GET /api/v1/environments/by-slugs?organizationSlug&projectSlug&environmentSlug&access?` | n/a | the scope; 404 `TENANCY_NOT_FOUND`, 400 `TRANSPORT_REQUEST_INVALID` (access), 403 `TENANCY_ENVIRONMENT_FORBIDDEN` |
+//! | `GET /api/v1/environments/{id}/variables`, `PUT …/variables/{key}` `{value, secret?}` | n/a, accepted | unpaged / the metadata (secret → `value: null`), `version` +1 per write |
+//! | `GET /api/v1/environments/{id}/end-users?cursor&limit&search&status` | n/a | paged; 400 `INVALID_END_USER_FILTER` |
+//! | `POST /api/v1/bff/magic-link` `{email}` | accepted | 202 `{email, expiresAt}` (link via [`V1Api::magic_link_token`]) |
+//! | `POST /api/v1/bff/magic-link/complete` `{token}` | exempt | `{userId, sessionId, expiresAt}` + `Set-Cookie: __Host-platos_session=…`; 401 `UNAUTHENTICATED` once spent or unknown |
+//! | `POST /api/v1/bff/session` `{token}`, `DELETE /api/v1/bff/session` | accepted | OperatorSession + cookie (the token) / 204, cookie cleared |
+//! | `GET /api/v1/identity/session` | n/a | OperatorSession `{sessionId, actorUserId, effectiveUserId, email, expiresAt, mfaVerifiedAt: null, impersonating: null}` |
+//! | `GET|POST /mcp/platform/tokens` (`environmentId` query / body `{environmentId, name, permissions, tier, ttlSeconds}`) | n/a, required | paged credentials / 201 with the one-time `token` |
+//! | `POST /mcp/platform/tokens/{id}/revoke` `{environmentId}` | exempt | `{tokenId, label, revokedAt, newlyRevoked, previousState, revokedBy}`; 404 `CREDENTIAL_NOT_FOUND` |
+//! | `GET|POST /mcp/entity/{entityId}/tokens`, `DELETE …/tokens/{tokenId}?environmentId` | n/a, required, exempt | as the platform tokens (`tier: null`, `principalId` = `mcpUserId` or the entity) |
+//! | `GET|PUT /mcp/platform/environments/{id}/policies`, `DELETE …/policies/{policyId}` | n/a, accepted, accepted | unpaged (`limit`/`cursor` refused) / upsert by `pattern` (400 `TOOLS_POLICY_EFFECT_UNSUPPORTED` for `require_approval`) / `{policyId, deleted}` |
+//! | `POST /api/v1/agent/providers/keys/{id}/rotate-secret` `{environmentId, plaintext}` | required | the key's metadata; 404 `PROVIDERS_KEY_NOT_FOUND` |
+//!
+//! Retries: `faults().fail_next_rest(RestFault::shutting_down(secs).times(n))` (503
+//! `TRANSPORT_SHUTTING_DOWN`, `retryAfterSec`, `Retry-After`) or
+//! `RestFault::rate_limited(secs).v1_only()` (429 `RATE_LIMITED`, `Retry-After`) answer
+//! only V1 routes and store nothing, so a retry under the same key runs. Every V1
+//! request is recorded like the REST ones.
+//!
 //! # Recording ([`TestServer::recorder`])
 //!
 //! [`Recorder::requests`] (method, raw path, raw query, lower-cased headers, body),
@@ -201,6 +265,7 @@ mod rest;
 mod script;
 mod socket;
 mod store;
+mod v1;
 mod v1_stream;
 
 use std::collections::HashMap;
@@ -218,6 +283,8 @@ pub use store::{
     SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SEED_APPROVAL_APPROVED, SEED_APPROVAL_PENDING,
     SEED_JOB, SEED_JOB_ID, SEED_TASKS, SEED_THREAD, SEED_TOOLS,
 };
+pub use v1::V1Api;
+pub use v1::data::{SEED_POLICY, SEED_PROVIDER_KEY};
 pub use v1_stream::{
     ConnectionEnd, Cut, StreamConnection, StreamPlan, V1Streams, encode_cursor, journal_id,
 };
@@ -288,6 +355,7 @@ pub(crate) struct Shared {
     pub recorder: Recorder,
     pub faults: Faults,
     pub v1: V1Streams,
+    pub v1_api: V1Api,
     sockets: Mutex<HashMap<String, socket::SockAuth>>,
     #[allow(clippy::type_complexity)]
     turns: Mutex<HashMap<String, Vec<(String, watch::Sender<bool>)>>>,
@@ -300,6 +368,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(crate) fn store(&self) -> MutexGuard<'_, store::Store> {
         lock(&self.store)
+    }
+    pub(crate) fn v1_data(&self) -> MutexGuard<'_, v1::V1Data> {
+        self.v1_api.lock()
     }
     pub(crate) fn sockets(&self) -> MutexGuard<'_, HashMap<String, socket::SockAuth>> {
         lock(&self.sockets)
@@ -493,6 +564,7 @@ impl TestServerBuilder {
             recorder: recorder.clone(),
             faults: faults.clone(),
             v1: V1Streams::default(),
+            v1_api: V1Api::new(self.seed, &self.scope),
             sockets: Mutex::default(),
             turns: Mutex::default(),
         });
@@ -632,6 +704,12 @@ impl TestServer {
     /// The V1 event-stream journal, its per-connection plans and records.
     pub fn v1_streams(&self) -> &V1Streams {
         &self.shared.v1
+    }
+
+    /// The V1 operator API's data: what only an inbox would see (magic-link and
+    /// invitation tokens).
+    pub fn v1_api(&self) -> &V1Api {
+        &self.shared.v1_api
     }
 
     /// What the server received.

@@ -4,8 +4,10 @@
 //! What the route does (docs/v1-stream.md in the SDK repository describes the wire):
 //!
 //! * Auth: operator only, `Authorization: Bearer <operator session token>` (a token
-//!   with `role: "operator"`). The journal key is `<token's environmentId>/<streamId>`;
-//!   the path's environment is not trusted, like the real server.
+//!   with `role: "operator"`), the check every V1 route shares (`crate::v1`): an
+//!   `X-Platos-Session-Token` header beside it is refused. The journal key is
+//!   `<token's environmentId>/<streamId>`; the path's environment is not trusted,
+//!   like the real server.
 //! * Refusals before the stream opens are V1 envelopes: 401 `UNAUTHENTICATED`, 403
 //!   `FORBIDDEN_SCOPE` (not an operator), 404 `STREAM_NOT_FOUND`, 400
 //!   `STREAM_CURSOR_UNREADABLE` (a `Last-Event-ID` this journal did not issue), or
@@ -33,7 +35,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::Shared;
-use crate::auth::{header as header_value, verify_token};
+use crate::auth::header as header_value;
 
 /// The first frame's `ts`; frame `n` has `ts = BASE_TS + n`.
 const BASE_TS: i64 = 1_757_900_000_000;
@@ -406,15 +408,10 @@ async fn read_stream(
         refusal(status, code, fields)
     };
 
-    let caller = header_value(&headers, "authorization")
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .and_then(|token| verify_token(&s.cfg, token.trim()).ok());
-    let Some(caller) = caller else {
-        return refuse(connection, 401, "UNAUTHENTICATED", None);
+    let caller = match crate::v1::operator_caller(&s, &headers) {
+        Ok(caller) => caller,
+        Err((status, code)) => return refuse(connection, status, code, None),
     };
-    if !caller.operator {
-        return refuse(connection, 403, "FORBIDDEN_SCOPE", None);
-    }
     let plan = streams.lock().plans.pop_front().unwrap_or_default();
     if let Some((status, code)) = &plan.refuse {
         return refuse(connection, *status, code, None);

@@ -118,9 +118,10 @@ impl Faults {
 
     pub(crate) fn take_rest_fault(&self, path: &str) -> Option<RestFault> {
         let mut q = lock(&self.inner.rest);
-        let idx = q
-            .iter()
-            .position(|f| f.path_contains.as_deref().is_none_or(|p| path.contains(p)))?;
+        let idx = q.iter().position(|f| {
+            f.path_contains.as_deref().is_none_or(|p| path.contains(p))
+                && (!f.v1_only || crate::v1::is_v1_path(path))
+        })?;
         let f = q.get_mut(idx)?;
         let out = f.clone();
         f.times = f.times.saturating_sub(1);

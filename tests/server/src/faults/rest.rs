@@ -16,6 +16,9 @@ pub struct RestFault {
     pub times: u32,
     /// Only calls whose path contains this (default: every REST call).
     pub path_contains: Option<String>,
+    /// Only calls to V1 operator routes (`/api/v1/...` outside `/api/v1/agent`,
+    /// provider keys, `/mcp/...`).
+    pub v1_only: bool,
 }
 
 impl RestFault {
@@ -27,6 +30,7 @@ impl RestFault {
             headers: Vec::new(),
             times: 1,
             path_contains: None,
+            v1_only: false,
         }
     }
 
@@ -58,6 +62,22 @@ impl RestFault {
             ),
         )
         .header("retry-after", retry_after_secs.to_string())
+    }
+
+    /// 503 `TRANSPORT_SHUTTING_DOWN` (V1 envelope with `retryAfterSec`) and
+    /// `Retry-After: <secs>`, on V1 operator routes only.
+    pub fn shutting_down(retry_after_secs: u64) -> Self {
+        Self::new(
+            503,
+            crate::rest::v1_error(
+                "TRANSPORT_SHUTTING_DOWN",
+                "transport_shutting_down",
+                "The server is shutting down; retry on another instance.",
+                Some(retry_after_secs),
+            ),
+        )
+        .header("retry-after", retry_after_secs.to_string())
+        .v1_only()
     }
 
     /// 503 `IDEMPOTENCY_STORE_UNAVAILABLE` (V1 envelope) with `Retry-After: 1`.
@@ -92,6 +112,12 @@ impl RestFault {
     /// Answers this many calls (0 is treated as 1).
     pub fn times(mut self, n: u32) -> Self {
         self.times = n.max(1);
+        self
+    }
+
+    /// Restricts the fault to the V1 operator routes.
+    pub fn v1_only(mut self) -> Self {
+        self.v1_only = true;
         self
     }
 

@@ -126,6 +126,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .nest("/api/v1/agent", api)
         .merge(crate::v1_stream::routes())
+        .merge(crate::v1::routes())
         .fallback(not_found_route)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -376,7 +377,9 @@ async fn rest_layer(State(s): S, req: Request, next: Next) -> Response {
         .headers
         .get("idempotency-key")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let side_effect = parts.method == Method::POST || parts.method == Method::PATCH;
+    // V1 operations keep their own idempotency rules, per operation class (crate::v1).
+    let side_effect = (parts.method == Method::POST || parts.method == Method::PATCH)
+        && !crate::v1::is_v1_path(&path);
     let req = Request::from_parts(parts, Body::from(bytes.clone()));
     let (Some(key), true) = (key, side_effect) else {
         return next.run(req).await;
