@@ -137,10 +137,19 @@ mod tests {
             s.lock().unwrap().push(cursor.clone());
             async move {
                 Ok(match cursor.as_deref() {
-                    None => CursorPage { items: vec![1, 2], next: Some("c2".into()) },
-                    Some("c2") => CursorPage { items: vec![3], next: Some("c3".into()) },
+                    None => CursorPage {
+                        items: vec![1, 2],
+                        next: Some("c2".into()),
+                    },
+                    Some("c2") => CursorPage {
+                        items: vec![3],
+                        next: Some("c3".into()),
+                    },
                     // A server that hands back the cursor it was given.
-                    _ => CursorPage { items: vec![4], next: Some("c3".into()) },
+                    _ => CursorPage {
+                        items: vec![4],
+                        next: Some("c3".into()),
+                    },
                 })
             }
         })

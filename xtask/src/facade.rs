@@ -718,7 +718,10 @@ fn read_op(
         Some(value) => match rules.values.iter().find(|(v, _)| *v == value) {
             Some((_, variant)) => *variant,
             None => {
-                report(r, format!("{}: {value} is not a known value", rules.extension));
+                report(
+                    r,
+                    format!("{}: {value} is not a known value", rules.extension),
+                );
                 "Unknown"
             }
         },
@@ -847,15 +850,22 @@ fn read_list(
     }
     let cursor = str_of(list, "cursor").map(to_snake);
     if let Some(c) = &cursor {
-        if !options.iter().any(|f| &f.rust == c && f.place == Place::Query && f.ty == Ty::Str) {
-            return fail(format!("cursor paging needs the optional string query parameter {c}"));
+        if !options
+            .iter()
+            .any(|f| &f.rust == c && f.place == Place::Query && f.ty == Ty::Str)
+        {
+            return fail(format!(
+                "cursor paging needs the optional string query parameter {c}"
+            ));
         }
         let page_required = schema
             .get("required")
             .and_then(Value::as_array)
             .is_some_and(|req| req.iter().any(|v| v.as_str() == Some("page")));
         if !page_required {
-            return fail(format!("cursor paging needs a required `page` in {envelope}"));
+            return fail(format!(
+                "cursor paging needs a required `page` in {envelope}"
+            ));
         }
     }
     let whole = (list.get("whole") == Some(&Value::Bool(true))).then(|| envelope.to_owned());

@@ -141,3 +141,33 @@ fn generation_is_deterministic() {
         facade::generate(real).unwrap()
     );
 }
+
+/// The same generator serves the V1 client: its namespaces hang off
+/// `V1Client`, answers are `Reply`s, `required`/`accepted` calls take a
+/// caller's key, cursor-paged collections stream, and the stream read is
+/// left to its hand-written reader.
+#[test]
+fn the_v1_client_is_generated_by_the_same_generator() {
+    let v1 = include_str!("../../spec/v1.yaml");
+    let out = facade::generate_for(v1, &facade::V1).expect("v1 generates");
+    assert!(out.contains("impl crate::v1::V1Client {"), "{out}");
+    assert!(out.contains("crate::Result<crate::v1::Reply<crate::v1::types::MintedTokenItem>>"));
+    assert!(out.contains("crate::v1::transport::with_key(self.idempotency_key, call.send())"));
+    assert!(out.contains("crate::paging::cursor_pages("));
+    assert!(out.contains("\"mcp_platform_tokens_mint\" => Some(crate::v1::KeyClass::Required)"));
+    assert!(out.contains("\"mcp_platform_tokens_revoke\" => Some(crate::v1::KeyClass::Exempt)"));
+    assert!(!out.contains("environment_streams_read"));
+    assert!(!out.contains("pub fn environment_streams("));
+    assert_eq!(out, facade::generate_for(v1, &facade::V1).unwrap());
+
+    // A V1 operation without its class is refused, by name.
+    let missing = v1.replacen("      x-platos-idempotency-class: required\n", "", 1);
+    let err = format!(
+        "{:#}",
+        facade::generate_for(&missing, &facade::V1).unwrap_err()
+    );
+    assert!(
+        err.contains("operation provider_keys_rotate_secret: needs x-platos-idempotency-class"),
+        "{err}"
+    );
+}

@@ -18,8 +18,9 @@ fn s<'a>(args: &'a Value, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("arg `{key}` must be a string: {args}"))
 }
 
+/// An optional string argument; `null` is "not given".
 fn opt_s(args: &Value, key: &str) -> Option<String> {
-    args.get(key).map(|v| {
+    args.get(key).filter(|v| !v.is_null()).map(|v| {
         v.as_str()
             .unwrap_or_else(|| panic!("arg `{key}` must be a string"))
             .to_owned()
@@ -357,9 +358,10 @@ fn reply<T: serde::Serialize>(r: Reply<T>) -> V1Answer {
 }
 
 fn opt_i(args: &Value, key: &str) -> Option<i64> {
-    args.get(key)
-        .filter(|v| !v.is_null())
-        .map(|v| v.as_i64().unwrap_or_else(|| panic!("arg `{key}` must be an integer")))
+    args.get(key).filter(|v| !v.is_null()).map(|v| {
+        v.as_i64()
+            .unwrap_or_else(|| panic!("arg `{key}` must be an integer"))
+    })
 }
 
 /// Sets the caller's idempotency key when `args` carries one.
@@ -390,7 +392,9 @@ pub async fn invoke_v1(client: &V1Client, call: &str, args: &Value) -> Result<V1
             b = key!(b, args);
             reply(b.await?)
         }
-        "bff_magic_link.complete" => reply(client.bff_magic_link().complete(s(args, "token")).await?),
+        "bff_magic_link.complete" => {
+            reply(client.bff_magic_link().complete(s(args, "token")).await?)
+        }
         "bff_session.exchange" => {
             let mut b = client.bff_session().exchange(s(args, "token"));
             b = key!(b, args);
@@ -413,7 +417,9 @@ pub async fn invoke_v1(client: &V1Client, call: &str, args: &Value) -> Result<V1
             reply(b.await?)
         }
         "environment_end_users.list" => {
-            let mut b = client.environment_end_users().list(s(args, "environmentId"));
+            let mut b = client
+                .environment_end_users()
+                .list(s(args, "environmentId"));
             b = opts!(b, args, str: ["cursor" => cursor, "search" => search, "status" => status],
                 u64: ["limit" => limit]);
             reply(b.await?)

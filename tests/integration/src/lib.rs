@@ -4,5 +4,6 @@
 //! Engine.IO server, Node peer launcher and stream helpers.
 
 pub mod calls;
+pub mod conformance;
 pub mod realtime;
 pub mod recorder;

@@ -6,11 +6,13 @@
 //! operationId of `spec/openapi.yaml`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
-use platos_client::{Error, PlatosClient, Scope};
+use platos_client::{PlatosClient, Scope};
 use platos_integration_tests::calls::invoke;
-use platos_integration_tests::recorder::{Answer, Recorded, Recorder};
+use platos_integration_tests::conformance::{
+    answer_for, check_outcome, check_request, entries, load, repo_root,
+};
+use platos_integration_tests::recorder::Recorder;
 use serde_json::Value;
 
 /// Every call the SDK exposes over REST (the list). Each must have
@@ -70,20 +72,6 @@ const CALLS: &[&str] = &[
     "tools.execute",
 ];
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn load() -> Value {
-    let path = repo_root().join("spec/conformance/rest.json");
-    let text = std::fs::read_to_string(&path).expect("read spec/conformance/rest.json");
-    serde_json::from_str(&text).expect("rest.json is JSON")
-}
-
-fn entries(doc: &Value) -> &[Value] {
-    doc["entries"].as_array().expect("entries array")
-}
-
 // ------------------------------------------------------------------ clients
 
 fn build_client(doc: &Value, name: &str, base_url: &str) -> PlatosClient {
@@ -113,167 +101,6 @@ fn build_client(doc: &Value, name: &str, base_url: &str) -> PlatosClient {
     b.build().expect("conformance client builds")
 }
 
-// --------------------------------------------------------------- comparing
-
-/// JSON equality where numbers compare by value (`10` == `10.0`).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => i == j,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-/// The `result` comparison rule of the README: object members whose value
-/// is `null`, `[]` or `{}` count as absent.
-fn normalise(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(_, v)| !is_empty_member(v))
-                .map(|(k, v)| (k.clone(), normalise(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(normalise).collect()),
-        other => other.clone(),
-    }
-}
-
-fn is_empty_member(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.is_empty(),
-        _ => false,
-    }
-}
-
-fn answer_for(response: &Value) -> Answer {
-    let status = response["status"].as_u64().expect("response.status") as u16;
-    let mut answer = match response.get("rawBody") {
-        Some(raw) => Answer::raw(
-            status,
-            raw.as_str().expect("rawBody is a string").to_owned(),
-        ),
-        None => Answer::json(status, response["body"].clone()),
-    };
-    if let Some(h) = response.get("headers").and_then(Value::as_object) {
-        for (k, v) in h {
-            answer = answer.header(k, v.as_str().expect("header value"));
-        }
-    }
-    answer
-}
-
-fn is_uuid_v4(s: &str) -> bool {
-    uuid::Uuid::parse_str(s).is_ok_and(|u| u.get_version_num() == 4)
-}
-
-/// Checks one recorded request against `expected`; returns the mismatches.
-fn check_request(expected: &Value, got: &Recorded) -> Vec<String> {
-    let mut problems = Vec::new();
-    let method = expected["method"].as_str().expect("request.method");
-    if got.method != method {
-        problems.push(format!("method: want {method}, got {}", got.method));
-    }
-    let path = expected["path"].as_str().expect("request.path");
-    if got.path != path {
-        problems.push(format!("path: want {path}, got {}", got.path));
-    }
-
-    let want_query: BTreeMap<String, String> = expected["query"]
-        .as_object()
-        .expect("request.query")
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().expect("query values are strings").to_owned(),
-            )
-        })
-        .collect();
-    let got_query: BTreeMap<String, String> = got.query.iter().cloned().collect();
-    if got_query.len() != got.query.len() {
-        problems.push(format!(
-            "query: a parameter was sent twice: {:?}",
-            got.query
-        ));
-    }
-    if want_query != got_query {
-        problems.push(format!(
-            "query: want {want_query:?}, got {got_query:?} (raw {:?})",
-            got.raw_query
-        ));
-    }
-
-    // Spelling matters too: a space in a query value is `%20`, never `+`.
-    if let Some(want) = expected.get("rawQueryContains").and_then(Value::as_str)
-        && !got.raw_query.as_deref().is_some_and(|q| q.contains(want))
-    {
-        problems.push(format!(
-            "raw query: want it to contain {want:?}, got {:?}",
-            got.raw_query
-        ));
-    }
-
-    for (name, want) in expected["headers"].as_object().expect("request.headers") {
-        let want = want.as_str().expect("header values are strings");
-        let value = got.header(name);
-        let ok = match want {
-            "<absent>" => value.is_none(),
-            "<uuid>" => value.is_some_and(is_uuid_v4),
-            w if w.ends_with('*') => value.is_some_and(|v| v.starts_with(&w[..w.len() - 1])),
-            w => value == Some(w),
-        };
-        if !ok {
-            problems.push(format!("header {name}: want {want}, got {value:?}"));
-        }
-        if value.is_some() && got.header_count(name) != 1 {
-            problems.push(format!(
-                "header {name} sent {} times",
-                got.header_count(name)
-            ));
-        }
-    }
-
-    let want_body = &expected["body"];
-    match (want_body.is_null(), got.json()) {
-        (true, None) => {}
-        (true, Some(b)) => problems.push(format!("body: want none, got {b}")),
-        (false, None) => problems.push(format!("body: want {want_body}, got none")),
-        (false, Some(b)) => {
-            if !same(want_body, &b) {
-                problems.push(format!("body: want {want_body}, got {b}"));
-            }
-        }
-    }
-    problems
-}
-
-fn error_class(e: &Error) -> &'static str {
-    match e {
-        Error::Auth(_) => "auth",
-        Error::NotFound(_) => "not_found",
-        Error::Validation(_) => "validation",
-        Error::RateLimited(_) => "rate_limit",
-        Error::Server(_) => "server",
-        Error::Refused(_) => "refused",
-        Error::Network(_) => "network",
-        Error::Timeout(_) => "timeout",
-        Error::Decode(_) => "decode",
-        Error::Config(_) => "config",
-        _ => "other",
-    }
-}
-
 async fn run_entry(doc: &Value, entry: &Value) -> Vec<String> {
     let recorder = Recorder::start().await;
     recorder.push(answer_for(&entry["response"]));
@@ -290,44 +117,13 @@ async fn run_entry(doc: &Value, entry: &Value) -> Vec<String> {
         [one] => check_request(&entry["request"], one),
         other => vec![format!("want exactly one request, got {}", other.len())],
     };
-    match (outcome, entry.get("error")) {
-        (Ok(value), None) => {
-            let want = normalise(&entry["result"]);
-            let got = normalise(&value);
-            if !same(&want, &got) {
-                problems.push(format!("result:\n  want {want}\n  got  {got}"));
-            }
-        }
-        (Ok(value), Some(err)) => problems.push(format!("want error {err}, got {value}")),
-        (Err(e), None) => problems.push(format!("want a result, got error {e:?}")),
-        (Err(e), Some(err)) => {
-            let class = err["class"].as_str().expect("error.class");
-            if error_class(&e) != class {
-                problems.push(format!("error class: want {class}, got {e:?}"));
-            }
-            if let Some(status) = err.get("status").and_then(Value::as_u64)
-                && e.status() != Some(status as u16)
-            {
-                problems.push(format!("error status: want {status}, got {:?}", e.status()));
-            }
-            if let Some(code) = err.get("code").and_then(Value::as_str)
-                && e.code() != Some(code)
-            {
-                problems.push(format!("error code: want {code:?}, got {:?}", e.code()));
-            }
-            if let Some(m) = err.get("message").and_then(Value::as_str)
-                && e.message() != m
-            {
-                problems.push(format!("error message: want {m:?}, got {:?}", e.message()));
-            }
-        }
-    }
+    problems.extend(check_outcome(entry, outcome));
     problems
 }
 
 #[tokio::test]
 async fn every_entry_conforms() {
-    let doc = load();
+    let doc = load("rest.json");
     let mut failures = Vec::new();
     for entry in entries(&doc) {
         let problems = run_entry(&doc, entry).await;
@@ -350,7 +146,7 @@ async fn every_entry_conforms() {
 
 #[test]
 fn entries_are_well_formed() {
-    let doc = load();
+    let doc = load("rest.json");
     let rules = idempotency_rules();
     let mut names = BTreeSet::new();
     for entry in entries(&doc) {
@@ -396,7 +192,7 @@ fn idempotency_rules() -> BTreeMap<String, Option<String>> {
 
 #[test]
 fn every_call_and_operation_is_covered() {
-    let doc = load();
+    let doc = load("rest.json");
     let mut op_of_call: BTreeMap<&str, Option<&str>> = BTreeMap::new();
     for entry in entries(&doc) {
         let call = entry["call"].as_str().expect("call");

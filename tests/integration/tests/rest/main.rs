@@ -11,3 +11,4 @@ mod errors;
 mod paging;
 mod retry;
 mod secrets;
+mod v1_conformance;
