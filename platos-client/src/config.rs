@@ -139,8 +139,14 @@ pub struct RetryConfig {
     pub max_delay: Duration,
     /// Each delay is multiplied by a uniform factor in `[1 - jitter, 1 + jitter]`. Default 0.2.
     pub jitter: f64,
-    /// A server's `Retry-After` is honoured up to this long. Default 60 s.
+    /// A server's `Retry-After` is honoured up to this long; a longer one
+    /// ends the call at once with the rate-limit (or server) error, which
+    /// carries the server's [`retry_after`](crate::Error::retry_after).
+    /// Default 60 s.
     pub max_retry_after: Duration,
+    /// The longest one call waits between its tries, all waits together; a
+    /// retry that would exceed it is not made. Default 60 s.
+    pub max_total_wait: Duration,
 }
 
 impl Default for RetryConfig {
@@ -151,6 +157,7 @@ impl Default for RetryConfig {
             max_delay: Duration::from_secs(10),
             jitter: 0.2,
             max_retry_after: Duration::from_secs(60),
+            max_total_wait: Duration::from_secs(60),
         }
     }
 }
@@ -186,6 +193,12 @@ impl RetryConfig {
     /// Sets the longest `Retry-After` the client will wait.
     pub fn with_max_retry_after(mut self, max: Duration) -> Self {
         self.max_retry_after = max;
+        self
+    }
+
+    /// Sets the longest one call waits between tries, all waits together.
+    pub fn with_max_total_wait(mut self, max: Duration) -> Self {
+        self.max_total_wait = max;
         self
     }
 }

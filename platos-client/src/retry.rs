@@ -44,6 +44,48 @@ pub(crate) fn is_replay_safe(rule: Idempotency, has_idempotency_key: bool) -> bo
     }
 }
 
+/// Why a call that failed retryably is not tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Sending it again could act twice (a POST or PATCH without a key).
+    NotReplaySafe,
+    /// The configured retries are used up.
+    RetriesUsed,
+    /// The server asked for a longer wait than the client will make: the
+    /// caller is told at once instead of being held.
+    RetryAfterBeyondCap,
+    /// The next wait would take the call past its total wait budget.
+    WaitBudgetUsed,
+}
+
+/// The wait before the next try of a call whose last try failed retryably,
+/// or why there is none. `retries` tries were retries so far, `waited` is
+/// how long the call already waited between them, `retry_after` what the
+/// server asked for.
+pub(crate) fn plan(
+    config: &RetryConfig,
+    retries: u32,
+    waited: Duration,
+    retry_after: Option<Duration>,
+    replay_safe: bool,
+) -> Result<Duration, Stop> {
+    if !replay_safe {
+        return Err(Stop::NotReplaySafe);
+    }
+    if retries >= config.max_retries {
+        return Err(Stop::RetriesUsed);
+    }
+    let wait = match retry_after {
+        Some(asked) if asked > config.max_retry_after => return Err(Stop::RetryAfterBeyondCap),
+        Some(asked) => asked,
+        None => backoff(config, retries),
+    };
+    if waited.saturating_add(wait) > config.max_total_wait {
+        return Err(Stop::WaitBudgetUsed);
+    }
+    Ok(wait)
+}
+
 /// The delay before retry `n` (0-based): `min(base · 2^n, max)` times a
 /// uniform factor in `[1 - jitter, 1 + jitter]`.
 pub(crate) fn backoff(config: &RetryConfig, n: u32) -> Duration {
@@ -127,6 +169,28 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn plans_stop_for_a_reason() {
+        let c = RetryConfig::default().with_jitter(0.0);
+        let ms = Duration::from_millis;
+        assert_eq!(plan(&c, 0, ms(0), None, true), Ok(ms(250)));
+        assert_eq!(plan(&c, 2, ms(750), None, true), Ok(ms(1000)));
+        assert_eq!(plan(&c, 0, ms(0), None, false), Err(Stop::NotReplaySafe));
+        assert_eq!(plan(&c, 3, ms(0), None, true), Err(Stop::RetriesUsed));
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            plan(&c, 0, ms(0), Some(day), true),
+            Err(Stop::RetryAfterBeyondCap)
+        );
+        let s = Duration::from_secs;
+        assert_eq!(plan(&c, 0, ms(0), Some(s(60)), true), Ok(s(60)));
+        assert_eq!(
+            plan(&c, 1, s(30), Some(s(31)), true),
+            Err(Stop::WaitBudgetUsed)
+        );
+        assert_eq!(plan(&c, 1, s(30), Some(s(30)), true), Ok(s(30)));
     }
 
     #[test]

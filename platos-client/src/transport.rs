@@ -145,6 +145,7 @@ impl ClientHooks<Inner> for Client {
 
         let mut refreshed = false;
         let mut retries = 0u32;
+        let mut waited = std::time::Duration::ZERO;
         loop {
             // Read on every try: a retry after another call refreshed the
             // token sends the new one instead of collecting a needless 401.
@@ -170,7 +171,7 @@ impl ClientHooks<Inner> for Client {
             );
             let result = self.client().execute(attempt).await;
 
-            let (result, wait) = match result {
+            let (result, asked) = match result {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if status == 401 || status == 403 {
@@ -201,18 +202,21 @@ impl ClientHooks<Inner> for Client {
                     if !retry::is_retryable_status(status) {
                         return Ok(response);
                     }
-                    let wait = retry::retry_after(response.headers(), SystemTime::now())
-                        .map(|d| d.min(config.max_retry_after))
-                        .unwrap_or_else(|| retry::backoff(config, retries));
-                    (Ok(response), wait)
+                    let asked = retry::retry_after(response.headers(), SystemTime::now());
+                    (Ok(response), asked)
                 }
-                Err(e) => (Err(e), retry::backoff(config, retries)),
+                Err(e) => (Err(e), None),
             };
-            if !replay_safe || retries >= config.max_retries {
-                return result;
-            }
-            tracing::debug!(operation = info.operation_id, ?wait, "retrying");
+            let wait = match retry::plan(config, retries, waited, asked, replay_safe) {
+                Ok(wait) => wait,
+                Err(stop) => {
+                    tracing::debug!(operation = info.operation_id, retries, ?stop, "not retried");
+                    return result;
+                }
+            };
+            tracing::debug!(operation = info.operation_id, retries, ?wait, "retrying");
             retries += 1;
+            waited += wait;
             drop(result);
             tokio::time::sleep(wait).await;
         }

@@ -143,26 +143,41 @@ impl ClientHooks<Inner> for Client {
         info: &OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
         let config = &self.inner().shared.retry;
-        let mut tries = 0u32;
+        let mut retries = 0u32;
+        let mut waited = std::time::Duration::ZERO;
         loop {
             let Some(attempt) = request.try_clone() else {
                 return self.client().execute(request).await;
             };
             let result = self.client().execute(attempt).await;
-            let wait = match &result {
+            let asked = match &result {
                 Ok(response) if !retry::is_retryable_status(response.status().as_u16()) => {
                     return result;
                 }
-                Ok(response) => retry::retry_after(response.headers(), SystemTime::now())
-                    .map(|d| d.min(config.max_retry_after))
-                    .unwrap_or_else(|| retry::backoff(config, tries)),
-                Err(_) => retry::backoff(config, tries),
+                Ok(response) => retry::retry_after(response.headers(), SystemTime::now()),
+                Err(_) => None,
             };
-            if tries >= config.max_retries {
-                return result;
-            }
-            tracing::debug!(operation = info.operation_id, tries, ?wait, "v1 retry");
-            tries += 1;
+            // Every V1 method may be repeated: writes carry their key.
+            let wait = match retry::plan(config, retries, waited, asked, true) {
+                Ok(wait) => wait,
+                Err(stop) => {
+                    tracing::debug!(
+                        operation = info.operation_id,
+                        retries,
+                        ?stop,
+                        "v1: not retried"
+                    );
+                    return result;
+                }
+            };
+            tracing::debug!(
+                operation = info.operation_id,
+                retries,
+                ?wait,
+                "v1: retrying"
+            );
+            retries += 1;
+            waited += wait;
             drop(result);
             tokio::time::sleep(wait).await;
         }

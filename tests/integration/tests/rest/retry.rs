@@ -218,12 +218,44 @@ async fn rate_limit_retry_after_http_date() {
     );
 }
 
+/// A server that asks for a longer wait than the client makes is answered at
+/// once: the call ends with its error and the server's `Retry-After`,
+/// instead of holding the caller for the cap and trying again too early.
 #[tokio::test(start_paused = true)]
-async fn retry_after_is_capped() {
-    // Configured cap.
+async fn a_retry_after_beyond_the_cap_ends_the_call_at_once() {
+    for (status, cap, asked) in [
+        (429, Some(Duration::from_secs(5)), "3600"),
+        (503, None, "86400"),
+    ] {
+        let recorder = Recorder::start().await;
+        recorder
+            .push(Answer::json(status, json!({"message": "later"})).header("retry-after", asked))
+            .push(Answer::json(200, json!({"agents": []})));
+        let retry = match cap {
+            Some(cap) => RetryConfig::default().with_max_retry_after(cap),
+            None => RetryConfig::default(),
+        };
+        let client = builder(&recorder.url()).retry(retry).build().unwrap();
+        let started = Instant::now();
+        let e = client.agents().list().await.unwrap_err();
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "{status}: no wait at all"
+        );
+        assert_eq!(recorder.count(), 1, "{status}: not tried again");
+        assert_eq!(e.status(), Some(status));
+        assert_eq!(
+            e.retry_after(),
+            Some(Duration::from_secs(asked.parse().unwrap())),
+            "{status}: the server's wait is on the error"
+        );
+    }
+
+    // Within the cap it is waited exactly.
     let recorder = Recorder::start().await;
     recorder
-        .push(Answer::empty(429).header("retry-after", "3600"))
+        .push(Answer::empty(429).header("retry-after", "5"))
         .push(Answer::json(200, json!({"agents": []})));
     let client = builder(&recorder.url())
         .retry(RetryConfig::default().with_max_retry_after(Duration::from_secs(5)))
@@ -235,18 +267,30 @@ async fn retry_after_is_capped() {
         gap >= Duration::from_secs(5) && gap < Duration::from_millis(5010),
         "waited {gap:?}"
     );
+}
 
-    // Default cap: 60 s.
+/// All waits of one call together stay within `max_total_wait`: a retry
+/// that would pass it is not made.
+#[tokio::test(start_paused = true)]
+async fn one_call_waits_at_most_its_total_budget() {
     let recorder = Recorder::start().await;
-    recorder
-        .push(Answer::empty(503).header("retry-after", "86400"))
-        .push(Answer::json(200, json!({"agents": []})));
-    self::client(&recorder.url()).agents().list().await.unwrap();
-    let gap = gaps(&recorder.requests())[0];
-    assert!(
-        gap >= Duration::from_secs(60) && gap < Duration::from_millis(60_010),
-        "waited {gap:?}"
-    );
+    recorder.respond_with(|_| {
+        Answer::json(503, json!({"message": "busy"})).header("retry-after", "20")
+    });
+    let client = builder(&recorder.url())
+        .retry(
+            RetryConfig::default()
+                .with_max_retries(10)
+                .with_max_total_wait(Duration::from_secs(50)),
+        )
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let e = client.agents().list().await.unwrap_err();
+    assert!(matches!(e, Error::Server(_)), "{e:?}");
+    // 20 s + 20 s fit in 50 s; a third wait would not.
+    assert_eq!(recorder.count(), 3);
+    assert_eq!(started.elapsed(), Duration::from_secs(40));
 }
 
 #[tokio::test(start_paused = true)]
