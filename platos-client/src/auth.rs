@@ -14,6 +14,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::config::Secret;
 use crate::error::BoxError;
@@ -39,6 +40,9 @@ impl fmt::Debug for RefreshContext {
 }
 
 type RefreshFuture = Pin<Box<dyn Future<Output = Result<Option<String>, BoxError>> + Send>>;
+
+/// How long `on_token_refresh` may take by default.
+pub(crate) const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The token-refresh callback, type-erased.
 pub(crate) type Refresher = Arc<dyn Fn(RefreshContext) -> RefreshFuture + Send + Sync>;
@@ -68,6 +72,8 @@ pub(crate) struct Auth {
     mode: Mode,
     state: Mutex<TokenState>,
     refresher: Option<Refresher>,
+    /// How long the callback may take; past it, the refresh has failed.
+    refresh_timeout: Duration,
     /// Held while the callback runs so concurrent failures wait for its answer.
     refresh_gate: tokio::sync::Mutex<()>,
 }
@@ -82,7 +88,11 @@ struct TokenState {
 }
 
 impl Auth {
-    pub(crate) fn session(token: Secret, refresher: Option<Refresher>) -> Self {
+    pub(crate) fn session(
+        token: Secret,
+        refresher: Option<Refresher>,
+        refresh_timeout: Duration,
+    ) -> Self {
         Auth {
             mode: Mode::Session,
             state: Mutex::new(TokenState {
@@ -91,6 +101,7 @@ impl Auth {
                 failed: None,
             }),
             refresher,
+            refresh_timeout,
             refresh_gate: tokio::sync::Mutex::new(()),
         }
     }
@@ -104,6 +115,7 @@ impl Auth {
                 failed: None,
             }),
             refresher: None,
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
             refresh_gate: tokio::sync::Mutex::new(()),
         }
     }
@@ -162,11 +174,21 @@ impl Auth {
                 return None;
             }
         }
-        let answer = refresher(RefreshContext {
+        let call = refresher(RefreshContext {
             current_token: refused.clone(),
             status,
-        })
-        .await;
+        });
+        // A hung callback must not hold every refused call (and reconnect)
+        // forever: past its time it has failed, and the next refusal may ask
+        // again.
+        let answer = match tokio::time::timeout(self.refresh_timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!(
+                "on_token_refresh did not answer within {:?}",
+                self.refresh_timeout
+            )
+            .into()),
+        };
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.epoch += 1;
         match answer {
@@ -242,6 +264,7 @@ mod tests {
                     Ok::<_, BoxError>(Some("new".to_string()))
                 }
             })),
+            DEFAULT_REFRESH_TIMEOUT,
         ));
         let tasks: Vec<_> = (0..50)
             .map(|_| {
@@ -266,6 +289,7 @@ mod tests {
                 c.fetch_add(1, Ordering::SeqCst);
                 async move { Ok::<_, BoxError>(Some(ctx.current_token.expose().to_string())) }
             })),
+            DEFAULT_REFRESH_TIMEOUT,
         );
         let (token, epoch) = auth.session_token_with_epoch();
         let token = token.unwrap();
@@ -275,6 +299,42 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // A call sent after the failure asks again.
         assert!(auth.refresh_after(&token, 401).await.is_none());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// A callback that never answers fails the calls waiting on it once its
+    /// time is up, and the next refusal asks again.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_refresh_times_out_and_the_next_refusal_asks_again() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let auth = Arc::new(Auth::session(
+            Secret::new("old"),
+            Some(refresher(move |_ctx| {
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, BoxError>(Some("new".to_string()))
+                }
+            })),
+            Duration::from_secs(5),
+        ));
+        let started = tokio::time::Instant::now();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.refresh_after(&Secret::new("old"), 401).await })
+            })
+            .collect();
+        for w in waiters {
+            assert!(w.await.unwrap().is_none(), "the refusal stands");
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one hung call, shared");
+        let new = auth.refresh_after(&Secret::new("old"), 401).await;
+        assert_eq!(new.unwrap().expose(), "new");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{Auth, RefreshContext, Refresher, refresher};
+use crate::auth::{Auth, DEFAULT_REFRESH_TIMEOUT, RefreshContext, Refresher, refresher};
 use crate::config::{ReconnectConfig, RetryConfig, Scope, Secret};
 use crate::error::{BoxError, Error, Result};
 use crate::generated;
@@ -124,6 +124,7 @@ pub struct PlatosClientBuilder {
     api_key: Option<Secret>,
     scope: Option<Scope>,
     refresher: Option<Refresher>,
+    refresh_timeout: Option<Duration>,
     retry: Option<RetryConfig>,
     reconnect: Option<ReconnectConfig>,
     timeout: Option<Duration>,
@@ -172,6 +173,14 @@ impl PlatosClientBuilder {
         E: Into<BoxError>,
     {
         self.refresher = Some(refresher(callback));
+        self
+    }
+
+    /// How long `on_token_refresh` may take (default 30 s). A refresh that
+    /// takes longer has failed: the calls waiting on it fail with their auth
+    /// error, and the next refusal asks again.
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_timeout = Some(timeout);
         self
     }
 
@@ -277,7 +286,11 @@ impl PlatosClientBuilder {
             (Some(token), None) if token.expose().trim().is_empty() => {
                 return Err(Error::config("the session token is empty"));
             }
-            (Some(token), None) => Auth::session(token, self.refresher),
+            (Some(token), None) => Auth::session(
+                token,
+                self.refresher,
+                self.refresh_timeout.unwrap_or(DEFAULT_REFRESH_TIMEOUT),
+            ),
             (None, Some(key)) if key.expose().trim().is_empty() => {
                 return Err(Error::config("the api key is empty"));
             }
