@@ -32,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) namespace: String,
     pub(crate) idempotency_keys: bool,
     pub(crate) stream_buffer: usize,
+    pub(crate) max_response_bytes: u64,
     pub(crate) tls: Tls,
     /// The realtime connections of this client and its clones.
     pub(crate) realtime: crate::realtime::Pool,
@@ -132,6 +133,7 @@ pub struct PlatosClientBuilder {
     namespace: Option<String>,
     idempotency_keys: Option<bool>,
     stream_buffer: Option<usize>,
+    max_response_bytes: Option<u64>,
     extra_root_certs: Vec<Vec<u8>>,
     realtime: Option<crate::realtime::RealtimeConfig>,
 }
@@ -234,6 +236,14 @@ impl PlatosClientBuilder {
         self
     }
 
+    /// The largest success answer a REST call reads (default 16 MiB); a
+    /// larger one fails the call with a decode error naming the limit, and
+    /// the rest is not read. Error answers are read up to 64 KiB.
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = Some(bytes);
+        self
+    }
+
     /// Trusts an extra root certificate (PEM or DER) for REST and realtime.
     pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
         self.extra_root_certs.push(pem_or_der.into());
@@ -328,6 +338,9 @@ impl PlatosClientBuilder {
             namespace,
             idempotency_keys: self.idempotency_keys.unwrap_or(true),
             stream_buffer: self.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER).max(1),
+            max_response_bytes: self
+                .max_response_bytes
+                .unwrap_or(crate::body::DEFAULT_MAX_RESPONSE_BYTES),
             tls,
             realtime: crate::realtime::Pool::new(self.realtime.unwrap_or_default()),
         });

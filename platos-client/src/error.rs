@@ -19,7 +19,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// How much of a non-JSON error body becomes the message.
 const MESSAGE_BODY_CHARS: usize = 200;
 /// How much of a raw body an error keeps for [`Error::body`].
-const KEPT_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const KEPT_BODY_BYTES: usize = 64 * 1024;
 
 /// Everything that can go wrong talking to Platos.
 ///

@@ -55,6 +55,7 @@ mod namespaces;
 
 mod auth;
 mod bgo;
+mod body;
 mod client;
 mod config;
 mod error;
@@ -72,6 +73,7 @@ mod turn_result;
 pub mod v1;
 
 pub use auth::RefreshContext;
+pub use body::DEFAULT_MAX_RESPONSE_BYTES;
 pub use client::{
     DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, PlatosClient, PlatosClientBuilder, USER_AGENT,
 };

@@ -199,6 +199,9 @@ impl ClientHooks<Inner> for Client {
                         }
                         return Ok(response);
                     }
+                    if (200..300).contains(&status) {
+                        return Ok(crate::body::limit_body(response, shared.max_response_bytes));
+                    }
                     if !retry::is_retryable_status(status) {
                         return Ok(response);
                     }
@@ -231,7 +234,7 @@ async fn peek_code(
     let status = response.status();
     let version = response.version();
     let headers = response.headers().clone();
-    let body = response.bytes().await?;
+    let body = crate::body::read_capped(response, crate::error::KEPT_BODY_BYTES).await?;
     let code = ApiError::parse(status.as_u16(), None, None, None, &body).code;
     let mut rebuilt = http::Response::new(body);
     *rebuilt.status_mut() = status;
@@ -325,7 +328,8 @@ pub(crate) async fn classify<T: DeserializeOwned>(error: progenitor_client::Erro
 pub(crate) async fn error_from_response(response: reqwest::Response) -> Error {
     let status = response.status();
     let headers = response.headers().clone();
-    let body = match response.bytes().await {
+    // What an error keeps is all that is read: a huge error body is not.
+    let body = match crate::body::read_capped(response, crate::error::KEPT_BODY_BYTES).await {
         Ok(b) => b,
         Err(e) => return transport_error(e),
     };
@@ -343,6 +347,9 @@ pub(crate) async fn error_from_response(response: reqwest::Response) -> Error {
 }
 
 pub(crate) fn transport_error(e: reqwest::Error) -> Error {
+    if let Some(big) = crate::body::too_large(&e) {
+        return Error::decode(Some(big.status), ".", big.to_string(), b"");
+    }
     // reqwest's Display names the URL; ours carries no credentials (those
     // travel in headers), so the message is safe to show.
     let mut message = e.to_string();

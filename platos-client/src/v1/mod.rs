@@ -168,6 +168,7 @@ pub struct V1ClientBuilder {
     extra_root_certs: Vec<Vec<u8>>,
     retry: Option<RetryConfig>,
     key_factory: Option<KeyFactory>,
+    max_response_bytes: Option<u64>,
 }
 
 impl V1ClientBuilder {
@@ -221,6 +222,13 @@ impl V1ClientBuilder {
         self
     }
 
+    /// The largest success answer a call reads (default 16 MiB); a larger
+    /// one fails with a decode error naming the limit, unread.
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = Some(bytes);
+        self
+    }
+
     /// Trusts an extra root certificate (PEM or DER).
     pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
         self.extra_root_certs.push(pem_or_der.into());
@@ -262,6 +270,9 @@ impl V1ClientBuilder {
                 .retry
                 .unwrap_or_else(|| RetryConfig::default().with_jitter(0.0)),
             key_factory: self.key_factory,
+            max_response_bytes: self
+                .max_response_bytes
+                .unwrap_or(crate::body::DEFAULT_MAX_RESPONSE_BYTES),
         });
         let inner = transport::Inner { shared };
         Ok(V1Client {

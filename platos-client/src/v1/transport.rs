@@ -56,6 +56,7 @@ pub(crate) struct Shared {
     pub(crate) user_agent: HeaderValue,
     pub(crate) retry: RetryConfig,
     pub(crate) key_factory: Option<KeyFactory>,
+    pub(crate) max_response_bytes: u64,
 }
 
 /// The state the generated V1 client carries.
@@ -150,10 +151,17 @@ impl ClientHooks<Inner> for Client {
                 return self.client().execute(request).await;
             };
             let result = self.client().execute(attempt).await;
-            let asked = match &result {
-                Ok(response) if !retry::is_retryable_status(response.status().as_u16()) => {
-                    return result;
+            let result = match result {
+                Ok(response) if response.status().is_success() => {
+                    let limit = self.inner().shared.max_response_bytes;
+                    return Ok(crate::body::limit_body(response, limit));
                 }
+                Ok(response) if !retry::is_retryable_status(response.status().as_u16()) => {
+                    return Ok(response);
+                }
+                other => other,
+            };
+            let asked = match &result {
                 Ok(response) => retry::retry_after(response.headers(), SystemTime::now()),
                 Err(_) => None,
             };

@@ -8,6 +8,7 @@
 mod auth;
 mod conformance;
 mod errors;
+mod hostile;
 mod paging;
 mod retry;
 mod secrets;
