@@ -424,7 +424,7 @@ impl ListAgents {
             Some(value) => call.status(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.agents, envelope.items]),
@@ -487,7 +487,7 @@ impl GetAgent {
         #[allow(unused_variables)]
         let call = self.client.api.agents_get();
         let call = call.agent_id(crate::request::path_id(&self.agent_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish_optional(answer).await
     }
 }
@@ -590,7 +590,7 @@ impl AskAgent {
             Some(value) => call.body_map(|b| b.thread_id(value)),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::TurnResult::try_from(crate::transport::finish(answer).await?)
     }
 }
@@ -664,7 +664,7 @@ impl ListAgentVersions {
             Some(value) => call.offset(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.versions, envelope.items]),
@@ -735,7 +735,7 @@ impl ResolveApproval {
             Some(value) => call.body_map(|b| b.edited_args(value)),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -804,7 +804,7 @@ impl ListBudgets {
             Some(value) => call.offset(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.caps, envelope.items]),
@@ -884,7 +884,7 @@ impl BudgetStatusQuery {
             Some(value) => call.user_id(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -977,7 +977,7 @@ impl ListJobs {
             Some(value) => call.status(value.as_str().to_owned()),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.jobs, envelope.items]),
@@ -1038,7 +1038,7 @@ impl CreateJob {
         #[allow(unused_variables)]
         let call = self.client.api.jobs_create();
         let call = call.body(self.body);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -1076,7 +1076,7 @@ impl GetJob {
         #[allow(unused_variables)]
         let call = self.client.api.jobs_get();
         let call = call.job_id(crate::request::path_id(&self.job_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         Ok(crate::transport::finish(answer).await?.job)
     }
 }
@@ -1112,7 +1112,7 @@ impl DeleteJob {
         #[allow(unused_variables)]
         let call = self.client.api.jobs_delete();
         let call = call.job_id(crate::request::path_id(&self.job_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish_envelope(answer).await.map(drop)
     }
 }
@@ -1152,7 +1152,7 @@ impl UpdateJob {
         let call = self.client.api.jobs_update();
         let call = call.job_id(crate::request::path_id(&self.job_id)?);
         let call = call.body(self.body);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -1197,7 +1197,7 @@ impl DispatchJob {
         let call = self.client.api.jobs_dispatch();
         let call = call.job_id(crate::request::path_id(&self.job_id)?);
         let call = call.body_map(|b| b.payload(self.payload));
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -1235,7 +1235,7 @@ impl GetMessageRating {
         #[allow(unused_variables)]
         let call = self.client.api.messages_rating();
         let call = call.message_id(crate::request::path_id(&self.message_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish_optional(answer).await
     }
 }
@@ -1291,7 +1291,7 @@ impl RateMessage {
             Some(value) => call.body_map(|b| b.comment(value)),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         Ok(crate::transport::finish(answer).await?.rating)
     }
 }
@@ -1329,7 +1329,7 @@ impl UnrateMessage {
         #[allow(unused_variables)]
         let call = self.client.api.messages_unrate();
         let call = call.message_id(crate::request::path_id(&self.message_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         Ok(crate::transport::finish(answer).await?.removed)
     }
 }
@@ -1450,7 +1450,7 @@ impl ListApprovals {
             Some(value) => call.search(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([
@@ -1516,7 +1516,7 @@ impl GetApproval {
         #[allow(unused_variables)]
         let call = self.client.api.approvals_get();
         let call = call.approval_id(crate::request::path_id(&self.approval_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish_optional(answer).await
     }
 }
@@ -1560,7 +1560,7 @@ impl CostByScope {
             Some(value) => call.date(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -1642,7 +1642,7 @@ impl CostByAgent {
             Some(value) => call.search(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.rows]),
@@ -1748,7 +1748,7 @@ impl ListRuns {
             Some(value) => call.limit(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.runs, envelope.items]),
@@ -1788,7 +1788,7 @@ impl GetTrace {
         #[allow(unused_variables)]
         let call = self.client.api.monitoring_trace();
         let call = call.thread_id(crate::request::path_id(&self.thread_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -1912,7 +1912,7 @@ impl ListThreads {
             Some(value) => call.archived(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.threads, envelope.items]),
@@ -1981,7 +1981,7 @@ impl CreateThread {
         let call = self.client.api.threads_create();
         let call = call.body_map(|b| b.agent_id(self.agent_id));
         let call = call.body_map(|b| b.title(self.title));
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -2019,7 +2019,7 @@ impl GetThread {
         #[allow(unused_variables)]
         let call = self.client.api.threads_get();
         let call = call.thread_id(crate::request::path_id(&self.thread_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish_optional(answer).await
     }
 }
@@ -2057,7 +2057,7 @@ impl DeleteThread {
         #[allow(unused_variables)]
         let call = self.client.api.threads_delete();
         let call = call.thread_id(crate::request::path_id(&self.thread_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -2090,7 +2090,7 @@ impl ArchiveThread {
         #[allow(unused_variables)]
         let call = self.client.api.threads_archive();
         let call = call.thread_id(crate::request::path_id(&self.thread_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -2161,7 +2161,7 @@ impl ListArtifacts {
             Some(value) => call.page(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.artifacts, envelope.items]),
@@ -2258,7 +2258,7 @@ impl ListMessages {
             Some(value) => call.page(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.messages, envelope.items]),
@@ -2353,7 +2353,7 @@ impl AskThread {
             Some(value) => call.body_map(|b| b.attachment_ids(value)),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::TurnResult::try_from(crate::transport::finish(answer).await?)
     }
 }
@@ -2389,7 +2389,7 @@ impl UnarchiveThread {
         #[allow(unused_variables)]
         let call = self.client.api.threads_unarchive();
         let call = call.thread_id(crate::request::path_id(&self.thread_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -2433,7 +2433,7 @@ impl ListTools {
             Some(value) => call.category(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.tools, envelope.items]),
@@ -2497,7 +2497,7 @@ impl ExecuteTool {
             Some(value) => call.body_map(|b| b.purpose(value)),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -2609,7 +2609,7 @@ impl ToolMatrixQuery {
             Some(value) => call.entity_id(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish_envelope(answer).await
     }
     async fn fetch(
@@ -2645,7 +2645,7 @@ impl ToolMatrixQuery {
             Some(value) => call.entity_id(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.rows, envelope.items]),
@@ -2733,7 +2733,7 @@ impl SearchTools {
             Some(value) => call.entity(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.results, envelope.tools]),
@@ -2772,7 +2772,7 @@ impl ToolStatsQuery {
     pub async fn send(self) -> crate::Result<Option<crate::types::ToolStats>> {
         #[allow(unused_variables)]
         let call = self.client.api.tools_stats();
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish_optional(answer).await
     }
 }
@@ -2821,7 +2821,7 @@ impl SetToolEnabled {
         let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
         let call = call.tool_name(crate::request::path_id(&self.tool_name)?);
         let call = call.body_map(|b| b.enabled(self.enabled));
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -2888,7 +2888,7 @@ impl TestTool {
             Some(value) => call.body_map(|b| b.source_entity_id(value)),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -2924,7 +2924,7 @@ impl GetBgoBatch {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_batches_get();
         let call = call.batch_id(crate::request::path_id(&self.batch_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -2979,7 +2979,7 @@ impl TriggerBatch {
             None => crate::transport::decode(None, "{}".as_bytes())?,
         };
         let call = call.body_map(|b| b.options(value));
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -3048,7 +3048,7 @@ impl ListBgoRuns {
             Some(value) => call.limit(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.runs, envelope.items]),
@@ -3088,7 +3088,7 @@ impl GetBgoRun {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_runs_get();
         let call = call.run_id(crate::request::path_id(&self.run_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -3124,7 +3124,7 @@ impl CancelBgoRun {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_runs_cancel();
         let call = call.run_id(crate::request::path_id(&self.run_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -3160,7 +3160,7 @@ impl ReplayBgoRun {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_runs_replay();
         let call = call.run_id(crate::request::path_id(&self.run_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -3198,7 +3198,7 @@ impl ListBgoSchedules {
     ) -> crate::Result<crate::paging::Page<crate::types::BgoSchedule>> {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_schedules_list();
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.schedules, envelope.items]),
@@ -3241,7 +3241,7 @@ impl CreateBgoSchedule {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_schedules_create();
         let call = call.body(self.body);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -3277,7 +3277,7 @@ impl DeleteBgoSchedule {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_schedules_delete();
         let call = call.schedule_id(crate::request::path_id(&self.schedule_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -3310,7 +3310,7 @@ impl ActivateBgoSchedule {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_schedules_activate();
         let call = call.schedule_id(crate::request::path_id(&self.schedule_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -3346,7 +3346,7 @@ impl DeactivateBgoSchedule {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_schedules_deactivate();
         let call = call.schedule_id(crate::request::path_id(&self.schedule_id)?);
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }
@@ -3382,7 +3382,7 @@ impl ListBgoTasks {
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::BgoTask>> {
         #[allow(unused_variables)]
         let call = self.client.api.bgo_tasks_list();
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         let envelope = crate::transport::finish_envelope(answer).await?;
         Ok(crate::paging::Page {
             items: crate::request::first_non_empty([envelope.tasks, envelope.items]),
@@ -3441,7 +3441,7 @@ impl TriggerTask {
             None => crate::transport::decode(None, "{}".as_bytes())?,
         };
         let call = call.body_map(|b| b.options(value));
-        let answer = call.send().await;
+        let answer = crate::transport::send(call.send()).await;
         crate::transport::finish(answer).await
     }
 }

@@ -6,7 +6,9 @@
 //! per §1.3. What comes back is turned into SDK values or a classified
 //! [`Error`] by [`finish`] and its siblings. Namespaces never touch HTTP.
 
+use std::cell::Cell;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -199,6 +201,7 @@ impl ClientHooks<Inner> for Client {
                         }
                         return Ok(response);
                     }
+                    note_status(status);
                     if (200..300).contains(&status) {
                         return Ok(crate::body::limit_body(response, shared.max_response_bytes));
                     }
@@ -243,21 +246,57 @@ async fn peek_code(
     Ok((reqwest::Response::from(rebuilt), code))
 }
 
-/// Turns a generated call's outcome into the value or a classified error.
-pub(crate) async fn finish<T: DeserializeOwned>(
+tokio::task_local! {
+    /// The status of the answer a generated call is decoding: progenitor
+    /// drops it before a 2xx body fails to decode, and the error keeps it.
+    static STATUS: Cell<Option<u16>>;
+}
+
+/// What a generated call came back with, and the status it was answered.
+pub(crate) struct Answer<T> {
     result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
-) -> Result<T> {
-    match result {
-        Ok(value) => Ok(value.into_inner()),
-        Err(e) => Err(classify::<T>(e).await),
+    status: Option<u16>,
+}
+
+/// Runs a generated call, noting the status its answer had.
+pub(crate) async fn send<T, F>(call: F) -> Answer<T>
+where
+    F: Future<Output = std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>>,
+{
+    STATUS
+        .scope(Cell::new(None), async {
+            let result = call.await;
+            Answer {
+                result,
+                status: STATUS.with(Cell::get),
+            }
+        })
+        .await
+}
+
+/// Notes the status of an answer (from the `exec` hooks).
+pub(crate) fn note_status(status: u16) {
+    let _ = STATUS.try_with(|cell| cell.set(Some(status)));
+}
+
+/// Turns a generated call's outcome into the value or a classified error.
+pub(crate) async fn finish<T: DeserializeOwned>(answer: Answer<T>) -> Result<T> {
+    finish_response(answer).await.map(ResponseValue::into_inner)
+}
+
+/// Like [`finish`], keeping the answer's status and headers.
+pub(crate) async fn finish_response<T: DeserializeOwned>(
+    answer: Answer<T>,
+) -> Result<ResponseValue<T>> {
+    match answer.result {
+        Ok(value) => Ok(value),
+        Err(e) => Err(classify::<T>(e, answer.status).await),
     }
 }
 
 /// Like [`finish`], but a 404 is the answer "absent".
-pub(crate) async fn finish_optional<T: DeserializeOwned>(
-    result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
-) -> Result<Option<T>> {
-    match finish(result).await {
+pub(crate) async fn finish_optional<T: DeserializeOwned>(answer: Answer<T>) -> Result<Option<T>> {
+    match finish(answer).await {
         Ok(v) => Ok(Some(v)),
         Err(Error::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
@@ -266,17 +305,15 @@ pub(crate) async fn finish_optional<T: DeserializeOwned>(
 
 /// Like [`finish`], but an empty 2xx body reads as `{}`: an older server's
 /// way of saying "empty list" (every envelope field is optional).
-pub(crate) async fn finish_envelope<T: DeserializeOwned>(
-    result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
-) -> Result<T> {
-    match result {
+pub(crate) async fn finish_envelope<T: DeserializeOwned>(answer: Answer<T>) -> Result<T> {
+    match answer.result {
         Ok(value) => Ok(value.into_inner()),
         Err(progenitor_client::Error::InvalidResponsePayload(bytes, _))
             if bytes.iter().all(u8::is_ascii_whitespace) =>
         {
-            decode(None, b"{}")
+            decode(answer.status, b"{}")
         }
-        Err(e) => Err(classify::<T>(e).await),
+        Err(e) => Err(classify::<T>(e, answer.status).await),
     }
 }
 
@@ -302,17 +339,22 @@ pub(crate) fn decode<T: DeserializeOwned>(status: Option<u16>, bytes: &[u8]) -> 
     })
 }
 
-pub(crate) async fn classify<T: DeserializeOwned>(error: progenitor_client::Error<()>) -> Error {
+/// Classifies a failed generated call; `status` is the answer's, when the
+/// body of a 2xx answer is what failed.
+pub(crate) async fn classify<T: DeserializeOwned>(
+    error: progenitor_client::Error<()>,
+    status: Option<u16>,
+) -> Error {
     use progenitor_client::Error as P;
     match error {
         P::UnexpectedResponse(response) => error_from_response(response).await,
         P::CommunicationError(e) | P::ResponseBodyError(e) | P::InvalidUpgrade(e) => {
             transport_error(e)
         }
-        P::InvalidResponsePayload(bytes, fallback) => match decode::<T>(None, &bytes) {
+        P::InvalidResponsePayload(bytes, fallback) => match decode::<T>(status, &bytes) {
             Err(e) => e,
             // serde_path_to_error accepted what serde_json refused: keep serde's word.
-            Ok(_) => Error::decode(None, ".", fallback.to_string(), &bytes),
+            Ok(_) => Error::decode(status, ".", fallback.to_string(), &bytes),
         },
         P::ErrorResponse(value) => Error::from_api(ApiError::parse(
             value.status().as_u16(),

@@ -1264,7 +1264,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
     let sent = if op.options.iter().any(|f| f.place == Place::Key) {
         quote!(#transport::with_key(self.idempotency_key, call.send()).await)
     } else {
-        quote!(call.send().await)
+        quote!(#transport::send(call.send()).await)
     };
     let call = quote! {
         #[allow(unused_variables)]

@@ -539,7 +539,7 @@ impl BffMagicLinkComplete {
         #[allow(unused_variables)]
         let call = self.client.api.bff_magic_link_complete();
         let call = call.body_map(|b| b.token(self.token));
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }
@@ -694,7 +694,7 @@ impl EnvironmentScopeResolve {
             Some(value) => call.access(value.as_str().to_owned()),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }
@@ -780,7 +780,7 @@ impl EnvironmentEndUsersList {
             Some(value) => call.status(value.as_str().to_owned()),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
     async fn fetch(
@@ -805,7 +805,7 @@ impl EnvironmentEndUsersList {
             Some(value) => call.status(value.as_str().to_owned()),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         let envelope = crate::v1::transport::finish_envelope(answer).await?;
         let next = match envelope.page.has_more {
             Some(false) => None,
@@ -872,7 +872,7 @@ impl EnvironmentVariablesList {
         #[allow(unused_variables)]
         let call = self.client.api.environment_variables_list();
         let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }
@@ -983,7 +983,7 @@ impl IdentitySessionGet {
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OperatorSessionItem>> {
         #[allow(unused_variables)]
         let call = self.client.api.identity_session_get();
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }
@@ -1070,7 +1070,7 @@ impl OrganizationsList {
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationCollection>> {
         #[allow(unused_variables)]
         let call = self.client.api.organizations_list();
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }
@@ -1237,7 +1237,7 @@ impl OrganizationMembersList {
         #[allow(unused_variables)]
         let call = self.client.api.organization_members_list();
         let call = call.organization_id(crate::request::path_id(&self.organization_id)?);
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }
@@ -1337,7 +1337,7 @@ impl ProjectsList {
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::ProjectCollection>> {
         #[allow(unused_variables)]
         let call = self.client.api.projects_list();
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }
@@ -1473,7 +1473,7 @@ impl McpEntityTokensList {
             Some(value) => call.limit(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
     async fn fetch(
@@ -1491,7 +1491,7 @@ impl McpEntityTokensList {
             Some(value) => call.limit(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         let envelope = crate::v1::transport::finish_envelope(answer).await?;
         let next = match envelope.page.has_more {
             Some(false) => None,
@@ -1648,7 +1648,7 @@ impl McpEntityTokensRevoke {
         let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
         let call = call.token_id(crate::request::path_id(&self.token_id)?);
         let call = call.environment_id(self.environment_id);
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }
@@ -1693,7 +1693,7 @@ impl McpOrganizationPoliciesList {
         #[allow(unused_variables)]
         let call = self.client.api.mcp_organization_policies_list();
         let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }
@@ -1873,7 +1873,7 @@ impl McpPlatformTokensList {
             Some(value) => call.limit(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
     async fn fetch(
@@ -1890,7 +1890,7 @@ impl McpPlatformTokensList {
             Some(value) => call.limit(value),
             None => call,
         };
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         let envelope = crate::v1::transport::finish_envelope(answer).await?;
         let next = match envelope.page.has_more {
             Some(false) => None,
@@ -2035,7 +2035,7 @@ impl McpPlatformTokensRevoke {
         let call = self.client.api.mcp_platform_tokens_revoke();
         let call = call.id(crate::request::path_id(&self.id)?);
         let call = call.body_map(|b| b.environment_id(self.environment_id));
-        let answer = call.send().await;
+        let answer = crate::v1::transport::send(call.send()).await;
         crate::v1::transport::finish(answer).await
     }
 }

@@ -26,6 +26,8 @@ use super::generated::Client;
 use crate::config::{RetryConfig, Secret};
 use crate::error::Result;
 use crate::retry;
+pub(crate) use crate::transport::send;
+use crate::transport::{Answer, finish_response, note_status};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const REPLAYED: &str = "idempotency-replayed";
@@ -80,8 +82,11 @@ tokio::task_local! {
 }
 
 /// Runs a generated call with the caller's idempotency key, if any.
-pub(crate) async fn with_key<F: Future>(key: Option<String>, call: F) -> F::Output {
-    CALL_KEY.scope(key, call).await
+pub(crate) async fn with_key<T, F>(key: Option<String>, call: F) -> Answer<T>
+where
+    F: Future<Output = std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>>,
+{
+    CALL_KEY.scope(key, send(call)).await
 }
 
 /// A valid key: 1–255 characters from `A–Z a–z 0–9 _ . : -`.
@@ -151,6 +156,9 @@ impl ClientHooks<Inner> for Client {
                 return self.client().execute(request).await;
             };
             let result = self.client().execute(attempt).await;
+            if let Ok(response) = &result {
+                note_status(response.status().as_u16());
+            }
             let result = match result {
                 Ok(response) if response.status().is_success() => {
                     let limit = self.inner().shared.max_response_bytes;
@@ -230,12 +238,10 @@ impl<T> Deref for Reply<T> {
     }
 }
 
-/// Turns a generated call's outcome into a [`Reply`] or the one [`Error`]
-/// (the V1 envelope reachable through [`Error::refusal`]).
-pub(crate) async fn finish<T: DeserializeOwned>(
-    result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
-) -> Result<Reply<T>> {
-    match result {
+/// Turns a generated call's outcome into a [`Reply`] or the one error
+/// (the V1 envelope reachable through `Error::refusal`).
+pub(crate) async fn finish<T: DeserializeOwned>(answer: Answer<T>) -> Result<Reply<T>> {
+    match finish_response(answer).await {
         Ok(value) => {
             let replayed = value
                 .headers()
@@ -249,15 +255,13 @@ pub(crate) async fn finish<T: DeserializeOwned>(
                 replayed,
             })
         }
-        Err(e) => Err(crate::transport::classify::<T>(e).await),
+        Err(e) => Err(e),
     }
 }
 
 /// The envelope alone (paging reads `page` and `data` from it).
-pub(crate) async fn finish_envelope<T: DeserializeOwned>(
-    result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
-) -> Result<T> {
-    finish(result).await.map(Reply::into_inner)
+pub(crate) async fn finish_envelope<T: DeserializeOwned>(answer: Answer<T>) -> Result<T> {
+    finish(answer).await.map(Reply::into_inner)
 }
 
 #[cfg(test)]

@@ -312,6 +312,8 @@ async fn wrong_typed_field_is_a_decode_error_naming_the_field() {
     assert!(matches!(e, Error::Decode(_)), "{e:?}");
     assert_eq!(e.decode_path(), Some("maxSteps"));
     assert_eq!(e.body(), Some(body));
+    // The status of the answer whose body did not fit is kept.
+    assert_eq!(e.status(), Some(200));
     assert!(!e.is_retryable());
     assert!(e.to_string().contains("maxSteps"), "{e}");
 
@@ -342,11 +344,13 @@ async fn truncated_json_is_a_decode_error_keeping_the_body() {
         assert!(matches!(e, Error::Decode(_)), "{body}: {e:?}");
         assert_eq!(e.body(), Some(body));
         assert!(e.decode_path().is_some());
+        assert_eq!(e.status(), Some(200), "{body}");
     }
     // The same for an object answer (not an envelope).
-    recorder.push(Answer::raw_json(200, r#"{"id":"th_1","title":"#));
+    recorder.push(Answer::raw_json(201, r#"{"id":"th_1","title":"#));
     let e = client.threads().get("th_1").await.unwrap_err();
     assert!(matches!(e, Error::Decode(_)), "{e:?}");
+    assert_eq!(e.status(), Some(201));
 }
 
 #[tokio::test]
