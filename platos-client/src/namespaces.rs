@@ -3512,3 +3512,65 @@ pub(crate) fn idempotency(operation_id: &str) -> Option<crate::retry::Idempotenc
         _ => None,
     }
 }
+/// The path template of each operation (what a request's tracing
+/// span names: ids stay out of it).
+pub(crate) fn path_template(operation_id: &str) -> Option<&'static str> {
+    match operation_id {
+        "agents_list" => Some("/api/v1/agent/agents"),
+        "agents_get" => Some("/api/v1/agent/agents/{agentId}"),
+        "agents_ask" => Some("/api/v1/agent/agents/{agentId}/messages"),
+        "agents_list_versions" => Some("/api/v1/agent/agents/{agentId}/versions"),
+        "approvals_resolve" => Some("/api/v1/agent/approvals/{approvalId}/resolve"),
+        "budgets_list" => Some("/api/v1/agent/budgets"),
+        "budgets_status" => Some("/api/v1/agent/budgets/status"),
+        "jobs_list" => Some("/api/v1/agent/jobs"),
+        "jobs_create" => Some("/api/v1/agent/jobs"),
+        "jobs_get" => Some("/api/v1/agent/jobs/{jobId}"),
+        "jobs_delete" => Some("/api/v1/agent/jobs/{jobId}"),
+        "jobs_update" => Some("/api/v1/agent/jobs/{jobId}"),
+        "jobs_dispatch" => Some("/api/v1/agent/jobs/{jobId}/dispatch"),
+        "messages_rating" => Some("/api/v1/agent/messages/{messageId}/rating"),
+        "messages_rate" => Some("/api/v1/agent/messages/{messageId}/rating"),
+        "messages_unrate" => Some("/api/v1/agent/messages/{messageId}/rating"),
+        "approvals_list" => Some("/api/v1/agent/monitoring/approvals"),
+        "approvals_get" => Some("/api/v1/agent/monitoring/approvals/{approvalId}"),
+        "monitoring_cost" => Some("/api/v1/agent/monitoring/cost"),
+        "monitoring_cost_by_agent" => Some("/api/v1/agent/monitoring/cost-by-agent"),
+        "monitoring_runs" => Some("/api/v1/agent/monitoring/runs"),
+        "monitoring_trace" => Some("/api/v1/agent/monitoring/trace/{threadId}"),
+        "threads_list" => Some("/api/v1/agent/threads"),
+        "threads_create" => Some("/api/v1/agent/threads"),
+        "threads_get" => Some("/api/v1/agent/threads/{threadId}"),
+        "threads_delete" => Some("/api/v1/agent/threads/{threadId}"),
+        "threads_archive" => Some("/api/v1/agent/threads/{threadId}/archive"),
+        "threads_artifacts" => Some("/api/v1/agent/threads/{threadId}/artifacts"),
+        "threads_messages" => Some("/api/v1/agent/threads/{threadId}/messages"),
+        "threads_ask" => Some("/api/v1/agent/threads/{threadId}/messages"),
+        "threads_unarchive" => Some("/api/v1/agent/threads/{threadId}/unarchive"),
+        "tools_list" => Some("/api/v1/agent/tools"),
+        "tools_execute" => Some("/api/v1/agent/tools/execute"),
+        "tools_matrix" => Some("/api/v1/agent/tools/matrix"),
+        "tools_search" => Some("/api/v1/agent/tools/search"),
+        "tools_stats" => Some("/api/v1/agent/tools/stats"),
+        "tools_set_enabled" => Some("/api/v1/agent/tools/{entityId}/{toolName}/enabled"),
+        "tools_test" => Some("/api/v1/agent/tools/{toolId}/test"),
+        "bgo_batches_get" => Some("/api/v1/agent/trigger/batches/{batchId}"),
+        "bgo_batches_trigger" => Some("/api/v1/agent/trigger/batches/{taskId}"),
+        "bgo_runs_list" => Some("/api/v1/agent/trigger/runs"),
+        "bgo_runs_get" => Some("/api/v1/agent/trigger/runs/{runId}"),
+        "bgo_runs_cancel" => Some("/api/v1/agent/trigger/runs/{runId}/cancel"),
+        "bgo_runs_replay" => Some("/api/v1/agent/trigger/runs/{runId}/replay"),
+        "bgo_schedules_list" => Some("/api/v1/agent/trigger/schedules"),
+        "bgo_schedules_create" => Some("/api/v1/agent/trigger/schedules"),
+        "bgo_schedules_delete" => Some("/api/v1/agent/trigger/schedules/{scheduleId}"),
+        "bgo_schedules_activate" => {
+            Some("/api/v1/agent/trigger/schedules/{scheduleId}/activate")
+        }
+        "bgo_schedules_deactivate" => {
+            Some("/api/v1/agent/trigger/schedules/{scheduleId}/deactivate")
+        }
+        "bgo_tasks_list" => Some("/api/v1/agent/trigger/tasks"),
+        "bgo_tasks_trigger" => Some("/api/v1/agent/trigger/tasks/{taskId}/trigger"),
+        _ => None,
+    }
+}

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::auth::Mode;
 use crate::client::Shared;
@@ -106,10 +107,59 @@ impl ClientHooks<Inner> for Client {
             .map_err(|e| progenitor_client::Error::Custom(e.message().to_owned()))
     }
 
+    /// One `platos.request` span per call (operation, method, path template,
+    /// then status, attempts and duration): never a header, never an id.
     async fn exec(
+        &self,
+        request: reqwest::Request,
+        info: &OperationInfo,
+    ) -> reqwest::Result<reqwest::Response> {
+        let span = request_span(info, request.method());
+        let started = std::time::Instant::now();
+        let result = self
+            .exec_with_retries(request, info, &span)
+            .instrument(span.clone())
+            .await;
+        record_outcome(&span, &result, started);
+        result
+    }
+}
+
+/// The span of one REST call; `status`, `attempts` and `duration_ms` are
+/// recorded as they become known.
+pub(crate) fn request_span(info: &OperationInfo, method: &reqwest::Method) -> tracing::Span {
+    let path = crate::namespaces::path_template(info.operation_id)
+        .or_else(|| crate::v1::path_template(info.operation_id))
+        .unwrap_or("");
+    tracing::info_span!(
+        "platos.request",
+        operation = info.operation_id,
+        method = %method,
+        path,
+        status = tracing::field::Empty,
+        attempts = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    )
+}
+
+/// Records how a call ended on its span.
+pub(crate) fn record_outcome(
+    span: &tracing::Span,
+    result: &reqwest::Result<reqwest::Response>,
+    started: std::time::Instant,
+) {
+    if let Ok(response) = result {
+        span.record("status", response.status().as_u16());
+    }
+    span.record("duration_ms", started.elapsed().as_millis() as u64);
+}
+
+impl Client {
+    async fn exec_with_retries(
         &self,
         mut request: reqwest::Request,
         info: &OperationInfo,
+        span: &tracing::Span,
     ) -> reqwest::Result<reqwest::Response> {
         let inner = self.inner();
         let shared = &inner.shared;
@@ -148,7 +198,11 @@ impl ClientHooks<Inner> for Client {
         let mut refreshed = false;
         let mut retries = 0u32;
         let mut waited = std::time::Duration::ZERO;
+        let mut attempts = 0u32;
         loop {
+            // Every request sent counts, the replay after a refresh too.
+            attempts += 1;
+            span.record("attempts", attempts);
             // Read on every try: a retry after another call refreshed the
             // token sends the new one instead of collecting a needless 401.
             let (token, epoch) = shared.auth.session_token_with_epoch();

@@ -191,6 +191,7 @@ struct List {
 
 struct Op {
     id: String,
+    path: String,
     namespace: Vec<String>,
     method: String,
     request: String,
@@ -765,9 +766,9 @@ fn read_op(
             "a parameter named `client` clashes with the request's handle".into(),
         );
     }
-    let _ = path;
     (r.problems.len() == before).then_some(Op {
         id,
+        path: path.to_owned(),
         namespace,
         method: method_name,
         request,
@@ -1031,11 +1032,24 @@ impl Model {
             "The idempotency rule of each operation (`{}`).",
             target.idempotency.extension
         );
+        let paths = self.ops.iter().map(|op| {
+            let (id, path) = (&op.id, &op.path);
+            quote!(#id => Some(#path),)
+        });
         out.extend(quote! {
             #[doc = #doc]
             pub(crate) fn idempotency(operation_id: &str) -> Option<#rule_enum> {
                 match operation_id {
                     #(#arms)*
+                    _ => None,
+                }
+            }
+
+            /// The path template of each operation (what a request's tracing
+            /// span names: ids stay out of it).
+            pub(crate) fn path_template(operation_id: &str) -> Option<&'static str> {
+                match operation_id {
+                    #(#paths)*
                     _ => None,
                 }
             }

@@ -41,6 +41,8 @@ mod namespaces;
 mod stream;
 pub(crate) mod transport;
 
+pub(crate) use namespaces::path_template;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;

@@ -2082,3 +2082,55 @@ pub(crate) fn idempotency(operation_id: &str) -> Option<crate::v1::KeyClass> {
         _ => None,
     }
 }
+/// The path template of each operation (what a request's tracing
+/// span names: ids stay out of it).
+pub(crate) fn path_template(operation_id: &str) -> Option<&'static str> {
+    match operation_id {
+        "provider_keys_rotate_secret" => {
+            Some("/api/v1/agent/providers/keys/{id}/rotate-secret")
+        }
+        "bff_magic_link_start" => Some("/api/v1/bff/magic-link"),
+        "bff_magic_link_complete" => Some("/api/v1/bff/magic-link/complete"),
+        "bff_session_exchange" => Some("/api/v1/bff/session"),
+        "bff_session_sign_out" => Some("/api/v1/bff/session"),
+        "environment_scope_resolve" => Some("/api/v1/environments/by-slugs"),
+        "environment_end_users_list" => {
+            Some("/api/v1/environments/{environmentId}/end-users")
+        }
+        "environment_variables_list" => {
+            Some("/api/v1/environments/{environmentId}/variables")
+        }
+        "environment_variables_set" => {
+            Some("/api/v1/environments/{environmentId}/variables/{key}")
+        }
+        "identity_session_get" => Some("/api/v1/identity/session"),
+        "invitations_accept" => Some("/api/v1/invitations/accept"),
+        "organizations_list" => Some("/api/v1/organizations"),
+        "organizations_create" => Some("/api/v1/organizations"),
+        "invitations_issue" => Some("/api/v1/organizations/{organizationId}/invitations"),
+        "organization_members_list" => {
+            Some("/api/v1/organizations/{organizationId}/members")
+        }
+        "organization_members_change_role" => {
+            Some("/api/v1/organizations/{organizationId}/members/{membershipId}")
+        }
+        "projects_list" => Some("/api/v1/projects"),
+        "projects_create" => Some("/api/v1/projects"),
+        "mcp_entity_tokens_list" => Some("/mcp/entity/{entityId}/tokens"),
+        "mcp_entity_tokens_mint" => Some("/mcp/entity/{entityId}/tokens"),
+        "mcp_entity_tokens_revoke" => Some("/mcp/entity/{entityId}/tokens/{tokenId}"),
+        "mcp_organization_policies_list" => {
+            Some("/mcp/platform/environments/{environmentId}/policies")
+        }
+        "mcp_organization_policies_set" => {
+            Some("/mcp/platform/environments/{environmentId}/policies")
+        }
+        "mcp_organization_policies_remove" => {
+            Some("/mcp/platform/environments/{environmentId}/policies/{policyId}")
+        }
+        "mcp_platform_tokens_list" => Some("/mcp/platform/tokens"),
+        "mcp_platform_tokens_mint" => Some("/mcp/platform/tokens"),
+        "mcp_platform_tokens_revoke" => Some("/mcp/platform/tokens/{id}/revoke"),
+        _ => None,
+    }
+}

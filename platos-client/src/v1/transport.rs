@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::generated::Client;
 use crate::config::{RetryConfig, Secret};
@@ -148,10 +149,29 @@ impl ClientHooks<Inner> for Client {
         request: reqwest::Request,
         info: &OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
+        let span = crate::transport::request_span(info, request.method());
+        let started = std::time::Instant::now();
+        let result = self
+            .exec_with_retries(request, info, &span)
+            .instrument(span.clone())
+            .await;
+        crate::transport::record_outcome(&span, &result, started);
+        result
+    }
+}
+
+impl Client {
+    async fn exec_with_retries(
+        &self,
+        request: reqwest::Request,
+        info: &OperationInfo,
+        span: &tracing::Span,
+    ) -> reqwest::Result<reqwest::Response> {
         let config = &self.inner().shared.retry;
         let mut retries = 0u32;
         let mut waited = std::time::Duration::ZERO;
         loop {
+            span.record("attempts", retries + 1);
             let Some(attempt) = request.try_clone() else {
                 return self.client().execute(request).await;
             };

@@ -135,6 +135,21 @@ fn tracing_output_hides_secrets() {
         "the SDK logged its requests:\n{logs}"
     );
     assert!(logs.contains("retrying"), "{logs}");
+    // One span per call: operation, method and path template (no ids), then
+    // the attempts, the final status and the duration.
+    assert!(
+        logs.contains(
+            "span platos.request operation=\"agents_list\" method=GET path=\"/api/v1/agent/agents\""
+        ),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(" attempts=3"),
+        "refused, refreshed, 503, ok: {logs}"
+    );
+    assert!(logs.contains(" status=200"), "{logs}");
+    assert!(logs.contains(" status=401"), "{logs}");
+    assert!(logs.contains(" duration_ms="), "{logs}");
     assert!(logs.contains("refresh backend down"), "{logs}");
     for secret in SECRETS {
         assert!(
