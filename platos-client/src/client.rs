@@ -254,18 +254,7 @@ impl PlatosClientBuilder {
     /// anything is sent, on a missing base URL, a missing or double
     /// credential, or api-key mode without a complete scope.
     pub fn build(self) -> Result<PlatosClient> {
-        let raw_url = self
-            .base_url
-            .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| Error::config("a base URL is required"))?;
-        let base_url = raw_url.trim().trim_end_matches('/').to_owned();
-        let parsed = url::Url::parse(&base_url)
-            .map_err(|e| Error::config(format!("base URL `{base_url}` is not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Error::config(format!(
-                "base URL `{base_url}` must start with http:// or https://"
-            )));
-        }
+        let base_url = crate::config::base_url(self.base_url)?;
 
         // Checked here: the transport would otherwise send no User-Agent at all.
         if let Some(ua) = &self.user_agent

@@ -127,6 +127,23 @@ impl Scope {
     }
 }
 
+/// Checks a configured base URL: present, an `http(s)` URL; a trailing `/`
+/// is dropped, a path prefix kept.
+pub(crate) fn base_url(raw: Option<String>) -> crate::Result<String> {
+    let raw = raw
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| crate::Error::config("a base URL is required"))?;
+    let base_url = raw.trim().trim_end_matches('/').to_owned();
+    let parsed = url::Url::parse(&base_url)
+        .map_err(|e| crate::Error::config(format!("base URL `{base_url}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(crate::Error::config(format!(
+            "base URL `{base_url}` must start with http:// or https://"
+        )));
+    }
+    Ok(base_url)
+}
+
 /// When and how often failed calls are tried again (docs/wire.md §2).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]

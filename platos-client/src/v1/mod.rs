@@ -239,18 +239,7 @@ impl V1ClientBuilder {
 
     /// Checks the configuration and builds the client; nothing is sent.
     pub fn build(self) -> Result<V1Client> {
-        let raw_url = self
-            .base_url
-            .filter(|u| !u.trim().is_empty())
-            .ok_or_else(|| Error::config("a base URL is required"))?;
-        let base_url = raw_url.trim().trim_end_matches('/').to_owned();
-        let parsed = url::Url::parse(&base_url)
-            .map_err(|e| Error::config(format!("base URL `{base_url}` is not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Error::config(format!(
-                "base URL `{base_url}` must start with http:// or https://"
-            )));
-        }
+        let base_url = crate::config::base_url(self.base_url)?;
         if self
             .operator_token
             .as_ref()

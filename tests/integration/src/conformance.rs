@@ -225,3 +225,30 @@ pub fn check_outcome(entry: &Value, outcome: Result<Value, Error>) -> Vec<String
     }
     problems
 }
+
+/// Runs every entry of `doc` through `run` (which returns its problems) and
+/// fails listing every entry that has any.
+pub async fn all_conform<'a, F, Fut>(doc: &'a Value, run: F)
+where
+    F: Fn(&'a Value) -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
+    let mut failures = Vec::new();
+    for entry in entries(doc) {
+        let problems = run(entry).await;
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{}:\n    {}",
+                entry["name"].as_str().unwrap_or("?"),
+                problems.join("\n    ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} entries fail:\n{}",
+        failures.len(),
+        entries(doc).len(),
+        failures.join("\n")
+    );
+}

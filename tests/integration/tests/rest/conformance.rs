@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use platos_client::{PlatosClient, Scope};
 use platos_integration_tests::calls::invoke;
 use platos_integration_tests::conformance::{
-    answer_for, check_outcome, check_request, entries, load, repo_root,
+    all_conform, answer_for, check_outcome, check_request, entries, load, repo_root,
 };
 use platos_integration_tests::recorder::Recorder;
 use serde_json::Value;
@@ -124,24 +124,7 @@ async fn run_entry(doc: &Value, entry: &Value) -> Vec<String> {
 #[tokio::test]
 async fn every_entry_conforms() {
     let doc = load("rest.json");
-    let mut failures = Vec::new();
-    for entry in entries(&doc) {
-        let problems = run_entry(&doc, entry).await;
-        if !problems.is_empty() {
-            failures.push(format!(
-                "{}:\n    {}",
-                entry["name"].as_str().unwrap_or("?"),
-                problems.join("\n    ")
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} entries fail:\n{}",
-        failures.len(),
-        entries(&doc).len(),
-        failures.join("\n")
-    );
+    all_conform(&doc, |entry| run_entry(&doc, entry)).await;
 }
 
 #[test]

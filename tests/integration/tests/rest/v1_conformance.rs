@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use platos_client::v1::V1Client;
 use platos_integration_tests::calls::invoke_v1;
 use platos_integration_tests::conformance::{
-    answer_for, check_outcome, check_request, entries, load, repo_root,
+    all_conform, answer_for, check_outcome, check_request, entries, load, repo_root,
 };
 use platos_integration_tests::recorder::Recorder;
 use serde_json::Value;
@@ -49,24 +49,7 @@ async fn run_entry(doc: &Value, entry: &Value) -> Vec<String> {
 #[tokio::test]
 async fn every_v1_entry_conforms() {
     let doc = load("v1.json");
-    let mut failures = Vec::new();
-    for entry in entries(&doc) {
-        let problems = run_entry(&doc, entry).await;
-        if !problems.is_empty() {
-            failures.push(format!(
-                "{}:\n    {}",
-                entry["name"].as_str().unwrap_or("?"),
-                problems.join("\n    ")
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} entries fail:\n{}",
-        failures.len(),
-        entries(&doc).len(),
-        failures.join("\n")
-    );
+    all_conform(&doc, |entry| run_entry(&doc, entry)).await;
 }
 
 #[test]
