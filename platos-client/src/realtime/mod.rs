@@ -437,7 +437,10 @@ pub struct TurnStream {
 /// Where a stream is with the check of its turn over REST.
 enum Check {
     /// Not needed so far; what it would need.
-    Armed { client: PlatosClient, message: String },
+    Armed {
+        client: PlatosClient,
+        message: String,
+    },
     /// Reading the thread's messages. (In a mutex only so the stream stays
     /// `Sync`; it is reached through `&mut`, never locked.)
     Running(std::sync::Mutex<BoxFuture<'static, Vec<Result<Event>>>>),
@@ -522,25 +525,25 @@ impl Stream for TurnStream {
             return self.poll_next(cx);
         }
         Poll::Ready(item.map(|item| match item {
-                Ok(Item::AgentJson { frame, start, end }) => match frame.get(start..end) {
-                    Some(json) => Event::from_json(json).map_err(decode_error),
-                    None => Err(Error::decode(
-                        None,
-                        "agent_event",
-                        "frame slice out of range",
-                        b"",
-                    )),
-                },
-                Ok(Item::AgentValue(payload)) => decode_agent_event(payload),
-                Ok(Item::Event(event)) => Ok(*event),
-                // Handled above; a second one has nothing left to check.
-                Ok(Item::Check(_)) => Err(Error::stream(
-                    Some("turn_lost".into()),
-                    "the turn went silent after a reconnect",
+            Ok(Item::AgentJson { frame, start, end }) => match frame.get(start..end) {
+                Some(json) => Event::from_json(json).map_err(decode_error),
+                None => Err(Error::decode(
+                    None,
+                    "agent_event",
+                    "frame slice out of range",
+                    b"",
                 )),
-                // The terminal error, after the last event.
-                Err(error) => Err(error),
-            }))
+            },
+            Ok(Item::AgentValue(payload)) => decode_agent_event(payload),
+            Ok(Item::Event(event)) => Ok(*event),
+            // Handled above; a second one has nothing left to check.
+            Ok(Item::Check(_)) => Err(Error::stream(
+                Some("turn_lost".into()),
+                "the turn went silent after a reconnect",
+            )),
+            // The terminal error, after the last event.
+            Err(error) => Err(error),
+        }))
     }
 }
 

@@ -29,7 +29,10 @@ pub(crate) enum Verdict {
     /// The assistant's answer after the turn's user message.
     Answered(Box<Message>),
     /// An assistant message after it that records an error.
-    Failed { code: Option<String>, message: String },
+    Failed {
+        code: Option<String>,
+        message: String,
+    },
     /// No answer (yet), or the user message is not there.
     Unknown,
 }

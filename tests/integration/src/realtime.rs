@@ -495,3 +495,15 @@ impl Drop for NodeServer {
         let _ = self.child.start_kill();
     }
 }
+
+/// A client like [`client`] whose turns are checked `check` after a
+/// reconnect that left them silent.
+pub fn lost_turn_client(base_url: &str, token: &str, check: Duration) -> PlatosClient {
+    PlatosClient::builder()
+        .base_url(base_url)
+        .session_token(token)
+        .reconnect(fast_reconnect())
+        .realtime(platos_client::RealtimeConfig::default().turn_check_after_reconnect(check))
+        .build()
+        .expect("client config")
+}

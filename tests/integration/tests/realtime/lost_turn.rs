@@ -1,0 +1,166 @@
+//! A turn the gateway loses across a restart ends with what the thread
+//! proves (docs/realtime.md §6): the persisted answer, a failure, or
+//! `turn_lost`; a durable turn keeps streaming. The test server's
+//! `restart_realtime` kills or keeps the turns; `[hang]` holds the turn
+//! after its first token until the restart, so nothing depends on timing.
+
+use std::time::Duration;
+
+use platos_client::{Error, RealtimeConfig};
+use platos_events::Event;
+use platos_integration_tests::realtime::{collect, kinds, lost_turn_client, next};
+use platos_test_server::{Restart, SEED_THREAD, TestServer};
+
+/// Short, so the check comes quickly once the restart left the turn silent.
+const CHECK: Duration = Duration::from_millis(200);
+
+/// Starts a held turn, reads to its first token, restarts the realtime side
+/// with `restart`, and reads the rest of the stream.
+async fn restarted(
+    server: &TestServer,
+    restart: Restart,
+    check: Duration,
+) -> Vec<Result<Event, Error>> {
+    let client = lost_turn_client(&server.base_url(), &server.session_token(), check);
+    let mut stream = client
+        .threads()
+        .send(SEED_THREAD, "[hang] [tokens=5] restart me");
+    loop {
+        match next(&mut stream).await {
+            Some(Ok(Event::Token(_))) => break,
+            Some(_) => {}
+            None => panic!("the stream ended before its first token"),
+        }
+    }
+    server.faults().restart_realtime(restart).await;
+    collect(stream).await
+}
+
+/// The items from the reconnect's `stream_gap` on.
+fn after_reconnect(items: &[Result<Event, Error>]) -> &[Result<Event, Error>] {
+    let k = kinds(items);
+    let at = k
+        .iter()
+        .position(|k| k == "disconnected")
+        .unwrap_or_else(|| panic!("no reconnect in {k:?}"));
+    assert_eq!(
+        k[at..at + 4],
+        ["disconnected", "reconnecting", "connected", "stream_gap"],
+        "{k:?}"
+    );
+    &items[at + 4..]
+}
+
+#[tokio::test]
+async fn an_answer_persisted_before_the_restart_is_recovered_and_the_stream_ends() {
+    let server = TestServer::start().await.unwrap();
+    let items = restarted(&server, Restart::PersistAnswer, CHECK).await;
+    let rest = after_reconnect(&items);
+    assert_eq!(
+        kinds(rest),
+        ["stream_gap", "recovered_message"],
+        "{:?}",
+        kinds(&items)
+    );
+    let Ok(Event::RecoveredMessage(recovered)) = &rest[1] else {
+        panic!("{rest:?}")
+    };
+    assert_eq!(recovered.text, "w1 w2 w3 w4 w5 ");
+    let client = lost_turn_client(&server.base_url(), &server.session_token(), CHECK);
+    let messages = client.threads().messages(SEED_THREAD).await.unwrap();
+    let persisted = messages
+        .iter()
+        .rfind(|m| m.role.as_deref() == Some("assistant"))
+        .unwrap();
+    assert_eq!(recovered.message_id, persisted.id);
+    assert_eq!(
+        recovered.cost_cents,
+        persisted.response_json.as_ref().unwrap()["cost_cents"].as_f64()
+    );
+    assert!(recovered.input_tokens.is_some() && recovered.output_tokens.is_some());
+    assert_eq!(recovered.thread_id.as_deref(), Some(SEED_THREAD));
+    // Reconnected once, the message never sent again, then the REST check.
+    let recorder = server.recorder();
+    assert_eq!(recorder.socket_events_named("message").len(), 1);
+    assert_eq!(recorder.socket_events_named("join_thread").len(), 1);
+    assert!(
+        !recorder
+            .requests_to(&format!("/threads/{SEED_THREAD}/messages"))
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_failure_recorded_in_the_thread_ends_with_turn_failed() {
+    let server = TestServer::start().await.unwrap();
+    let items = restarted(&server, Restart::PersistFailure, CHECK).await;
+    let rest = after_reconnect(&items);
+    assert_eq!(kinds(rest), ["Err(turn_failed)"], "{:?}", kinds(&items));
+    let Err(error) = &rest[0] else { unreachable!() };
+    assert!(matches!(error, Error::Stream(_)), "{error:?}");
+    assert!(error.message().contains("restarted mid-turn"), "{error}");
+    assert!(error.message().contains("aborted"), "{error}");
+}
+
+#[tokio::test]
+async fn a_turn_the_thread_knows_nothing_of_ends_with_turn_lost() {
+    let server = TestServer::start().await.unwrap();
+    let items = restarted(&server, Restart::Forget, CHECK).await;
+    let rest = after_reconnect(&items);
+    assert_eq!(kinds(rest), ["Err(turn_lost)"], "{:?}", kinds(&items));
+    let Err(error) = &rest[0] else { unreachable!() };
+    assert!(error.message().contains("may still complete"), "{error}");
+    assert!(error.message().contains("threads().messages"), "{error}");
+}
+
+#[tokio::test]
+async fn a_durable_turn_keeps_streaming_after_the_reconnect_without_a_check() {
+    let server = TestServer::start().await.unwrap();
+    // The default check (minutes): a durable turn never gets near it.
+    let items = restarted(
+        &server,
+        Restart::Durable,
+        RealtimeConfig::default().turn_check_after_reconnect,
+    )
+    .await;
+    let rest = after_reconnect(&items);
+    let k = kinds(rest);
+    assert_eq!(k.last().map(String::as_str), Some("done"), "{k:?}");
+    assert!(k.iter().any(|k| k == "token"), "{k:?}");
+    assert!(k.iter().any(|k| k == "message_persisted"), "{k:?}");
+    assert!(
+        !k.iter()
+            .any(|k| k == "recovered_message" || k == "stream_gap"),
+        "{k:?}"
+    );
+    let recorder = server.recorder();
+    assert_eq!(recorder.socket_events_named("message").len(), 1);
+    assert!(recorder.requests_to("/messages").is_empty());
+}
+
+#[tokio::test]
+async fn a_turn_silent_past_its_idle_limit_is_stopped_with_turn_idle() {
+    let server = TestServer::start().await.unwrap();
+    let client = lost_turn_client(&server.base_url(), &server.session_token(), CHECK);
+    let options = platos_client::SendOptions::new().idle_limit(Duration::from_millis(200));
+    let items = collect(
+        client
+            .threads()
+            .send_with(SEED_THREAD, "[hang] wait", options),
+    )
+    .await;
+    let k = kinds(&items);
+    assert_eq!(
+        k.last().map(String::as_str),
+        Some("Err(turn_idle)"),
+        "{k:?}"
+    );
+    // Given up, so stopped server-side rather than left running.
+    assert!(
+        server
+            .recorder()
+            .wait_for_socket_event("stop", platos_integration_tests::realtime::DEADLINE)
+            .await
+            .is_some()
+    );
+}
