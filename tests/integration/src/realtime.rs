@@ -490,6 +490,14 @@ impl NodeServer {
     }
 }
 
+impl NodeServer {
+    /// Kills the process (as a crash or a deploy does) and waits for it to
+    /// be gone, so its port is free for the next one.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
 impl Drop for NodeServer {
     fn drop(&mut self) {
         let _ = self.child.start_kill();

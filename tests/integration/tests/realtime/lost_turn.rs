@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use platos_client::{Error, RealtimeConfig};
+use platos_client::{Error, PlatosClient, RealtimeConfig, ReconnectConfig};
 use platos_events::Event;
-use platos_integration_tests::realtime::{collect, kinds, lost_turn_client, next};
+use platos_integration_tests::realtime::{NodeServer, collect, kinds, lost_turn_client, next};
 use platos_test_server::{Restart, SEED_THREAD, TestServer};
 
 /// Short, so the check comes quickly once the restart left the turn silent.
@@ -162,5 +162,63 @@ async fn a_turn_silent_past_its_idle_limit_is_stopped_with_turn_idle() {
             .wait_for_socket_event("stop", platos_integration_tests::realtime::DEADLINE)
             .await
             .is_some()
+    );
+}
+
+/// The measured case: the Node `socket.io` gateway process is killed mid-turn
+/// and a new one starts on the same port. The client reconnects (re-joins,
+/// never re-sends the message); the new process knows nothing of the turn,
+/// so the check ends the stream with `turn_lost` instead of waiting forever.
+#[tokio::test]
+async fn node_a_gateway_process_restarted_mid_turn_ends_the_turn_with_turn_lost() {
+    let mut node = NodeServer::start(&[("TOKENS", "300"), ("HOLD_AFTER_TOKENS", "3")]).await;
+    let port = node.port.to_string();
+    let client = PlatosClient::builder()
+        .base_url(node.base_url())
+        .session_token("tok")
+        // Room for a Node process to start: up to 50 tries, 20–200 ms apart.
+        .reconnect(
+            ReconnectConfig::default()
+                .with_delays(Duration::from_millis(20), Duration::from_millis(200))
+                .with_jitter(0.0)
+                .with_max_attempts(50),
+        )
+        .realtime(RealtimeConfig::default().turn_check_after_reconnect(CHECK))
+        .build()
+        .unwrap();
+    let mut stream = client.threads().send("th1", "hi");
+    let mut seen = 0;
+    while seen < 3 {
+        match next(&mut stream).await {
+            Some(Ok(Event::Token(_))) => seen += 1,
+            Some(_) => {}
+            None => panic!("the stream ended before three tokens"),
+        }
+    }
+    node.kill().await;
+    let fresh = NodeServer::start(&[("PORT", &port)]).await;
+    let items = collect(stream).await;
+    let k = kinds(&items);
+    assert_eq!(
+        k.last().map(String::as_str),
+        Some("Err(turn_lost)"),
+        "{k:?}"
+    );
+    let gap = k
+        .iter()
+        .position(|k| k == "stream_gap")
+        .expect("no stream_gap");
+    assert_eq!(k[gap - 1], "connected", "{k:?}");
+    assert!(!k.iter().any(|k| k == "token" || k == "done"), "{k:?}");
+    // The new process saw the re-join and the REST check, never the message.
+    assert_eq!(fresh.received("join_thread").len(), 1);
+    assert!(fresh.received("message").is_empty());
+    assert!(
+        fresh
+            .lines()
+            .iter()
+            .any(|l| l == "HTTP GET /api/v1/agent/threads/th1/messages"),
+        "{:?}",
+        fresh.lines()
     );
 }
