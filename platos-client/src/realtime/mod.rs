@@ -7,8 +7,9 @@
 //! (what each gateway event means, as pure functions), `approvals` (the
 //! ordered book of approval answers awaiting the server), `queue` (the
 //! bounded hand-off to a stream), `turn` (a turn's phase and hand-off),
-//! `connection` (one shared connection: routing, reconnects, stop) and
-//! `pool` (which connection carries a new turn).
+//! `connection` (one shared connection: routing, reconnects, stop),
+//! `pool` (which connection carries a new turn) and `reconcile` (what
+//! became of a turn silent after a reconnect, read over REST).
 //!
 //! # Connections
 //!
@@ -78,6 +79,9 @@
 //!   connection drops, `reconnecting {attempt}` before each new try,
 //!   `stream_gap` after a reconnect (events sent while disconnected are lost:
 //!   the gateway keeps no per-thread buffer, so refetch `threads.messages`),
+//!   `recovered_message` when a turn silent after a reconnect was found
+//!   answered in the thread's messages (after a second `stream_gap`; the
+//!   stream then ends; docs/realtime.md §6),
 //!   and `socket_error {message, code}` for the gateway's socket-level
 //!   `error` events that are neither rate limits nor token refusals.
 //! - `Err(Error::Decode(_))`: a known event type with a malformed body,
