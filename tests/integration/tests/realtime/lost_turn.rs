@@ -9,7 +9,7 @@ use std::time::Duration;
 use platos_client::{Error, PlatosClient, RealtimeConfig, ReconnectConfig};
 use platos_events::Event;
 use platos_integration_tests::realtime::{NodeServer, collect, kinds, lost_turn_client, next};
-use platos_test_server::{Restart, SEED_THREAD, TestServer};
+use platos_test_server::{RestFault, Restart, SEED_THREAD, TestServer};
 
 /// Short, so the check comes quickly once the restart left the turn silent.
 const CHECK: Duration = Duration::from_millis(200);
@@ -111,6 +111,25 @@ async fn a_turn_the_thread_knows_nothing_of_ends_with_turn_lost() {
     let Err(error) = &rest[0] else { unreachable!() };
     assert!(error.message().contains("may still complete"), "{error}");
     assert!(error.message().contains("threads().messages"), "{error}");
+}
+
+#[tokio::test]
+async fn a_check_whose_rest_call_fails_ends_with_turn_lost_naming_the_failure() {
+    let server = TestServer::start().await.unwrap();
+    server
+        .faults()
+        .fail_next_rest(RestFault::internal().path_contains("/messages").times(100));
+    let items = restarted(&server, Restart::PersistAnswer, CHECK).await;
+    let rest = after_reconnect(&items);
+    // The answer is there, but unreadable: nothing is claimed.
+    assert_eq!(kinds(rest), ["Err(turn_lost)"], "{:?}", kinds(&items));
+    let Err(error) = &rest[0] else { unreachable!() };
+    assert!(
+        error
+            .message()
+            .contains("reading the thread's messages failed"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
