@@ -215,3 +215,54 @@ impl Turn {
         self.events.finish(tail);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realtime::queue;
+
+    fn turn(idle: Option<Duration>) -> Turn {
+        let (events, _reader) = queue::queue(4);
+        let liveness = Liveness {
+            idle,
+            after_reconnect: Duration::from_secs(120),
+        };
+        Turn::new(1, "t".into(), None, 5, Value::Null, liveness, events)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_an_idle_limit_only_a_reconnect_starts_a_watch() {
+        let mut turn = turn(None);
+        assert_eq!(turn.heard(Silence::Normal), None);
+        tokio::time::advance(Duration::from_secs(7)).await;
+        let reconnected = Instant::now();
+        assert_eq!(
+            turn.heard(Silence::Reconnected),
+            Some(reconnected + Duration::from_secs(120))
+        );
+        // The first event after the reconnect ends the watch.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(turn.heard(Silence::Normal), None);
+        assert_eq!(turn.silent_at(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_limit_moves_with_each_event_and_yields_to_the_reconnect_check() {
+        let mut turn = turn(Some(Duration::from_secs(30)));
+        let started = Instant::now();
+        assert_eq!(
+            turn.heard(Silence::Normal),
+            Some(started + Duration::from_secs(30))
+        );
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(
+            turn.heard(Silence::Normal),
+            Some(started + Duration::from_secs(50))
+        );
+        assert_eq!(
+            turn.heard(Silence::Reconnected),
+            Some(started + Duration::from_secs(140))
+        );
+        assert_eq!(turn.silence_limit(), Some(Duration::from_secs(120)));
+    }
+}
