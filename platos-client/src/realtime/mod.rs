@@ -374,6 +374,7 @@ pub(crate) fn send(
         check: Check::Armed {
             client: client.clone(),
             message,
+            sent_at: std::time::SystemTime::now().into(),
         },
         handle: TurnHandle {
             thread_id,
@@ -444,6 +445,8 @@ enum Check {
     Armed {
         client: PlatosClient,
         message: String,
+        /// When the turn was asked for, by this machine's clock.
+        sent_at: chrono::DateTime<chrono::Utc>,
     },
     /// Reading the thread's messages. (In a mutex only so the stream stays
     /// `Sync`; it is reached through `&mut`, never locked.)
@@ -518,13 +521,17 @@ impl Stream for TurnStream {
         }
         let item = std::task::ready!(this.events.poll_pop(cx));
         if let Some(Ok(Item::Check(silent))) = item {
-            let Check::Armed { client, message } =
-                std::mem::replace(&mut this.check, Check::Done(Vec::new().into_iter()))
+            let Check::Armed {
+                client,
+                message,
+                sent_at,
+            } = std::mem::replace(&mut this.check, Check::Done(Vec::new().into_iter()))
             else {
                 return Poll::Ready(None);
             };
             let thread = this.handle.thread_id.clone();
-            let check = async move { reconcile::check(&client, &thread, &message, silent).await };
+            let check =
+                async move { reconcile::check(&client, &thread, &message, sent_at, silent).await };
             this.check = Check::Running(std::sync::Mutex::new(Box::pin(check)));
             return self.poll_next(cx);
         }

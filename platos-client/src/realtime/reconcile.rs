@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use platos_events::{Event, RecoveredMessageEvent};
 use serde_json::{Map, Value};
 
@@ -19,6 +20,12 @@ use crate::types::Message;
 
 /// Messages read per page while looking for the turn's user message.
 const PAGE: u64 = 100;
+/// How much earlier than the client's clock at `send` the server may stamp
+/// the turn's user message (clock skew). An identical message older than
+/// that belongs to an earlier turn, so its answer is never taken for this
+/// one's.
+const SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 /// Pages read at most: a thread longer than this is not searched further
 /// and the turn counts as unknown (never as recovered by guess).
 const MAX_PAGES: u64 = 50;
@@ -43,6 +50,7 @@ pub(crate) async fn check(
     client: &PlatosClient,
     thread_id: &str,
     sent: &str,
+    sent_at: DateTime<Utc>,
     silent_for: Duration,
 ) -> Vec<Result<Event, Error>> {
     let lost = |why: &str| {
@@ -79,7 +87,7 @@ pub(crate) async fn check(
             }
         }
     }
-    match verdict(&messages, sent) {
+    match verdict(&messages, sent, sent_at - SKEW) {
         Verdict::Answered(message) => {
             let gap = Event::stream_gap(
                 Some(format!(
@@ -103,14 +111,20 @@ pub(crate) async fn check(
 }
 
 /// The turn's fate from the thread's messages (oldest first): the last
-/// user message with the text sent, then the first assistant message after
-/// it. A failure is an assistant message whose `responseJson.error` is set
-/// (a string or `{message, code}`).
-pub(crate) fn verdict(messages: &[Message], sent: &str) -> Verdict {
-    let Some(asked) = messages
-        .iter()
-        .rposition(|m| m.role.as_deref() == Some("user") && m.content.as_deref() == Some(sent))
-    else {
+/// user message with the text sent, stamped no earlier than `not_before`
+/// (messages carry no idempotency key, so an older identical message is an
+/// earlier turn's), then the first assistant message after it. A failure is
+/// an assistant message whose `responseJson.error` is set (a string or
+/// `{message, code}`).
+pub(crate) fn verdict(messages: &[Message], sent: &str, not_before: DateTime<Utc>) -> Verdict {
+    let recent = |m: &Message| match m.created_at.as_deref().map(DateTime::parse_from_rfc3339) {
+        Some(Ok(at)) => at >= not_before,
+        // Unstamped: the text is all there is to go by.
+        _ => true,
+    };
+    let Some(asked) = messages.iter().rposition(|m| {
+        m.role.as_deref() == Some("user") && m.content.as_deref() == Some(sent) && recent(m)
+    }) else {
         return Verdict::Unknown;
     };
     let Some(answer) = messages[asked + 1..]
@@ -186,7 +200,7 @@ mod tests {
                 json!({"cost_cents": 0.5, "usage": {"inputTokens": 3, "outputTokens": 4}}),
             ),
         ];
-        let Verdict::Answered(answer) = verdict(&thread, "hi") else {
+        let Verdict::Answered(answer) = verdict(&thread, "hi", long_ago()) else {
             panic!("not answered");
         };
         assert_eq!(answer.content.as_deref(), Some("new answer"));
@@ -207,9 +221,40 @@ mod tests {
     #[test]
     fn no_user_message_or_no_answer_yet_is_unknown() {
         let asked = [message("user", "hi", Value::Null)];
-        assert_eq!(verdict(&asked, "hi"), Verdict::Unknown);
-        assert_eq!(verdict(&asked, "other"), Verdict::Unknown);
-        assert_eq!(verdict(&[], "hi"), Verdict::Unknown);
+        assert_eq!(verdict(&asked, "hi", long_ago()), Verdict::Unknown);
+        assert_eq!(verdict(&asked, "other", long_ago()), Verdict::Unknown);
+        assert_eq!(verdict(&[], "hi", long_ago()), Verdict::Unknown);
+    }
+
+    fn long_ago() -> DateTime<Utc> {
+        DateTime::UNIX_EPOCH
+    }
+
+    #[test]
+    fn an_identical_message_older_than_the_send_is_an_earlier_turns() {
+        let stamped = |mut m: Message, at: &str| {
+            m.created_at = Some(at.into());
+            m
+        };
+        let thread = [
+            stamped(message("user", "yes", Value::Null), "2026-12-02T15:00:00Z"),
+            stamped(
+                message("assistant", "earlier answer", Value::Null),
+                "2026-12-02T15:00:05Z",
+            ),
+        ];
+        let sent_at = DateTime::parse_from_rfc3339("2026-12-02T15:10:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(verdict(&thread, "yes", sent_at - SKEW), Verdict::Unknown);
+        // Within the skew it may be this turn's message.
+        let sent_at = DateTime::parse_from_rfc3339("2026-12-02T15:00:20Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(matches!(
+            verdict(&thread, "yes", sent_at - SKEW),
+            Verdict::Answered(_)
+        ));
     }
 
     #[test]
@@ -223,7 +268,7 @@ mod tests {
             ),
         ];
         assert_eq!(
-            verdict(&thread, "hi"),
+            verdict(&thread, "hi", long_ago()),
             Verdict::Failed {
                 code: Some("provider_unavailable".into()),
                 message: "provider down".into()
@@ -234,7 +279,7 @@ mod tests {
             message("assistant", "", json!({"error": "boom"})),
         ];
         assert_eq!(
-            verdict(&thread, "hi"),
+            verdict(&thread, "hi", long_ago()),
             Verdict::Failed {
                 code: None,
                 message: "boom".into()
