@@ -9,7 +9,7 @@ use std::time::Duration;
 use platos_client::{Error, PlatosClient, RealtimeConfig, ReconnectConfig};
 use platos_events::Event;
 use platos_integration_tests::realtime::{NodeServer, collect, kinds, lost_turn_client, next};
-use platos_test_server::{RestFault, Restart, SEED_THREAD, TestServer};
+use platos_test_server::{RestFault, Restart, SEED_AGENT_SUPPORT, SEED_THREAD, TestServer};
 
 /// Short, so the check comes quickly once the restart left the turn silent.
 const CHECK: Duration = Duration::from_millis(200);
@@ -240,4 +240,38 @@ async fn node_a_gateway_process_restarted_mid_turn_ends_the_turn_with_turn_lost(
         "{:?}",
         fresh.lines()
     );
+}
+
+#[tokio::test]
+async fn turns_sharing_a_connection_are_each_checked_against_their_own_thread() {
+    let server = TestServer::start().await.unwrap();
+    for thread in ["th_a", "th_b"] {
+        server.insert_thread(thread, SEED_AGENT_SUPPORT);
+    }
+    let client = lost_turn_client(&server.base_url(), &server.session_token(), CHECK);
+    let mut a = client.threads().send("th_a", "[hang] [tokens=2] a");
+    let mut b = client.threads().send("th_b", "[hang] [tokens=3] b");
+    for stream in [&mut a, &mut b] {
+        while !matches!(next(stream).await, Some(Ok(Event::Token(_)))) {}
+    }
+    server
+        .faults()
+        .restart_realtime(Restart::PersistAnswer)
+        .await;
+    let (a, b) = tokio::join!(collect(a), collect(b));
+    for (items, thread, text) in [(a, "th_a", "w1 w2 "), (b, "th_b", "w1 w2 w3 ")] {
+        let rest = after_reconnect(&items);
+        assert_eq!(kinds(rest), ["stream_gap", "recovered_message"], "{thread}");
+        let Ok(Event::RecoveredMessage(recovered)) = &rest[1] else {
+            unreachable!()
+        };
+        assert_eq!(
+            (recovered.text.as_str(), recovered.thread_id.as_deref()),
+            (text, Some(thread))
+        );
+    }
+    // One connection before the restart and one after, each thread re-joined.
+    let recorder = server.recorder();
+    assert_eq!(recorder.connect_count(), 2);
+    assert_eq!(recorder.socket_events_named("join_thread").len(), 2);
 }
