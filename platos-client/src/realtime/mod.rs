@@ -53,7 +53,8 @@
 //! # Memory
 //!
 //! A live turn costs its bookkeeping on the connection and its stream
-//! (a few hundred bytes) plus the events it buffers: each buffered
+//! (a few hundred bytes, plus the message text the stream keeps for a
+//! check after a reconnect) plus the events it buffers: each buffered
 //! `agent_event` shares the bytes of the WebSocket message it came in, so
 //! a turn holds at most `stream_buffer` messages (each at most 16 MiB, the
 //! largest message accepted; gateway events are typically a few hundred
