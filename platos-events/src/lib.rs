@@ -277,6 +277,22 @@ impl Event {
         })
     }
 
+    /// `{"type":"recovered_message","messageId":…,"text":…}`: after a
+    /// reconnect, the turn's answer was found persisted in the thread.
+    pub fn recovered_message(message_id: impl Into<String>, text: impl Into<String>) -> Event {
+        Event::RecoveredMessage(RecoveredMessageEvent {
+            message_id: message_id.into(),
+            text: text.into(),
+            cost_cents: None,
+            created_at: None,
+            input_tokens: None,
+            output_tokens: None,
+            reply_to_message_id: None,
+            thread_id: None,
+            extra: Map::new(),
+        })
+    }
+
     /// `{"type":"socket_error","message":…,"code":…}`: the gateway sent the
     /// socket-level `error` event.
     pub fn socket_error(message: impl Into<String>, code: Option<String>) -> Event {

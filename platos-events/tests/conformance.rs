@@ -185,6 +185,10 @@ fn lifecycle_events_serialise_like_the_python_sdk() {
         serde_json::json!({"type": "stream_gap", "reason": "ping timeout", "attempt": 1})
     );
     assert_eq!(
+        Event::recovered_message("m1", "Hi.").to_value(),
+        serde_json::json!({"type": "recovered_message", "messageId": "m1", "text": "Hi."})
+    );
+    assert_eq!(
         Event::socket_error("Session expired.", Some("SESSION_EXPIRED".into())).to_value(),
         serde_json::json!({"type": "socket_error", "message": "Session expired.", "code": "SESSION_EXPIRED"})
     );

@@ -24,6 +24,12 @@
 //   LATENCY_MS        a simulated network delay: the namespace connect and
 //                     each `message` are handled this much later (default 0)
 //   QUIET             when set, no RECV lines (benchmarks)
+//   HOLD_AFTER_TOKENS hold every turn after this many tokens until `stop`
+//                     (a turn in flight when the test kills the process)
+//
+// REST: `GET /api/v1/agent/threads/{id}/messages` answers the thread's messages as this
+// process knows them, which is none: a restarted gateway process has no
+// memory of the turns of the one before (logged as `HTTP GET <path>`).
 //
 // Per-agent namespaces `/agent/{agentId}` behave like `/agent`. When
 // DROP_AFTER_TOKENS fires, every turn of the dropped connection waits for
@@ -47,11 +53,20 @@ const DROP_AFTER = env('DROP_AFTER_TOKENS', -1);
 const EXPECT_TOKEN = process.env.EXPECT_TOKEN || null;
 const LATENCY = env('LATENCY_MS', 0);
 const QUIET = Boolean(process.env.QUIET);
+const HOLD_AFTER = env('HOLD_AFTER_TOKENS', -1);
 
 const log = (line) => process.stdout.write(line + '\n');
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const httpServer = http.createServer((_req, res) => {
+const httpServer = http.createServer((req, res) => {
+  const path = (req.url || '').split('?')[0];
+  const thread = /^\/api\/v1\/agent\/threads\/([^/]+)\/messages$/.exec(path);
+  if (req.method === 'GET' && thread) {
+    log(`HTTP GET ${path}`);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ messages: [], threadId: decodeURIComponent(thread[1]) }));
+    return;
+  }
   res.writeHead(404);
   res.end();
 });
@@ -118,7 +133,10 @@ const onConnection = (socket) => {
 
   socket.on('stop', (payload) => {
     const turn = payload && turns.get(payload.threadId);
-    if (turn) turn.stopped = true;
+    if (turn) {
+      turn.stopped = true;
+      if (turn.release) turn.release();
+    }
   });
 
   socket.on('approval_response', (payload) => {
@@ -155,6 +173,11 @@ const onConnection = (socket) => {
         return;
       }
       emit({ type: 'token', text: `tok${i} ` });
+      if (i + 1 === HOLD_AFTER && !turn.stopped) {
+        await new Promise((resolve) => {
+          turn.release = resolve;
+        });
+      }
       if (i + 1 === DROP_AFTER && !dropped) {
         dropped = true;
         for (const thread of turns.keys()) awaitingRejoin.add(thread);

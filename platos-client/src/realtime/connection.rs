@@ -40,7 +40,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::approvals::{Answer, Approvals};
 use super::classify::{self, Fault, Signal};
 use super::dial::{self, Conn};
-use super::turn::{Item, Phase, Turn, TurnId, Undelivered};
+use super::turn::{Item, Phase, Silence, Turn, TurnId, Undelivered};
 use super::{engineio, replicate, socketio};
 use crate::client::PlatosClient;
 use crate::config::{ReconnectConfig, Secret};
@@ -98,6 +98,10 @@ pub(crate) struct Connection {
     approvals: Approvals,
     /// Stop graces running out, earliest first.
     stops: BinaryHeap<Reverse<(Instant, TurnId)>>,
+    /// Silence limits of watched turns, earliest first; an entry is checked
+    /// against its turn when it comes due (events move a turn's deadline
+    /// without touching the heap).
+    silences: BinaryHeap<Reverse<(Instant, TurnId)>>,
     /// The gateway said the socket is ready (or the grace passed).
     ready: bool,
     /// A stop asked for while disconnected cuts the reconnect pause short.
@@ -139,6 +143,7 @@ impl Connection {
             unanswered: None,
             approvals: Approvals::default(),
             stops: BinaryHeap::new(),
+            silences: BinaryHeap::new(),
             ready: false,
             hurry: false,
             attempt: 0,
@@ -516,6 +521,11 @@ impl Connection {
         }
         let thread = thread_ref(&turn.thread_id);
         let stop = matches!(turn.phase, Phase::Stopping { sent: false });
+        if gap.is_some()
+            && let Some(at) = turn.heard(Silence::Reconnected)
+        {
+            self.silences.push(Reverse((at, id)));
+        }
         let gap = Item::made(Event::stream_gap(
             gap.map(str::to_owned),
             Some(self.attempt),
@@ -573,6 +583,9 @@ impl Connection {
                 continue;
             }
             self.threads.insert(turn.thread_id.clone(), id);
+            if let Some(at) = turn.heard(Silence::Normal) {
+                self.silences.push(Reverse((at, id)));
+            }
             self.unanswered = Some((id, Instant::now()));
             dial::send_text(&mut conn.ws, frame).await?;
             tracing::debug!(thread_id = %turn.thread_id, "message sent");
@@ -587,6 +600,10 @@ impl Connection {
         [
             self.unanswered.map(|(_, since)| since + timeout),
             self.stops.peek().map(|Reverse((at, _))| *at),
+            self.silences
+                .peek()
+                .filter(|_| self.ready)
+                .map(|Reverse((at, _))| *at),
             idle_since.map(|since| since + self.idle),
         ]
         .into_iter()
@@ -616,7 +633,58 @@ impl Connection {
                 self.finish(conn, id, None).await?;
             }
         }
+        // Only on a ready connection: a reconnect restarts the watch.
+        while self.ready
+            && let Some(Reverse((at, id))) = self.silences.peek().copied()
+            && at <= now
+        {
+            self.silences.pop();
+            let Some(turn) = self.turns.get(&id) else {
+                continue;
+            };
+            if !matches!(turn.phase, Phase::Live) {
+                continue;
+            }
+            match turn.silent_at() {
+                None => {}
+                Some(at) if at > now => self.silences.push(Reverse((at, id))),
+                Some(_) => self.silent(conn, id).await?,
+            }
+        }
         self.start_next(conn).await
+    }
+
+    /// Turn `id` heard nothing for its silence limit (docs/realtime.md §6).
+    async fn silent(&mut self, conn: &mut Conn, id: TurnId) -> Result<(), Fault> {
+        let Some(turn) = self.turns.get(&id) else {
+            return Ok(());
+        };
+        let limit = turn.silence_limit().unwrap_or_default();
+        match turn.silence {
+            // The gateway that ran the turn may be gone, and the turn with
+            // it: the stream asks the thread. No `stop`: the turn may still
+            // be running, and its answer is wanted.
+            Silence::Reconnected => {
+                tracing::debug!(thread_id = %turn.thread_id, "silent after a reconnect: checking");
+                self.deliver(conn, id, Item::Check(limit), true)
+                    .await
+                    .map(drop)
+            }
+            // The caller's idle limit: the turn is given up, so it is
+            // stopped rather than left running and costing.
+            Silence::Normal => {
+                let thread = thread_ref(&turn.thread_id);
+                self.emit(conn, "stop", &thread).await?;
+                let error = Error::stream(
+                    Some("turn_idle".into()),
+                    format!(
+                        "no event for {} s, the turn's idle limit; the turn was stopped",
+                        limit.as_secs_f64()
+                    ),
+                );
+                self.finish(conn, id, Some(error)).await
+            }
+        }
     }
 
     /// A command while connected.
@@ -893,6 +961,16 @@ impl Connection {
     async fn answered(&mut self, conn: &mut Conn, id: TurnId) -> Result<(), Fault> {
         self.attempt = 0;
         self.refresh_allowed = true;
+        if let Some(turn) = self.turns.get_mut(&id) {
+            let was = turn.silence;
+            // A reconnected turn back to its idle limit needs an entry
+            // for it; otherwise its entry stands and is moved when due.
+            if let Some(at) = turn.heard(Silence::Normal)
+                && was == Silence::Reconnected
+            {
+                self.silences.push(Reverse((at, id)));
+            }
+        }
         if self.unanswered.is_some_and(|(waiting, _)| waiting == id) {
             self.unanswered = None;
             self.start_next(conn).await?;

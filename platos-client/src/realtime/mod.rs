@@ -7,8 +7,9 @@
 //! (what each gateway event means, as pure functions), `approvals` (the
 //! ordered book of approval answers awaiting the server), `queue` (the
 //! bounded hand-off to a stream), `turn` (a turn's phase and hand-off),
-//! `connection` (one shared connection: routing, reconnects, stop) and
-//! `pool` (which connection carries a new turn).
+//! `connection` (one shared connection: routing, reconnects, stop),
+//! `pool` (which connection carries a new turn) and `reconcile` (what
+//! became of a turn silent after a reconnect, read over REST).
 //!
 //! # Connections
 //!
@@ -52,7 +53,8 @@
 //! # Memory
 //!
 //! A live turn costs its bookkeeping on the connection and its stream
-//! (a few hundred bytes) plus the events it buffers: each buffered
+//! (a few hundred bytes, plus the message text the stream keeps for a
+//! check after a reconnect) plus the events it buffers: each buffered
 //! `agent_event` shares the bytes of the WebSocket message it came in, so
 //! a turn holds at most `stream_buffer` messages (each at most 16 MiB, the
 //! largest message accepted; gateway events are typically a few hundred
@@ -78,6 +80,9 @@
 //!   connection drops, `reconnecting {attempt}` before each new try,
 //!   `stream_gap` after a reconnect (events sent while disconnected are lost:
 //!   the gateway keeps no per-thread buffer, so refetch `threads.messages`),
+//!   `recovered_message` when a turn silent after a reconnect was found
+//!   answered in the thread's messages (after a second `stream_gap`; the
+//!   stream then ends; docs/realtime.md §6),
 //!   and `socket_error {message, code}` for the gateway's socket-level
 //!   `error` events that are neither rate limits nor token refusals.
 //! - `Err(Error::Decode(_))`: a known event type with a malformed body,
@@ -103,6 +108,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::Stream;
+use futures::future::BoxFuture;
 use platos_events::Event;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -118,6 +124,7 @@ mod dial;
 mod engineio;
 mod pool;
 mod queue;
+mod reconcile;
 mod socketio;
 mod turn;
 
@@ -127,7 +134,7 @@ pub use pool::RealtimeConfig;
 use approvals::Answer;
 use connection::ToConn;
 use queue::Reader;
-use turn::{Item, Turn, TurnId};
+use turn::{Item, Liveness, Turn, TurnId};
 
 /// Options of one `threads.send` call. Every field is optional; absent
 /// fields are left out of the `message` payload (docs/realtime.md §3).
@@ -172,6 +179,12 @@ pub struct SendOptions {
     /// Run this turn on a connection of its own instead of a shared one
     /// (see the [module docs](self#connections)).
     pub dedicated_connection: Option<bool>,
+    /// End the turn with a `turn_idle` stream error (after sending `stop`)
+    /// when no event comes for this long (off by default: long tool calls
+    /// and approvals awaiting a human are normal). After a reconnect the
+    /// client's [`RealtimeConfig::turn_check_after_reconnect`] applies
+    /// until an event comes.
+    pub idle_limit: Option<std::time::Duration>,
 }
 
 impl SendOptions {
@@ -242,6 +255,12 @@ impl SendOptions {
     /// Replaces `attachmentIds`.
     pub fn attachment_ids<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
         self.attachment_ids = Some(ids.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets [`idle_limit`](Self::idle_limit).
+    pub fn idle_limit(mut self, limit: std::time::Duration) -> Self {
+        self.idle_limit = Some(limit);
         self
     }
 
@@ -336,6 +355,10 @@ pub(crate) fn send(
                 options.agent_id.clone(),
                 budget,
                 payload,
+                Liveness {
+                    idle: options.idle_limit,
+                    after_reconnect: shared.realtime.config().turn_check_after_reconnect,
+                },
                 events,
             );
             let dedicated = options.dedicated_connection == Some(true);
@@ -349,6 +372,11 @@ pub(crate) fn send(
     };
     TurnStream {
         events: reader,
+        check: Check::Armed {
+            client: client.clone(),
+            message,
+            sent_at: std::time::SystemTime::now().into(),
+        },
         handle: TurnHandle {
             thread_id,
             turn: id,
@@ -407,7 +435,25 @@ fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> R
 #[must_use = "a turn runs while its stream is alive; dropping it stops the turn"]
 pub struct TurnStream {
     events: Reader<Item>,
+    /// The check of a turn gone silent after a reconnect (`reconcile`).
+    check: Check,
     handle: TurnHandle,
+}
+
+/// Where a stream is with the check of its turn over REST.
+enum Check {
+    /// Not needed so far; what it would need.
+    Armed {
+        client: PlatosClient,
+        message: String,
+        /// When the turn was asked for, by this machine's clock.
+        sent_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// Reading the thread's messages. (In a mutex only so the stream stays
+    /// `Sync`; it is reached through `&mut`, never locked.)
+    Running(std::sync::Mutex<BoxFuture<'static, Vec<Result<Event>>>>),
+    /// Its verdict, yielded in order; the stream ends after it.
+    Done(std::vec::IntoIter<Result<Event>>),
 }
 
 impl TurnStream {
@@ -462,23 +508,54 @@ impl Stream for TurnStream {
     type Item = Result<Event>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_pop(cx).map(|item| {
-            item.map(|item| match item {
-                Ok(Item::AgentJson { frame, start, end }) => match frame.get(start..end) {
-                    Some(json) => Event::from_json(json).map_err(decode_error),
-                    None => Err(Error::decode(
-                        None,
-                        "agent_event",
-                        "frame slice out of range",
-                        b"",
-                    )),
-                },
-                Ok(Item::AgentValue(payload)) => decode_agent_event(payload),
-                Ok(Item::Event(event)) => Ok(*event),
-                // The terminal error, after the last event.
-                Err(error) => Err(error),
-            })
-        })
+        let this = &mut *self;
+        loop {
+            match &mut this.check {
+                Check::Armed { .. } => break,
+                Check::Running(check) => {
+                    let check = check.get_mut().unwrap_or_else(|e| e.into_inner());
+                    let items = std::task::ready!(check.as_mut().poll(cx));
+                    this.check = Check::Done(items.into_iter());
+                }
+                Check::Done(items) => return Poll::Ready(items.next()),
+            }
+        }
+        let item = std::task::ready!(this.events.poll_pop(cx));
+        if let Some(Ok(Item::Check(silent))) = item {
+            let Check::Armed {
+                client,
+                message,
+                sent_at,
+            } = std::mem::replace(&mut this.check, Check::Done(Vec::new().into_iter()))
+            else {
+                return Poll::Ready(None);
+            };
+            let thread = this.handle.thread_id.clone();
+            let check =
+                async move { reconcile::check(&client, &thread, &message, sent_at, silent).await };
+            this.check = Check::Running(std::sync::Mutex::new(Box::pin(check)));
+            return self.poll_next(cx);
+        }
+        Poll::Ready(item.map(|item| match item {
+            Ok(Item::AgentJson { frame, start, end }) => match frame.get(start..end) {
+                Some(json) => Event::from_json(json).map_err(decode_error),
+                None => Err(Error::decode(
+                    None,
+                    "agent_event",
+                    "frame slice out of range",
+                    b"",
+                )),
+            },
+            Ok(Item::AgentValue(payload)) => decode_agent_event(payload),
+            Ok(Item::Event(event)) => Ok(*event),
+            // Handled above; a second one has nothing left to check.
+            Ok(Item::Check(_)) => Err(Error::stream(
+                Some("turn_lost".into()),
+                "the turn went silent after a reconnect",
+            )),
+            // The terminal error, after the last event.
+            Err(error) => Err(error),
+        }))
     }
 }
 

@@ -54,6 +54,14 @@ pub struct RealtimeConfig {
     /// gateway's announced successor of the shared `/agent`) instead of the
     /// client's namespace; turns without an agent id use the client's.
     pub per_agent_namespace: bool,
+    /// After a reconnect, how long a turn may hear nothing before the
+    /// thread's messages are read to learn what became of it (default
+    /// 120 s; docs/realtime.md §6). The gateway keeps no per-thread buffer
+    /// and a direct-mode turn dies with its gateway process, so without a
+    /// limit such a turn would wait forever. Long enough for a slow tool
+    /// call (tens of seconds are normal) on a gateway that kept the turn:
+    /// a check that finds no answer ends the stream with `turn_lost`.
+    pub turn_check_after_reconnect: Duration,
 }
 
 impl Default for RealtimeConfig {
@@ -64,6 +72,7 @@ impl Default for RealtimeConfig {
             max_connections: 100,
             max_concurrent_dials: 4,
             per_agent_namespace: false,
+            turn_check_after_reconnect: Duration::from_secs(120),
         }
     }
 }
@@ -90,6 +99,12 @@ impl RealtimeConfig {
     /// Sets [`max_concurrent_dials`](Self::max_concurrent_dials) (at least 1).
     pub fn max_concurrent_dials(mut self, dials: usize) -> Self {
         self.max_concurrent_dials = dials.max(1);
+        self
+    }
+
+    /// Sets [`turn_check_after_reconnect`](Self::turn_check_after_reconnect).
+    pub fn turn_check_after_reconnect(mut self, silence: Duration) -> Self {
+        self.turn_check_after_reconnect = silence;
         self
     }
 

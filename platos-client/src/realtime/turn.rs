@@ -6,8 +6,11 @@
 //! `consumer_lagged` (after every event it already holds), and the other
 //! turns read on.
 
+use std::time::Duration;
+
 use platos_events::Event;
 use serde_json::Value;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::queue::{Refused, Writer};
@@ -35,6 +38,9 @@ pub(crate) enum Item {
     AgentValue(Value),
     /// An event the client made (lifecycle, socket errors).
     Event(Box<Event>),
+    /// The turn went silent after a reconnect: the stream reads the
+    /// thread's messages to learn its fate (`reconcile`), then ends.
+    Check(Duration),
 }
 
 impl Item {
@@ -53,6 +59,7 @@ impl Item {
             },
             Item::AgentValue(value) => Item::AgentValue(value.clone()),
             Item::Event(event) => Item::Event(event.clone()),
+            Item::Check(silent) => Item::Check(*silent),
         }
     }
 }
@@ -69,6 +76,27 @@ pub(crate) enum Phase {
     Stopping { sent: bool },
     /// A rate-limit refusal waits for the socket-level `done` after it.
     Refused(Error),
+}
+
+/// How long a started turn may stay silent, and what silence means.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Liveness {
+    /// The caller's idle limit (off by default): silence this long ends the
+    /// turn with `turn_idle`.
+    pub(crate) idle: Option<Duration>,
+    /// After a reconnect, silence this long gets the turn checked over REST.
+    pub(crate) after_reconnect: Duration,
+}
+
+/// Which silence limit applies to a started turn now.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Silence {
+    /// Events flow on the connection that sent the message (or one since):
+    /// the caller's idle limit, if any.
+    Normal,
+    /// Reconnected and nothing heard since: the turn may have died with
+    /// the gateway that ran it.
+    Reconnected,
 }
 
 /// Why an item did not reach the stream.
@@ -93,6 +121,11 @@ pub(crate) struct Turn {
     pub(crate) announced: bool,
     /// Items were added since the stream was last woken.
     pub(crate) unflushed: bool,
+    pub(crate) liveness: Liveness,
+    pub(crate) silence: Silence,
+    /// When the turn last heard from the server (or was (re)started),
+    /// kept only while a silence limit applies.
+    pub(crate) heard_at: Instant,
     events: Writer<Item>,
 }
 
@@ -103,6 +136,7 @@ impl Turn {
         agent_id: Option<String>,
         budget: u32,
         message: Value,
+        liveness: Liveness,
         events: Writer<Item>,
     ) -> Turn {
         Turn {
@@ -113,8 +147,35 @@ impl Turn {
             phase: Phase::Queued { message },
             announced: false,
             unflushed: false,
+            liveness,
+            silence: Silence::Normal,
+            heard_at: Instant::now(),
             events,
         }
+    }
+
+    /// The silence this turn is allowed now, if any.
+    pub(crate) fn silence_limit(&self) -> Option<Duration> {
+        match self.silence {
+            Silence::Normal => self.liveness.idle,
+            Silence::Reconnected => Some(self.liveness.after_reconnect),
+        }
+    }
+
+    /// When its silence limit runs out, if one applies.
+    pub(crate) fn silent_at(&self) -> Option<Instant> {
+        self.silence_limit().map(|limit| self.heard_at + limit)
+    }
+
+    /// The server spoke for this turn; `reconnected` starts the watch that
+    /// follows a reconnect. Returns the new deadline, if any.
+    pub(crate) fn heard(&mut self, silence: Silence) -> Option<Instant> {
+        self.silence = silence;
+        // The clock is read only for watched turns: most turns have none.
+        if self.silence_limit().is_some() {
+            self.heard_at = Instant::now();
+        }
+        self.silent_at()
     }
 
     /// Whether the turn's message went out.
@@ -152,5 +213,56 @@ impl Turn {
     /// Ends the stream: `tail` follows the last item.
     pub(crate) fn finish(self, tail: Option<Error>) {
         self.events.finish(tail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::realtime::queue;
+
+    fn turn(idle: Option<Duration>) -> Turn {
+        let (events, _reader) = queue::queue(4);
+        let liveness = Liveness {
+            idle,
+            after_reconnect: Duration::from_secs(120),
+        };
+        Turn::new(1, "t".into(), None, 5, Value::Null, liveness, events)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_an_idle_limit_only_a_reconnect_starts_a_watch() {
+        let mut turn = turn(None);
+        assert_eq!(turn.heard(Silence::Normal), None);
+        tokio::time::advance(Duration::from_secs(7)).await;
+        let reconnected = Instant::now();
+        assert_eq!(
+            turn.heard(Silence::Reconnected),
+            Some(reconnected + Duration::from_secs(120))
+        );
+        // The first event after the reconnect ends the watch.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(turn.heard(Silence::Normal), None);
+        assert_eq!(turn.silent_at(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_limit_moves_with_each_event_and_yields_to_the_reconnect_check() {
+        let mut turn = turn(Some(Duration::from_secs(30)));
+        let started = Instant::now();
+        assert_eq!(
+            turn.heard(Silence::Normal),
+            Some(started + Duration::from_secs(30))
+        );
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(
+            turn.heard(Silence::Normal),
+            Some(started + Duration::from_secs(50))
+        );
+        assert_eq!(
+            turn.heard(Silence::Reconnected),
+            Some(started + Duration::from_secs(140))
+        );
+        assert_eq!(turn.silence_limit(), Some(Duration::from_secs(120)));
     }
 }

@@ -490,8 +490,28 @@ impl NodeServer {
     }
 }
 
+impl NodeServer {
+    /// Kills the process (as a crash or a deploy does) and waits for it to
+    /// be gone, so its port is free for the next one.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
 impl Drop for NodeServer {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
+}
+
+/// A client like [`client`] whose turns are checked `check` after a
+/// reconnect that left them silent.
+pub fn lost_turn_client(base_url: &str, token: &str, check: Duration) -> PlatosClient {
+    PlatosClient::builder()
+        .base_url(base_url)
+        .session_token(token)
+        .reconnect(fast_reconnect())
+        .realtime(platos_client::RealtimeConfig::default().turn_check_after_reconnect(check))
+        .build()
+        .expect("client config")
 }

@@ -151,7 +151,7 @@
 //! |---|---|
 //! | contains `approval` | pauses on `approval_needed` until resolved by REST or `approval_response` (also for every turn with [`Faults::set_approval_every_turn`]) |
 //! | `[tokens=N]` | exactly N `token` events `w1 `, `w2 `, … |
-//! | `[hang]` | stops after the first `token` until `stop` arrives |
+//! | `[hang]` | stops after the first `token` until `stop` arrives, or until [`Faults::restart_realtime`] (which kills it, or lets a durable turn go on) |
 //! | `[error]` | `error {code:"provider_unavailable"}` then `done {aborted:true}` |
 //! | `[unknown-event]` | adds an event of unknown type `x_future_event` after `meta` |
 //! | `[malformed]` | adds `{type:"token"}` without `text` after `meta` |
@@ -174,6 +174,7 @@
 //! | [`Faults::fail_next_handshakes`]`(n)` | the next n Engine.IO upgrades answer 503 |
 //! | [`Faults::emit_to_sockets`], [`Faults::disconnect_sockets`] | arbitrary server events, server-side namespace disconnect |
 //! | [`Faults::set_event_delay`], [`Faults::set_approval_every_turn`] | scripted agent pacing and approvals |
+//! | [`Faults::restart_realtime`]`(`[`Restart`]`)` | a gateway restart: `Durable` drops every socket and the turns pump on to their thread's room once it is re-joined; `Forget`, `PersistAnswer`, `PersistFailure` kill the running turns at their next event (persisting nothing, the answer, or an assistant message with `responseJson.error`), wait for them, then drop every socket |
 //!
 //! # V1 event streams ([`TestServer::v1_streams`])
 //!
@@ -277,7 +278,7 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 
 pub use auth::{TokenSpec, mint_token};
-pub use faults::{Faults, RestFault, SocketRefusal};
+pub use faults::{Faults, RestFault, Restart, SocketRefusal};
 pub use record::{RecordedConnect, RecordedRequest, RecordedSocketEvent, Recorder};
 pub use store::{
     SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SEED_APPROVAL_APPROVED, SEED_APPROVAL_PENDING,

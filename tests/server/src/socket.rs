@@ -10,6 +10,7 @@ use socketioxide::handler::ConnectHandler;
 use tokio::sync::{oneshot, watch};
 
 use crate::auth::{Caller, header, verify_token};
+use crate::faults::{Restart, TurnSlot};
 use crate::record::{RecordedConnect, RecordedSocketEvent};
 use crate::rest::{Resolution, resolve_approval, thread_index};
 use crate::store::{Decision, TurnRecord, approval_json, new_id, now_iso, now_nanos};
@@ -218,12 +219,17 @@ fn register(sh: &Arc<Shared>, socket: &SocketRef) {
             let sh = s2.clone();
             async move {
                 let d = payload(d);
+                let thread = d.get("threadId").and_then(Value::as_str);
+                let joined = match (caller_of(&sh, &socket), thread) {
+                    (Some(_), Some(t)) => {
+                        socket.join(room(t));
+                        true
+                    }
+                    _ => false,
+                };
+                // Recorded once joined: a turn waiting for the join may pump at once.
                 record(&sh, &socket, "join_thread", &d);
-                if caller_of(&sh, &socket).is_none() {
-                    return;
-                }
-                if let Some(t) = d.get("threadId").and_then(Value::as_str) {
-                    socket.join(room(t));
+                if let (true, Some(t)) = (joined, thread) {
                     let _ = socket.emit("joined_thread", &json!({ "threadId": t }));
                 }
             }
@@ -415,7 +421,10 @@ fn on_message(sh: Arc<Shared>, io: SocketIo, socket: SocketRef, caller: Caller, 
         .or_default()
         .push((key.clone(), tx));
     sh.recorder.touch();
+    let slot = sh.faults.turn_slot();
     let turn = Turn {
+        epoch: slot.epoch,
+        _slot: slot,
         sh: sh.clone(),
         io,
         ns: socket.ns().to_string(),
@@ -430,6 +439,25 @@ fn on_message(sh: Arc<Shared>, io: SocketIo, socket: SocketRef, caller: Caller, 
     tokio::spawn(turn.run());
 }
 
+/// How long a durable turn waits for a client to re-join its thread after
+/// a restart before it pumps on anyway.
+const REJOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The answer's token texts.
+fn chunks(sc: &Script, text: &str, approved: bool) -> Vec<String> {
+    match sc.tokens {
+        Some(n) => (1..=n).map(|i| format!("w{i} ")).collect(),
+        None => {
+            let answer = if approved {
+                format!("Here is what I found about \"{text}\".")
+            } else {
+                "The action was rejected, so I did not run it.".to_string()
+            };
+            answer.split_inclusive(' ').map(str::to_string).collect()
+        }
+    }
+}
+
 struct Turn {
     sh: Arc<Shared>,
     io: SocketIo,
@@ -441,9 +469,19 @@ struct Turn {
     text: String,
     abort: watch::Receiver<bool>,
     key: String,
+    /// Counts the turn as running until it ends (a restart waits for it).
+    _slot: TurnSlot,
+    /// The realtime epoch the turn runs in (`Faults::restart_realtime`).
+    epoch: u64,
 }
 
-struct Stopped;
+/// Why a turn ended before its last event.
+enum Stopped {
+    /// `stop` was asked for.
+    Asked,
+    /// A simulated restart killed it (never [`Restart::Durable`]).
+    Died(Restart),
+}
 
 /// How a turn that was not stopped ended, with its final `done` event.
 enum Ended {
@@ -454,15 +492,16 @@ enum Ended {
 impl Turn {
     async fn emit(&mut self, mut ev: Value) -> Result<(), Stopped> {
         if *self.abort.borrow() {
-            return Err(Stopped);
+            return Err(Stopped::Asked);
         }
         let delay = self.sh.faults.event_delay();
         if !delay.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.abort.wait_for(|a| *a) => return Err(Stopped),
+                _ = self.abort.wait_for(|a| *a) => return Err(Stopped::Asked),
             }
         }
+        self.survive_restart().await?;
         ev["threadId"] = json!(self.thread_id);
         if let Some(r) = &self.reply_to {
             ev["replyToMessageId"] = json!(r);
@@ -471,6 +510,61 @@ impl Turn {
             let _ = ns.to(room(&self.thread_id)).emit("agent_event", &ev).await;
         }
         Ok(())
+    }
+
+    /// Right before an event: a restart since the turn's epoch kills it, or
+    /// (durable) holds it until a client re-joins its thread.
+    async fn survive_restart(&mut self) -> Result<(), Stopped> {
+        let Some((restart, joins, epoch)) = self.sh.faults.restarted_since(self.epoch) else {
+            return Ok(());
+        };
+        if restart != Restart::Durable {
+            return Err(Stopped::Died(restart));
+        }
+        let thread = self.thread_id.clone();
+        let rejoined = self.sh.recorder.wait_until(REJOIN_WAIT, |r| {
+            r.socket_events_named("join_thread")
+                .iter()
+                .skip(joins)
+                .any(|e| e.payload["threadId"] == thread.as_str())
+        });
+        tokio::select! {
+            _ = rejoined => {}
+            _ = self.abort.wait_for(|a| *a) => return Err(Stopped::Asked),
+        }
+        self.epoch = epoch;
+        Ok(())
+    }
+
+    /// What a restart that kills the turn leaves in the thread.
+    fn die(&self, restart: Restart, turn_id: &str, sc: &Script) {
+        let message = match restart {
+            Restart::PersistAnswer => {
+                let chunks = chunks(sc, &self.text, true);
+                let input = 40 + (self.text.len() as u64) / 4;
+                let output = chunks.len() as u64 * 2 + 8;
+                let cost = (input as f64) * 0.015 / 100.0 + (output as f64) * 0.06 / 100.0;
+                json!({
+                    "id": new_id(), "turnId": turn_id, "threadId": self.thread_id,
+                    "role": "assistant", "content": chunks.concat(), "toolCalls": null,
+                    "thinkingContent": null,
+                    "responseJson": {"model": "gpt-4o-mini",
+                                     "usage": {"inputTokens": input, "outputTokens": output,
+                                               "totalTokens": input + output},
+                                     "cost_cents": cost},
+                    "createdAt": now_iso()
+                })
+            }
+            Restart::PersistFailure => json!({
+                "id": new_id(), "turnId": turn_id, "threadId": self.thread_id,
+                "role": "assistant", "content": "", "toolCalls": null, "thinkingContent": null,
+                "responseJson": {"error": {"message": "The gateway restarted mid-turn.",
+                                           "code": "aborted"}},
+                "createdAt": now_iso()
+            }),
+            _ => return,
+        };
+        self.sh.store().messages.push(message);
     }
 
     async fn run(mut self) {
@@ -484,10 +578,21 @@ impl Turn {
             "createdAt": created_at
         }));
         let outcome = self.script(&turn_id, &script).await;
+        if let Err(Stopped::Died(restart)) = outcome {
+            self.die(restart, &turn_id, &script);
+            let mut turns = self.sh.turns();
+            if let Some(list) = turns.get_mut(&self.thread_id) {
+                list.retain(|(k, _)| *k != self.key);
+                if list.is_empty() {
+                    turns.remove(&self.thread_id);
+                }
+            }
+            return;
+        }
         let (status, input, output, cost, last) = match outcome {
             Ok(Ended::Completed(i, o, c, done)) => ("completed", i, o, c, done),
             Ok(Ended::Failed(done)) => ("failed", 0, 0, 0.0, done),
-            Err(Stopped) => (
+            Err(_) => (
                 "stopped",
                 0,
                 0,
@@ -594,24 +699,21 @@ impl Turn {
         let (artifact_id, key, revision, content) = self.artifact().await?;
         self.emit(json!({"type": "status", "status": "generating", "agentId": agent}))
             .await?;
-        let chunks: Vec<String> = match sc.tokens {
-            Some(n) => (1..=n).map(|i| format!("w{i} ")).collect(),
-            None => {
-                let answer = if approved {
-                    format!("Here is what I found about \"{}\".", self.text)
-                } else {
-                    "The action was rejected, so I did not run it.".to_string()
-                };
-                answer.split_inclusive(' ').map(str::to_string).collect()
-            }
-        };
+        let chunks = chunks(sc, &self.text, approved);
         let mut first = true;
         for c in &chunks {
             self.emit(json!({"type": "token", "text": c})).await?;
             if first && sc.hang {
-                // Holds the turn open until `stop` so cancellation can be tested deterministically.
-                let _ = self.abort.wait_for(|a| *a).await;
-                return Err(Stopped);
+                // Holds the turn open until `stop` so cancellation can be tested
+                // deterministically, or until a restart (which kills it, or with a
+                // durable restart lets it go on once its thread is re-joined).
+                let epoch = self.epoch;
+                let mut epochs = self.sh.faults.epochs();
+                tokio::select! {
+                    _ = self.abort.wait_for(|a| *a) => return Err(Stopped::Asked),
+                    _ = epochs.wait_for(|e| *e > epoch) => {}
+                }
+                self.survive_restart().await?;
             }
             first = false;
         }
@@ -673,7 +775,7 @@ impl Turn {
         };
         let Some(d) = decision else {
             self.sh.store().waiting.remove(&id);
-            return Err(Stopped);
+            return Err(Stopped::Asked);
         };
         self.emit(json!({"type": "approval_resolved", "approvalId": id,
                          "status": if d.approved { "approved" } else { "rejected" },

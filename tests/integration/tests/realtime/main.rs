@@ -5,6 +5,7 @@
 //! (`node`). Their helpers are `platos_integration_tests::realtime`.
 
 mod in_process;
+mod lost_turn;
 mod node;
 mod raw;
 mod shared;

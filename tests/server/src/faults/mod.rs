@@ -8,15 +8,18 @@
 //! that drops, silences or kills connections under the server (`tcp.rs`).
 
 mod rest;
+mod restart;
 mod socket;
 mod tcp;
 
 pub use rest::RestFault;
+pub use restart::Restart;
+pub(crate) use restart::TurnSlot;
 pub use socket::SocketRefusal;
 pub(crate) use tcp::FaultListener;
 use tcp::{ConnAction, ConnCtl, ConnMode};
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -41,6 +44,11 @@ pub(crate) struct FaultsInner {
     agent_frames: AtomicU64,
     failed_handshakes: AtomicU64,
     io: Mutex<Option<socketioxide::SocketIo>>,
+    restarts: Mutex<restart::Restarts>,
+    /// Turns running per epoch (see `restart.rs`).
+    running: watch::Sender<BTreeMap<u64, usize>>,
+    /// The current epoch (restarts so far).
+    epochs: watch::Sender<u64>,
     recorder: Recorder,
     shutdown: watch::Receiver<bool>,
 }
@@ -76,6 +84,9 @@ impl Faults {
                 agent_frames: AtomicU64::new(0),
                 failed_handshakes: AtomicU64::new(0),
                 io: Mutex::default(),
+                restarts: Mutex::default(),
+                running: restart::running(),
+                epochs: watch::Sender::new(0),
                 recorder,
                 shutdown,
             }),
