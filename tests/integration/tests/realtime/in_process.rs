@@ -29,7 +29,9 @@ async fn a_full_turn_yields_every_event_type_and_takes_an_approval_over_the_sock
         .start()
         .await
         .unwrap();
-    let mut stream = client(&server)
+    // The token the client holds (a fresh mint in a later second differs).
+    let token = server.session_token();
+    let mut stream = platos_integration_tests::realtime::client(&server.base_url(), &token)
         .threads()
         .send(SEED_THREAD, "needs approval [tokens=3] [unknown-event]");
 
@@ -101,7 +103,7 @@ async fn a_full_turn_yields_every_event_type_and_takes_an_approval_over_the_sock
     // One connection; no `join_thread` needed on it (the sender gets the events).
     assert_eq!(recorder.connect_count(), 1);
     assert!(recorder.socket_events_named("join_thread").is_empty());
-    assert_eq!(recorder.connects()[0].auth["token"], server.session_token());
+    assert_eq!(recorder.connects()[0].auth["token"], token.as_str());
     assert_eq!(
         recorder.socket_events_named("approval_response")[0].payload,
         json!({"approvalId": messages_approval(&rest), "approved": true, "comment": "fine"})
