@@ -224,7 +224,10 @@ impl RetryConfig {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ReconnectConfig {
-    /// Reconnect attempts per turn before the stream fails. Default 5.
+    /// Reconnects in a row that delivered nothing before a turn's stream
+    /// fails: any event the connection delivers restores the whole budget, so
+    /// a long turn on a flaky network survives as long as it makes progress.
+    /// Default 5.
     pub max_attempts: u32,
     /// Delay before attempt k is `min(max_delay, base_delay · 2^(k−1))`. Default 0.5 s.
     pub base_delay: Duration,

@@ -442,3 +442,39 @@ async fn api_key_mode_with_a_per_call_scope_sends_the_scope_in_the_connect_paylo
     let message = &server.recorder().socket_events_named("message")[0];
     assert_eq!(message.payload["agentId"], "agent_x");
 }
+
+/// The reconnect budget counts reconnects in a row that delivered nothing:
+/// with a budget of one, a turn whose connection drops three times survives,
+/// because each reconnect delivers events before the next drop.
+#[tokio::test]
+async fn progress_restores_the_reconnect_budget() {
+    let server = TestServer::builder()
+        .event_delay(Duration::from_millis(20))
+        .start()
+        .await
+        .unwrap();
+    let client = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token(server.session_token())
+        .reconnect(fast_reconnect().with_max_attempts(1))
+        .build()
+        .unwrap();
+    server.faults().drop_socket_after_events(3);
+    let turn = tokio::spawn(collect(client.threads().send(SEED_THREAD, "[tokens=40]")));
+    for connects in 2..=3 {
+        // Each reconnect is made, then the next drop is armed.
+        assert!(
+            server
+                .recorder()
+                .wait_for_connects(connects, DEADLINE)
+                .await,
+            "reconnect {connects}"
+        );
+        server.faults().drop_socket_after_events(3);
+    }
+    let items = turn.await.unwrap();
+    let k = kinds(&items);
+    assert_eq!(k.last().map(String::as_str), Some("done"), "{k:?}");
+    let gaps = k.iter().filter(|k| *k == "stream_gap").count();
+    assert_eq!(gaps, 3, "three drops, each reconnected: {k:?}");
+}
