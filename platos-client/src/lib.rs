@@ -59,6 +59,9 @@ mod body;
 mod client;
 mod config;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "mint")]
 pub mod mint;
 mod paging;

@@ -121,11 +121,11 @@ mod approvals;
 mod classify;
 mod connection;
 mod dial;
-mod engineio;
+pub(crate) mod engineio;
 mod pool;
 mod queue;
 mod reconcile;
-mod socketio;
+pub(crate) mod socketio;
 mod turn;
 
 pub(crate) use pool::Pool;
