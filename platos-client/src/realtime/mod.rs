@@ -100,6 +100,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -116,11 +117,13 @@ mod classify;
 mod connection;
 mod dial;
 mod engineio;
+mod http;
 mod pool;
 mod queue;
 mod socketio;
 mod turn;
 
+pub(crate) use http::OPERATION as HTTP_OPERATION;
 pub(crate) use pool::Pool;
 pub use pool::RealtimeConfig;
 
@@ -172,6 +175,37 @@ pub struct SendOptions {
     /// Run this turn on a connection of its own instead of a shared one
     /// (see the [module docs](self#connections)).
     pub dedicated_connection: Option<bool>,
+    /// Which lane carries the turn (see [`Transport`]); the client's choice
+    /// ([`Transport::WebSocket`]) when not given.
+    pub transport: Option<Transport>,
+    /// `outputSchema`: a JSON Schema the answer must satisfy; the result
+    /// arrives as a `structured_output` event. Only the HTTP lane carries
+    /// it (the socket's `message` has no such field), so a turn with a
+    /// schema and no transport goes over HTTP.
+    pub output_schema: Option<Value>,
+}
+
+/// The lane a turn streams over. Both yield the same [`TurnStream`] of the
+/// same [`Event`]s; only the way there differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Socket.IO over WebSocket (docs/wire.md §4): shared connections,
+    /// reconnects with `stream_gap`, approvals and `stop` on the socket.
+    #[default]
+    WebSocket,
+    /// Server-sent events over a plain HTTP request (docs/wire.md §8.2):
+    /// one request per turn, through proxies that refuse WebSocket
+    /// upgrades. Closing the request stops the turn; approvals go over REST;
+    /// a lost connection is an error (the lane has no resume).
+    Http,
+    /// WebSocket first; when the upgrade is answered by something that is
+    /// not the Platos gateway (a non-101 answer that is not Engine.IO's,
+    /// e.g. a proxy's 403 or 502 page), the turn is sent over HTTP instead
+    /// and the client (with its clones) keeps using HTTP from then on. A
+    /// fallback happens only before the turn was sent, so it never runs
+    /// twice.
+    Auto,
 }
 
 impl SendOptions {
@@ -257,6 +291,72 @@ impl SendOptions {
         self.dedicated_connection = Some(dedicated);
         self
     }
+
+    /// Chooses the lane (see [`Transport`]).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Sets `outputSchema`, a JSON Schema object (see
+    /// [`output_schema`](Self::output_schema) the field, and
+    /// `Threads::ask_typed` for a schema made from a Rust type).
+    pub fn output_schema(mut self, schema: Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+}
+
+/// The lane a client remembers after an automatic fallback, shared by its
+/// clones: 0 until a fallback happens, then `HTTP`.
+#[derive(Debug, Default)]
+pub(crate) struct LaneMemory(AtomicU8);
+
+const HTTP: u8 = 1;
+
+impl LaneMemory {
+    fn http(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == HTTP
+    }
+
+    fn remember_http(&self) {
+        self.0.store(HTTP, Ordering::Relaxed);
+    }
+}
+
+/// The lane a turn takes, from its options and what the client remembers.
+fn lane_of(client: &PlatosClient, options: &SendOptions) -> Result<(Transport, bool)> {
+    let auto_http = client.shared().realtime.lanes().http();
+    match (options.transport, &options.output_schema) {
+        (Some(Transport::WebSocket), Some(_)) => Err(Error::config(
+            "outputSchema travels only on the HTTP lane: use Transport::Http or Transport::Auto",
+        )),
+        (Some(Transport::Http), _) | (None, Some(_)) | (Some(Transport::Auto), Some(_)) => {
+            Ok((Transport::Http, false))
+        }
+        (Some(Transport::Auto), None) if auto_http => Ok((Transport::Http, false)),
+        (Some(Transport::Auto), None) => Ok((Transport::WebSocket, true)),
+        _ => Ok((Transport::WebSocket, false)),
+    }
+}
+
+/// The body of `POST /threads/{threadId}/stream` (docs/wire.md §8.2): the
+/// `message` payload less what the route does not read (the thread is in
+/// the path, the key in the `idempotency-key` header), plus `outputSchema`.
+fn http_body(mut payload: Value, options: &SendOptions) -> (Value, String) {
+    let mut key = String::new();
+    if let Value::Object(map) = &mut payload {
+        for field in ["threadId", "contextType", "contextId", "replyToMessageId"] {
+            map.remove(field);
+        }
+        if let Some(Value::String(k)) = map.remove("idempotencyKey") {
+            key = k;
+        }
+        if let Some(schema) = &options.output_schema {
+            map.insert("outputSchema".into(), schema.clone());
+        }
+    }
+    (payload, key)
 }
 
 /// The `message` event's payload (docs/realtime.md §3): absent options are left out.
@@ -311,19 +411,33 @@ pub(crate) fn send(
     message: String,
     options: SendOptions,
 ) -> TurnStream {
+    // One key for the turn whichever lane carries it (an automatic turn
+    // may move to HTTP).
+    let mut options = options;
+    options
+        .idempotency_key
+        .get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
     let client = match &options.scope {
         Some(scope) => client.with_scope(scope.clone()),
         None => client.clone(),
     };
     let shared = client.shared();
-    let (events, reader) = queue::queue(shared.stream_buffer);
     let id = shared.realtime.next_turn_id();
-    let placed = match tokio::runtime::Handle::try_current() {
+    let lane = match tokio::runtime::Handle::try_current() {
         Err(_) => Err(Error::config(
             "threads.send needs a Tokio runtime (call it from within one)",
         )),
-        Ok(_) => namespace_of(&shared.namespace, shared.realtime.config(), &options),
+        Ok(_) => lane_of(&client, &options),
     };
+    let fallback = match lane {
+        Ok((Transport::Http, _)) => return send_http(&client, id, thread_id, &message, &options),
+        Ok((_, fallback)) => fallback,
+        Err(_) => false,
+    };
+    let (events, reader) = queue::queue(shared.stream_buffer);
+    let placed = lane.and_then(|_| {
+        namespace_of(&shared.namespace, shared.realtime.config(), &options)
+    });
     let commands = match placed {
         Ok(namespace) => {
             let payload = message_payload(&thread_id, &message, &options);
@@ -347,15 +461,55 @@ pub(crate) fn send(
             mpsc::unbounded_channel().0
         }
     };
+    let fallback = fallback.then(|| {
+        Box::new(Fallback {
+            client: client.clone(),
+            message,
+            options,
+        })
+    });
     TurnStream {
-        events: reader,
+        events: Source::Socket(reader),
         handle: TurnHandle {
             thread_id,
             turn: id,
             commands,
             ack_timeout: shared.timeout,
         },
+        fallback,
+        delivered: false,
     }
+}
+
+/// Starts the turn on the HTTP lane.
+fn send_http(
+    client: &PlatosClient,
+    id: TurnId,
+    thread_id: String,
+    message: &str,
+    options: &SendOptions,
+) -> TurnStream {
+    let shared = client.shared();
+    let (body, key) = http_body(message_payload(&thread_id, message, options), options);
+    let (reader, commands) = http::start(client.clone(), &thread_id, body, key, shared.stream_buffer);
+    TurnStream {
+        events: Source::Http(reader),
+        handle: TurnHandle {
+            thread_id,
+            turn: id,
+            commands,
+            ack_timeout: shared.timeout,
+        },
+        fallback: None,
+        delivered: false,
+    }
+}
+
+/// What an automatic turn needs to move to the HTTP lane.
+struct Fallback {
+    client: PlatosClient,
+    message: String,
+    options: SendOptions,
 }
 
 /// The namespace a turn connects to: the client's, or with
@@ -406,14 +560,54 @@ fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> R
 /// ```
 #[must_use = "a turn runs while its stream is alive; dropping it stops the turn"]
 pub struct TurnStream {
-    events: Reader<Item>,
+    events: Source,
     handle: TurnHandle,
+    /// Set for a [`Transport::Auto`] turn on the socket lane until its first item.
+    fallback: Option<Box<Fallback>>,
+    /// An item was handed out: the turn can no longer change lanes.
+    delivered: bool,
+}
+
+/// Where a stream's items come from.
+enum Source {
+    Socket(Reader<Item>),
+    Http(http::Receiver),
+}
+
+impl Source {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Item>>> {
+        match self {
+            Source::Socket(reader) => reader.poll_pop(cx),
+            Source::Http(reader) => reader.poll_recv(cx),
+        }
+    }
+
+    fn lane(&self) -> Transport {
+        match self {
+            Source::Socket(_) => Transport::WebSocket,
+            Source::Http(_) => Transport::Http,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Source::Socket(reader) => reader.len(),
+            Source::Http(reader) => reader.len(),
+        }
+    }
 }
 
 impl TurnStream {
     /// The thread this turn runs in.
     pub fn thread_id(&self) -> &str {
         &self.handle.thread_id
+    }
+
+    /// The lane the turn streams over now: [`Transport::WebSocket`] or
+    /// [`Transport::Http`] (an automatic turn tells which it took once its
+    /// first item is read).
+    pub fn transport(&self) -> Transport {
+        self.events.lane()
     }
 
     /// Asks the server to stop the turn (`stop {threadId}`). The stream
@@ -449,6 +643,45 @@ impl TurnStream {
     pub fn handle(&self) -> TurnHandle {
         self.handle.clone()
     }
+
+    /// Reads the turn to its end and gives it as one value, the same
+    /// [`TurnResult`](crate::TurnResult) the one-shot calls answer (on either lane).
+    ///
+    /// The turn is read to its end even when an event is malformed; the
+    /// first such decode error is then returned rather than a result that
+    /// misses an event. A terminal stream error is returned as is. Turns
+    /// that need an approval must be answered from another task (see
+    /// [`handle`](Self::handle)): this call does not return before `done`.
+    pub async fn collect_turn(mut self) -> Result<crate::TurnResult> {
+        use futures::StreamExt;
+        let mut events = Vec::new();
+        let mut malformed = None;
+        while let Some(item) = self.next().await {
+            match item {
+                Ok(event) => events.push(event),
+                Err(e @ Error::Decode(_)) => {
+                    malformed.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match malformed {
+            Some(e) => Err(e),
+            None => Ok(crate::TurnResult::from_events(
+                self.handle.thread_id.clone(),
+                events,
+            )),
+        }
+    }
+
+    /// Reads the turn to its end and decodes its structured answer into `T`
+    /// (see [`crate::structured`]). Send the turn with `T`'s schema, e.g.
+    /// with [`Threads::ask_structured`](crate::Threads::ask_structured).
+    pub async fn collect_structured<T: serde::de::DeserializeOwned>(
+        self,
+    ) -> Result<crate::Structured<T>> {
+        self.collect_turn().await?.structured()
+    }
 }
 
 impl Drop for TurnStream {
@@ -462,7 +695,36 @@ impl Stream for TurnStream {
     type Item = Result<Event>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.events.poll_pop(cx).map(|item| {
+        let mut item = self.events.poll_next(cx);
+        if let Poll::Ready(Some(Err(e))) = &item
+            && !self.delivered
+            && e.code() == Some(dial::UPGRADE_BLOCKED)
+            && let Some(fallback) = self.fallback.take()
+        {
+            // Nothing was sent on the socket (the upgrade failed), so the
+            // turn goes over HTTP with the same idempotency key.
+            tracing::debug!(reason = e.message(), "WebSocket refused; the turn goes over HTTP");
+            let client = &fallback.client;
+            client.shared().realtime.lanes().remember_http();
+            let mut replacement = send_http(
+                client,
+                self.handle.turn,
+                self.handle.thread_id.clone(),
+                &fallback.message,
+                &fallback.options,
+            );
+            std::mem::swap(&mut self.events, &mut replacement.events);
+            std::mem::swap(&mut self.handle, &mut replacement.handle);
+            // `replacement` now holds the socket turn: dropping it tells
+            // its (failed) connection to forget it.
+            drop(replacement);
+            item = self.events.poll_next(cx);
+        }
+        if matches!(item, Poll::Ready(Some(_))) {
+            self.delivered = true;
+            self.fallback = None;
+        }
+        item.map(|item| {
             item.map(|item| match item {
                 Ok(Item::AgentJson { frame, start, end }) => match frame.get(start..end) {
                     Some(json) => Event::from_json(json).map_err(decode_error),
@@ -504,6 +766,7 @@ impl fmt::Debug for TurnStream {
         f.debug_struct("TurnStream")
             .field("thread_id", &self.handle.thread_id)
             .field("buffered", &self.events.len())
+            .field("lane", &self.events.lane())
             .finish_non_exhaustive()
     }
 }

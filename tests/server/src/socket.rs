@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::{Caller, header, verify_token};
 use crate::record::{RecordedConnect, RecordedSocketEvent};
@@ -408,6 +408,35 @@ fn on_message(sh: Arc<Shared>, io: SocketIo, socket: SocketRef, caller: Caller, 
     {
         return;
     }
+    let sink = Sink::Room {
+        io,
+        ns: socket.ns().to_string(),
+    };
+    start_turn(&sh, &caller.scope, thread_id, agent_id, reply_to, text, sink, None);
+}
+
+/// Where a scripted turn's events go: the socket room of its thread, or the
+/// HTTP lane's response (crate::http_lane), which adds `_seq` and heartbeats.
+pub(crate) enum Sink {
+    Room { io: SocketIo, ns: String },
+    Http(mpsc::Sender<Value>),
+}
+
+/// Starts the scripted turn (the same for both lanes) and returns its stop key: sending
+/// `true` on the thread's entry in `Shared::turns` with that key aborts it.
+/// `output_schema` adds a `structured_output` event (or, with the `[invalid-output]`
+/// marker, the runtime's `structured_output_invalid` error) before `message_persisted`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_turn(
+    sh: &Arc<Shared>,
+    scope: &Scope,
+    thread_id: &str,
+    agent_id: String,
+    reply_to: Option<String>,
+    text: &str,
+    sink: Sink,
+    output_schema: Option<Value>,
+) -> String {
     let (tx, rx) = watch::channel(false);
     let key = new_id();
     sh.turns()
@@ -417,23 +446,23 @@ fn on_message(sh: Arc<Shared>, io: SocketIo, socket: SocketRef, caller: Caller, 
     sh.recorder.touch();
     let turn = Turn {
         sh: sh.clone(),
-        io,
-        ns: socket.ns().to_string(),
-        scope: caller.scope.clone(),
+        sink,
+        scope: scope.clone(),
         thread_id: thread_id.to_string(),
         agent_id,
         reply_to,
         text: text.to_string(),
         abort: rx,
-        key,
+        key: key.clone(),
+        output_schema,
     };
     tokio::spawn(turn.run());
+    key
 }
 
 struct Turn {
     sh: Arc<Shared>,
-    io: SocketIo,
-    ns: String,
+    sink: Sink,
     scope: Scope,
     thread_id: String,
     agent_id: String,
@@ -441,6 +470,7 @@ struct Turn {
     text: String,
     abort: watch::Receiver<bool>,
     key: String,
+    output_schema: Option<Value>,
 }
 
 struct Stopped;
@@ -452,7 +482,7 @@ enum Ended {
 }
 
 impl Turn {
-    async fn emit(&mut self, mut ev: Value) -> Result<(), Stopped> {
+    async fn emit(&mut self, ev: Value) -> Result<(), Stopped> {
         if *self.abort.borrow() {
             return Err(Stopped);
         }
@@ -463,14 +493,7 @@ impl Turn {
                 _ = self.abort.wait_for(|a| *a) => return Err(Stopped),
             }
         }
-        ev["threadId"] = json!(self.thread_id);
-        if let Some(r) = &self.reply_to {
-            ev["replyToMessageId"] = json!(r);
-        }
-        if let Some(ns) = self.io.of(&self.ns) {
-            let _ = ns.to(room(&self.thread_id)).emit("agent_event", &ev).await;
-        }
-        Ok(())
+        self.emit_unchecked(ev).await.map_err(|_| Stopped)
     }
 
     async fn run(mut self) {
@@ -533,17 +556,23 @@ impl Turn {
             }
         }
         self.sh.recorder.touch();
-        self.emit_unchecked(last).await;
+        let _ = self.emit_unchecked(last).await;
     }
 
-    /// Emits even after a stop (the final `done`).
-    async fn emit_unchecked(&self, mut ev: Value) {
+    /// Emits even after a stop (the final `done`); `Err` when the HTTP client is gone.
+    async fn emit_unchecked(&self, mut ev: Value) -> Result<(), Stopped> {
         ev["threadId"] = json!(self.thread_id);
         if let Some(r) = &self.reply_to {
             ev["replyToMessageId"] = json!(r);
         }
-        if let Some(ns) = self.io.of(&self.ns) {
-            let _ = ns.to(room(&self.thread_id)).emit("agent_event", &ev).await;
+        match &self.sink {
+            Sink::Room { io, ns } => {
+                if let Some(ns) = io.of(ns) {
+                    let _ = ns.to(room(&self.thread_id)).emit("agent_event", &ev).await;
+                }
+                Ok(())
+            }
+            Sink::Http(tx) => tx.send(ev).await.map_err(|_| Stopped),
         }
     }
 
@@ -614,6 +643,19 @@ impl Turn {
                 return Err(Stopped);
             }
             first = false;
+        }
+        if let Some(schema) = self.output_schema.clone() {
+            if self.text.to_lowercase().contains("[invalid-output]") {
+                self.emit(json!({"type": "error", "code": "structured_output_invalid",
+                    "message": "The answer did not match the output schema after 2 retries.",
+                    "validationErrors": ["/rating: must be integer", "/summary: is required"],
+                    "retryCount": 2}))
+                    .await?;
+                return Ok(Ended::Failed(json!({"type": "done", "aborted": true})));
+            }
+            let object = crate::schema::example(&schema);
+            self.emit(json!({"type": "structured_output", "object": object, "retryCount": 0}))
+                .await?;
         }
         let content_text: String = chunks.concat();
         let input = 40 + (self.text.len() as u64) / 4;
