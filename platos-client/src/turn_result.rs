@@ -99,7 +99,10 @@ impl TurnResult {
             _ => None,
         });
         if let Some(e) = invalid {
-            return Err(structured::invalid(&e.message, e.validation_errors.as_ref()));
+            return Err(structured::invalid(
+                &e.message,
+                e.validation_errors.as_ref(),
+            ));
         }
         let why = self
             .events

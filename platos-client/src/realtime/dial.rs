@@ -252,7 +252,11 @@ fn upgrade_error(e: tungstenite::Error) -> Fault {
                 .headers()
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/html"));
+                .is_some_and(|ct| {
+                    ct.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("text/html")
+                });
             if html {
                 return Fault::Failed(Error::stream(
                     Some(UPGRADE_BLOCKED.into()),

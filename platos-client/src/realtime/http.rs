@@ -66,8 +66,8 @@ pub(crate) fn start(
 /// path segment.
 fn stream_url(base: &str, thread_id: &str) -> Result<url::Url> {
     let thread_id = crate::request::path_id(thread_id)?;
-    let mut url = url::Url::parse(base)
-        .map_err(|e| Error::config(format!("base URL {base:?}: {e}")))?;
+    let mut url =
+        url::Url::parse(base).map_err(|e| Error::config(format!("base URL {base:?}: {e}")))?;
     url.path_segments_mut()
         .map_err(|_| Error::config(format!("base URL {base:?} cannot have a path")))?
         .pop_if_empty()

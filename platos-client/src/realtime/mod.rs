@@ -200,7 +200,7 @@ pub enum Transport {
     /// a lost connection is an error (the lane has no resume).
     Http,
     /// WebSocket first; when the upgrade is answered by something that is
-    /// not the Platos gateway (a non-101 answer that is not Engine.IO's,
+    /// not the Platos gateway (a non-101 answer with an HTML page,
     /// e.g. a proxy's 403 or 502 page), the turn is sent over HTTP instead
     /// and the client (with its clones) keeps using HTTP from then on. A
     /// fallback happens only before the turn was sent, so it never runs
@@ -435,9 +435,8 @@ pub(crate) fn send(
         Err(_) => false,
     };
     let (events, reader) = queue::queue(shared.stream_buffer);
-    let placed = lane.and_then(|_| {
-        namespace_of(&shared.namespace, shared.realtime.config(), &options)
-    });
+    let placed =
+        lane.and_then(|_| namespace_of(&shared.namespace, shared.realtime.config(), &options));
     let commands = match placed {
         Ok(namespace) => {
             let payload = message_payload(&thread_id, &message, &options);
@@ -491,7 +490,8 @@ fn send_http(
 ) -> TurnStream {
     let shared = client.shared();
     let (body, key) = http_body(message_payload(&thread_id, message, options), options);
-    let (reader, commands) = http::start(client.clone(), &thread_id, body, key, shared.stream_buffer);
+    let (reader, commands) =
+        http::start(client.clone(), &thread_id, body, key, shared.stream_buffer);
     TurnStream {
         events: Source::Http(reader),
         handle: TurnHandle {
@@ -703,7 +703,10 @@ impl Stream for TurnStream {
         {
             // Nothing was sent on the socket (the upgrade failed), so the
             // turn goes over HTTP with the same idempotency key.
-            tracing::debug!(reason = e.message(), "WebSocket refused; the turn goes over HTTP");
+            tracing::debug!(
+                reason = e.message(),
+                "WebSocket refused; the turn goes over HTTP"
+            );
             let client = &fallback.client;
             client.shared().realtime.lanes().remember_http();
             let mut replacement = send_http(

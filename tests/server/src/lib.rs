@@ -638,12 +638,14 @@ impl TestServerBuilder {
 
 /// A proxy's refusal of a WebSocket upgrade: its own HTML page, not Engine.IO's JSON.
 fn proxy_refusal(status: u16) -> axum::response::Response {
-    let status = axum::http::StatusCode::from_u16(status)
-        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    let status =
+        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
     (
         status,
         [(axum::http::header::CONTENT_TYPE, "text/html")],
-        format!("<html><body><h1>{status}</h1><p>WebSocket upgrades are not allowed.</p></body></html>"),
+        format!(
+            "<html><body><h1>{status}</h1><p>WebSocket upgrades are not allowed.</p></body></html>"
+        ),
     )
         .into_response()
 }
@@ -738,6 +740,17 @@ impl TestServer {
     /// invitation tokens).
     pub fn v1_api(&self) -> &V1Api {
         &self.shared.v1_api
+    }
+
+    /// The status (`completed`, `failed`, `stopped`) of each finished turn on `thread_id`,
+    /// oldest first; a turn is recorded (and the recorder touched) before its `done`.
+    pub fn turn_statuses(&self, thread_id: &str) -> Vec<&'static str> {
+        let st = self.shared.store();
+        st.turns
+            .iter()
+            .filter(|t| t.thread_id == thread_id)
+            .map(|t| t.status)
+            .collect()
     }
 
     /// What the server received.

@@ -37,7 +37,11 @@ fn generate(schema: &Value, root: &Value, depth: usize) -> Value {
     if let Some(c) = s.get("const") {
         return c.clone();
     }
-    if let Some(first) = s.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = s
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
     for key in ["oneOf", "anyOf", "allOf"] {
@@ -81,7 +85,12 @@ fn generate(schema: &Value, root: &Value, depth: usize) -> Value {
             _ => json!("example"),
         },
         "integer" => json!(s.get("minimum").and_then(Value::as_i64).unwrap_or(0).max(1)),
-        "number" => json!(s.get("minimum").and_then(Value::as_f64).unwrap_or(0.0).max(1.5)),
+        "number" => json!(
+            s.get("minimum")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0)
+                .max(1.5)
+        ),
         "boolean" => json!(true),
         _ => Value::Null,
     }

@@ -412,7 +412,16 @@ fn on_message(sh: Arc<Shared>, io: SocketIo, socket: SocketRef, caller: Caller, 
         io,
         ns: socket.ns().to_string(),
     };
-    start_turn(&sh, &caller.scope, thread_id, agent_id, reply_to, text, sink, None);
+    start_turn(
+        &sh,
+        &caller.scope,
+        thread_id,
+        agent_id,
+        reply_to,
+        text,
+        sink,
+        None,
+    );
 }
 
 /// Where a scripted turn's events go: the socket room of its thread, or the

@@ -32,9 +32,9 @@ mod budgets;
 mod jobs;
 mod messages;
 mod monitoring;
+mod stream;
 mod threads;
 mod tools;
-mod stream;
 mod turns;
 
 // The socket lane shares thread visibility and approval resolution with REST.
