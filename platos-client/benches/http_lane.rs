@@ -2,13 +2,13 @@
 //! CPU per event for the same scripted turn on the same test server, in one run.
 //!
 //! ```text
-//! cargo bench -p platos-client --bench http_lane              # 100 000 tokens per turn
+//! cargo bench -p platos-client --bench http_lane              # 50 000 tokens per turn
 //! HTTP_LANE_BENCH_EVENTS=20000 cargo bench -p platos-client --bench http_lane
 //! ```
 //!
 //! The server is the crate `platos-test-server` (the same scripted turn serves both
-//! lanes) on its own runtime and threads (`bench-server`); the client runs on the
-//! main thread's runtime, so client CPU is read per thread from `/proc/self/task`
+//! lanes) on its own runtime and threads (`bench-server`); the client runs on a
+//! runtime of its own (one worker), so client CPU is read per thread from `/proc/self/task`
 //! and the server's work is left out of it. Each turn is timed from `send` to the
 //! end of the stream; lanes alternate for `ROUNDS` rounds and the best run counts.
 //! The server's own pace (socketioxide's emit, axum's body) bounds both lanes; the
@@ -22,7 +22,7 @@ use platos_events::Event;
 use platos_test_server::{SEED_THREAD, TestServer};
 
 const ROUNDS: usize = 3;
-const DEFAULT_EVENTS: usize = 100_000;
+const DEFAULT_EVENTS: usize = 50_000;
 const SERVER_THREAD: &str = "bench-server";
 
 fn main() {
@@ -39,7 +39,8 @@ fn main() {
     let server = server_rt
         .block_on(async { TestServer::builder().start().await })
         .expect("test server");
-    let client_rt = tokio::runtime::Builder::new_current_thread()
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("client runtime");
@@ -56,6 +57,9 @@ async fn run(server: &TestServer, events: usize) {
     let client = PlatosClient::builder()
         .base_url(server.base_url())
         .session_token(server.session_token())
+        // A whole turn fits: the socket lane must not end a turn whose
+        // consumer is scheduled late (the HTTP lane pushes back instead).
+        .stream_buffer(events + 16)
         .build()
         .expect("client");
     let message = format!("bench [tokens={events}]");

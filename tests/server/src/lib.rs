@@ -582,6 +582,10 @@ impl TestServerBuilder {
             turns: Mutex::default(),
         });
         let (layer, io) = socketioxide::SocketIo::builder()
+            // A scripted turn emits without pause; socketioxide drops what does not fit
+            // a socket's buffer (128 packets by default), so long turns (`[tokens=N]`,
+            // the benches) need room for every event.
+            .max_buffer_size(1 << 16)
             .ping_interval(self.ping_interval)
             .ping_timeout(self.ping_timeout)
             .build_layer();
