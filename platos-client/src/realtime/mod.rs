@@ -949,6 +949,58 @@ mod tests {
     }
 
     #[test]
+    fn the_http_body_keeps_what_the_stream_route_reads_and_moves_the_key_to_a_header() {
+        let options = SendOptions::new()
+            .agent_id("a1")
+            .context("ticket", "T-1")
+            .dynamic_block("tier", "gold")
+            .attachment_id("f1")
+            .model_label("fast")
+            .reply_to_message_id("m0")
+            .idempotency_key("key-1")
+            .output_schema(json!({"type": "object"}));
+        let (body, key) = http_body(message_payload("t1", "hi", &options), &options);
+        assert_eq!(key, "key-1");
+        assert_eq!(
+            body,
+            json!({
+                "message": "hi",
+                "agentId": "a1",
+                "dynamicBlocks": {"tier": "gold"},
+                "attachmentIds": ["f1"],
+                "modelLabel": "fast",
+                "outputSchema": {"type": "object"},
+            })
+        );
+    }
+
+    #[test]
+    fn the_lane_follows_the_options_and_what_the_client_remembers() {
+        let client = PlatosClient::builder()
+            .base_url("http://127.0.0.1:9")
+            .session_token("t")
+            .build()
+            .unwrap();
+        let lane = |options: SendOptions| lane_of(&client, &options).map_err(|e| e.to_string());
+        let schema = || json!({"type": "object"});
+        assert_eq!(lane(SendOptions::new()), Ok((Transport::WebSocket, false)));
+        let http = SendOptions::new().transport(Transport::Http);
+        assert_eq!(lane(http), Ok((Transport::Http, false)));
+        let auto = SendOptions::new().transport(Transport::Auto);
+        assert_eq!(lane(auto.clone()), Ok((Transport::WebSocket, true)));
+        // A schema only travels over HTTP.
+        assert_eq!(
+            lane(SendOptions::new().output_schema(schema())),
+            Ok((Transport::Http, false))
+        );
+        let ws = SendOptions::new().transport(Transport::WebSocket);
+        assert!(lane(ws.output_schema(schema())).is_err());
+        // After a fallback, every clone goes straight to HTTP.
+        client.clone().shared().realtime.lanes().remember_http();
+        assert_eq!(lane(auto), Ok((Transport::Http, false)));
+    }
+
+    #[test]
     fn malformed_known_events_name_type_and_field() {
         let e = decode_agent_event(json!({"type": "token", "text": 5})).unwrap_err();
         assert!(matches!(e, Error::Decode(_)));
