@@ -614,6 +614,8 @@ impl TurnStream {
     /// then yields what the server still sends, normally a `done` with
     /// `stopped: true`, and ends; if the server does not answer within a
     /// few seconds the connection is closed and the stream ends anyway.
+    /// On the HTTP lane the request is closed, which stops the turn, and
+    /// the stream ends at once.
     pub fn stop(&self) {
         self.handle.stop();
     }
@@ -621,7 +623,8 @@ impl TurnStream {
     /// Answers an `approval_needed` event over the socket
     /// (`approval_response {approvalId, approved, comment?}`) and waits for
     /// the server's `approval_ack`. The same decision can be made over REST
-    /// with `approvals().resolve`.
+    /// with `approvals().resolve`, which is what this call does on the HTTP
+    /// lane (the lane cannot send anything once the request is made).
     ///
     /// Fails with [`Error::Stream`] (code
     /// `approval_response_error`) when the server refuses it, with a
