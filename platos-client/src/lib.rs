@@ -69,6 +69,7 @@ pub mod realtime;
 mod request;
 mod retry;
 mod sse;
+pub mod structured;
 mod threads;
 mod tls;
 mod transport;
@@ -89,7 +90,8 @@ pub use namespaces::*;
 pub use paging::DEFAULT_PAGE_SIZE;
 /// The typed stream events (re-exported from the `platos-events` crate).
 pub use platos_events::{self as events, Event};
-pub use realtime::{RealtimeConfig, SendOptions, TurnHandle, TurnStream};
+pub use realtime::{RealtimeConfig, SendOptions, Transport, TurnHandle, TurnStream};
+pub use structured::{Structured, StructuredOutput, output_schema};
 pub use turn_result::TurnResult;
 
 /// A JSON object, as bodies such as `editedArgs` and `payload` take it.

@@ -22,3 +22,24 @@ impl Threads<'_> {
         realtime::send(self.client, thread_id.into(), message.into(), options)
     }
 }
+
+impl Threads<'_> {
+    /// Sends `message` with `T`'s JSON Schema as `outputSchema` over the
+    /// HTTP lane (the only one that carries it), reads the turn to its end
+    /// and decodes the `structured_output` into `T` (see
+    /// [`crate::structured`] for the dialect and the errors).
+    pub async fn ask_structured<T>(
+        &self,
+        thread_id: impl Into<String>,
+        message: impl Into<String>,
+        options: SendOptions,
+    ) -> crate::Result<crate::Structured<T>>
+    where
+        T: schemars::JsonSchema + serde::de::DeserializeOwned,
+    {
+        let options = options.output_schema(crate::output_schema::<T>());
+        self.send_with(thread_id, message, options)
+            .collect_structured()
+            .await
+    }
+}

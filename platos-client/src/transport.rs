@@ -193,7 +193,11 @@ impl Client {
         }
         let replay_safe =
             retry::is_replay_safe(rule, request.headers().contains_key(IDEMPOTENCY_KEY));
-        *request.timeout_mut() = Some(shared.timeout);
+        // A streamed turn lasts as long as the turn: its lane bounds the wait
+        // for the answer's head instead (a reqwest timeout covers the body).
+        if info.operation_id != crate::realtime::HTTP_OPERATION {
+            *request.timeout_mut() = Some(shared.timeout);
+        }
 
         let mut refreshed = false;
         let mut retries = 0u32;

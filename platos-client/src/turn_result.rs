@@ -1,9 +1,12 @@
 //! [`TurnResult`]: a whole turn as one value, as the one-shot calls
-//! (`threads().ask`, `agents().ask`) answer it.
+//! (`threads().ask`, `agents().ask`) answer it and as a streamed turn
+//! collects into ([`TurnStream::collect_turn`](crate::TurnStream::collect_turn)).
 
 use platos_events::Event;
+use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::structured::{self, Structured, StructuredOutput};
 use crate::types::TurnAnswer;
 
 /// A finished turn: what the agent said, where it was kept, what it cost,
@@ -25,8 +28,93 @@ pub struct TurnResult {
     pub input_tokens: Option<u64>,
     /// Completion tokens, when the server reported them.
     pub output_tokens: Option<u64>,
+    /// The turn's `structured_output`, when the turn was sent with an
+    /// `outputSchema` and the runtime produced one (see
+    /// [`structured`](Self::structured)).
+    pub structured_output: Option<StructuredOutput>,
     /// The turn's events in the order they happened.
     pub events: Vec<Event>,
+}
+
+impl TurnResult {
+    /// A result read off the events of a streamed turn: the text is the
+    /// `token` texts joined, cost, ids and usage come from the last
+    /// `message_persisted`, the structured output from the last
+    /// `structured_output`.
+    pub(crate) fn from_events(thread_id: String, events: Vec<Event>) -> TurnResult {
+        let text = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Token(t) => Some(t.text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut result = TurnResult {
+            text,
+            thread_id,
+            message_id: None,
+            cost_cents: None,
+            input_tokens: None,
+            output_tokens: None,
+            structured_output: None,
+            events,
+        };
+        result.fill_from_events();
+        result
+    }
+
+    /// What the events say and the answer's fields did not.
+    fn fill_from_events(&mut self) {
+        let persisted = self.events.iter().rev().find_map(|e| match e {
+            Event::MessagePersisted(m) => Some(m),
+            _ => None,
+        });
+        if let Some(m) = persisted {
+            self.message_id.get_or_insert_with(|| m.message_id.clone());
+            if self.cost_cents.is_none() {
+                self.cost_cents = m.cost_cents;
+            }
+            self.input_tokens = self.input_tokens.or(m.input_tokens);
+            self.output_tokens = self.output_tokens.or(m.output_tokens);
+        }
+        self.structured_output = self.events.iter().rev().find_map(|e| match e {
+            Event::StructuredOutput(s) => Some(StructuredOutput {
+                object: s.object.clone(),
+                retry_count: s.retry_count.or(s.attempts),
+            }),
+            _ => None,
+        });
+    }
+
+    /// The structured answer decoded into `T` (see
+    /// [`crate::structured`]): the runtime's `structured_output_invalid` is
+    /// [`Error::Validation`] listing its validation errors, an object that
+    /// does not fit `T` is [`Error::Decode`] naming the field.
+    pub fn structured<T: DeserializeOwned>(&self) -> Result<Structured<T>> {
+        if let Some(output) = &self.structured_output {
+            return output.decode();
+        }
+        let invalid = self.events.iter().rev().find_map(|e| match e {
+            Event::Error(e) if e.code.as_deref() == Some("structured_output_invalid") => Some(e),
+            _ => None,
+        });
+        if let Some(e) = invalid {
+            return Err(structured::invalid(
+                &e.message,
+                e.validation_errors.as_ref(),
+            ));
+        }
+        let why = self
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Error(e) => Some(format!("the turn failed: {}", e.message)),
+                _ => None,
+            })
+            .unwrap_or_else(|| "the turn produced no structured_output event".to_owned());
+        Err(Error::decode(None, "structured_output", why, b""))
+    }
 }
 
 impl TryFrom<TurnAnswer> for TurnResult {
@@ -47,22 +135,17 @@ impl TryFrom<TurnAnswer> for TurnResult {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let persisted = events.iter().rev().find_map(|e| match e {
-            Event::MessagePersisted(m) => Some(m),
-            _ => None,
-        });
-        Ok(TurnResult {
-            message_id: answer
-                .message_id
-                .or_else(|| persisted.map(|m| m.message_id.clone())),
-            cost_cents: answer
-                .cost_cents
-                .or_else(|| persisted.and_then(|m| m.cost_cents)),
-            input_tokens: persisted.and_then(|m| m.input_tokens),
-            output_tokens: persisted.and_then(|m| m.output_tokens),
+        let mut result = TurnResult {
+            message_id: answer.message_id,
+            cost_cents: answer.cost_cents,
+            input_tokens: None,
+            output_tokens: None,
             text: answer.text.unwrap_or_default(),
             thread_id: answer.thread_id.unwrap_or_default(),
+            structured_output: None,
             events,
-        })
+        };
+        result.fill_from_events();
+        Ok(result)
     }
 }

@@ -230,6 +230,9 @@ pub(crate) async fn close(mut ws: Socket, namespace: &str, grace: Duration) {
     .await;
 }
 
+/// The stream error code of an upgrade refused by an intermediary.
+pub(crate) const UPGRADE_BLOCKED: &str = "upgrade_blocked";
+
 /// A failed WebSocket upgrade.
 fn upgrade_error(e: tungstenite::Error) -> Fault {
     match e {
@@ -241,6 +244,25 @@ fn upgrade_error(e: tungstenite::Error) -> Fault {
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default();
             let message = format!("the WebSocket upgrade was refused with HTTP {status}");
+            // The gateway refuses with Engine.IO JSON, a bare status, or a
+            // socket event after the upgrade; an HTML page answering the
+            // upgrade is an intermediary's (a proxy that will not tunnel):
+            // retrying cannot get through it, the HTTP lane can.
+            let html = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| {
+                    ct.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("text/html")
+                });
+            if html {
+                return Fault::Failed(Error::stream(
+                    Some(UPGRADE_BLOCKED.into()),
+                    format!("{message} by something that is not the Platos gateway"),
+                ));
+            }
             match status {
                 401 | 403 => Fault::AuthRefused {
                     code: None,

@@ -105,6 +105,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use futures::Stream;
@@ -122,12 +123,14 @@ mod classify;
 mod connection;
 mod dial;
 pub(crate) mod engineio;
+mod http;
 mod pool;
 mod queue;
 mod reconcile;
 pub(crate) mod socketio;
 mod turn;
 
+pub(crate) use http::OPERATION as HTTP_OPERATION;
 pub(crate) use pool::Pool;
 pub use pool::RealtimeConfig;
 
@@ -185,6 +188,37 @@ pub struct SendOptions {
     /// client's [`RealtimeConfig::turn_check_after_reconnect`] applies
     /// until an event comes.
     pub idle_limit: Option<std::time::Duration>,
+    /// Which lane carries the turn (see [`Transport`]); the client's choice
+    /// ([`Transport::WebSocket`]) when not given.
+    pub transport: Option<Transport>,
+    /// `outputSchema`: a JSON Schema the answer must satisfy; the result
+    /// arrives as a `structured_output` event. Only the HTTP lane carries
+    /// it (the socket's `message` has no such field), so a turn with a
+    /// schema and no transport goes over HTTP.
+    pub output_schema: Option<Value>,
+}
+
+/// The lane a turn streams over. Both yield the same [`TurnStream`] of the
+/// same [`Event`]s; only the way there differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Socket.IO over WebSocket (docs/wire.md §4): shared connections,
+    /// reconnects with `stream_gap`, approvals and `stop` on the socket.
+    #[default]
+    WebSocket,
+    /// Server-sent events over a plain HTTP request (docs/wire.md §8.2):
+    /// one request per turn, through proxies that refuse WebSocket
+    /// upgrades. Closing the request stops the turn; approvals go over REST;
+    /// a lost connection is an error (the lane has no resume).
+    Http,
+    /// WebSocket first; when the upgrade is answered by something that is
+    /// not the Platos gateway (a non-101 answer with an HTML page,
+    /// e.g. a proxy's 403 or 502 page), the turn is sent over HTTP instead
+    /// and the client (with its clones) keeps using HTTP from then on. A
+    /// fallback happens only before the turn was sent, so it never runs
+    /// twice.
+    Auto,
 }
 
 impl SendOptions {
@@ -276,6 +310,72 @@ impl SendOptions {
         self.dedicated_connection = Some(dedicated);
         self
     }
+
+    /// Chooses the lane (see [`Transport`]).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Sets `outputSchema`, a JSON Schema object (see
+    /// [`output_schema`](Self::output_schema) the field, and
+    /// `Threads::ask_typed` for a schema made from a Rust type).
+    pub fn output_schema(mut self, schema: Value) -> Self {
+        self.output_schema = Some(schema);
+        self
+    }
+}
+
+/// The lane a client remembers after an automatic fallback, shared by its
+/// clones: 0 until a fallback happens, then `HTTP`.
+#[derive(Debug, Default)]
+pub(crate) struct LaneMemory(AtomicU8);
+
+const HTTP: u8 = 1;
+
+impl LaneMemory {
+    fn http(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == HTTP
+    }
+
+    fn remember_http(&self) {
+        self.0.store(HTTP, Ordering::Relaxed);
+    }
+}
+
+/// The lane a turn takes, from its options and what the client remembers.
+fn lane_of(client: &PlatosClient, options: &SendOptions) -> Result<(Transport, bool)> {
+    let auto_http = client.shared().realtime.lanes().http();
+    match (options.transport, &options.output_schema) {
+        (Some(Transport::WebSocket), Some(_)) => Err(Error::config(
+            "outputSchema travels only on the HTTP lane: use Transport::Http or Transport::Auto",
+        )),
+        (Some(Transport::Http), _) | (None, Some(_)) | (Some(Transport::Auto), Some(_)) => {
+            Ok((Transport::Http, false))
+        }
+        (Some(Transport::Auto), None) if auto_http => Ok((Transport::Http, false)),
+        (Some(Transport::Auto), None) => Ok((Transport::WebSocket, true)),
+        _ => Ok((Transport::WebSocket, false)),
+    }
+}
+
+/// The body of `POST /threads/{threadId}/stream` (docs/wire.md §8.2): the
+/// `message` payload less what the route does not read (the thread is in
+/// the path, the key in the `idempotency-key` header), plus `outputSchema`.
+fn http_body(mut payload: Value, options: &SendOptions) -> (Value, String) {
+    let mut key = String::new();
+    if let Value::Object(map) = &mut payload {
+        for field in ["threadId", "contextType", "contextId", "replyToMessageId"] {
+            map.remove(field);
+        }
+        if let Some(Value::String(k)) = map.remove("idempotencyKey") {
+            key = k;
+        }
+        if let Some(schema) = &options.output_schema {
+            map.insert("outputSchema".into(), schema.clone());
+        }
+    }
+    (payload, key)
 }
 
 /// The `message` event's payload (docs/realtime.md §3): absent options are left out.
@@ -330,19 +430,32 @@ pub(crate) fn send(
     message: String,
     options: SendOptions,
 ) -> TurnStream {
+    // One key for the turn whichever lane carries it (an automatic turn
+    // may move to HTTP).
+    let mut options = options;
+    options
+        .idempotency_key
+        .get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
     let client = match &options.scope {
         Some(scope) => client.with_scope(scope.clone()),
         None => client.clone(),
     };
     let shared = client.shared();
-    let (events, reader) = queue::queue(shared.stream_buffer);
     let id = shared.realtime.next_turn_id();
-    let placed = match tokio::runtime::Handle::try_current() {
+    let lane = match tokio::runtime::Handle::try_current() {
         Err(_) => Err(Error::config(
             "threads.send needs a Tokio runtime (call it from within one)",
         )),
-        Ok(_) => namespace_of(&shared.namespace, shared.realtime.config(), &options),
+        Ok(_) => lane_of(&client, &options),
     };
+    let fallback = match lane {
+        Ok((Transport::Http, _)) => return send_http(&client, id, thread_id, &message, &options),
+        Ok((_, fallback)) => fallback,
+        Err(_) => false,
+    };
+    let (events, reader) = queue::queue(shared.stream_buffer);
+    let placed =
+        lane.and_then(|_| namespace_of(&shared.namespace, shared.realtime.config(), &options));
     let commands = match placed {
         Ok(namespace) => {
             let payload = message_payload(&thread_id, &message, &options);
@@ -370,11 +483,19 @@ pub(crate) fn send(
             mpsc::unbounded_channel().0
         }
     };
-    TurnStream {
-        events: reader,
-        check: Check::Armed {
+    let message_for_check = message.clone();
+    let fallback = fallback.then(|| {
+        Box::new(Fallback {
             client: client.clone(),
             message,
+            options,
+        })
+    });
+    TurnStream {
+        events: Source::Socket(reader),
+        check: Check::Armed {
+            client: client.clone(),
+            message: message_for_check,
             sent_at: std::time::SystemTime::now().into(),
         },
         handle: TurnHandle {
@@ -383,7 +504,47 @@ pub(crate) fn send(
             commands,
             ack_timeout: shared.timeout,
         },
+        fallback,
+        delivered: false,
     }
+}
+
+/// Starts the turn on the HTTP lane.
+fn send_http(
+    client: &PlatosClient,
+    id: TurnId,
+    thread_id: String,
+    message: &str,
+    options: &SendOptions,
+) -> TurnStream {
+    let shared = client.shared();
+    let (body, key) = http_body(message_payload(&thread_id, message, options), options);
+    let (reader, commands) =
+        http::start(client.clone(), &thread_id, body, key, shared.stream_buffer);
+    TurnStream {
+        events: Source::Http(reader),
+        // The HTTP lane has no reconnects, so nothing to check after one.
+        check: Check::Armed {
+            client: client.clone(),
+            message: message.to_owned(),
+            sent_at: std::time::SystemTime::now().into(),
+        },
+        handle: TurnHandle {
+            thread_id,
+            turn: id,
+            commands,
+            ack_timeout: shared.timeout,
+        },
+        fallback: None,
+        delivered: false,
+    }
+}
+
+/// What an automatic turn needs to move to the HTTP lane.
+struct Fallback {
+    client: PlatosClient,
+    message: String,
+    options: SendOptions,
 }
 
 /// The namespace a turn connects to: the client's, or with
@@ -434,10 +595,43 @@ fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> R
 /// ```
 #[must_use = "a turn runs while its stream is alive; dropping it stops the turn"]
 pub struct TurnStream {
-    events: Reader<Item>,
+    events: Source,
     /// The check of a turn gone silent after a reconnect (`reconcile`).
     check: Check,
     handle: TurnHandle,
+    /// Set for a [`Transport::Auto`] turn on the socket lane until its first item.
+    fallback: Option<Box<Fallback>>,
+    /// An item was handed out: the turn can no longer change lanes.
+    delivered: bool,
+}
+
+/// Where a stream's items come from.
+enum Source {
+    Socket(Reader<Item>),
+    Http(http::Receiver),
+}
+
+impl Source {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Item>>> {
+        match self {
+            Source::Socket(reader) => reader.poll_pop(cx),
+            Source::Http(reader) => reader.poll_recv(cx),
+        }
+    }
+
+    fn lane(&self) -> Transport {
+        match self {
+            Source::Socket(_) => Transport::WebSocket,
+            Source::Http(_) => Transport::Http,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Source::Socket(reader) => reader.len(),
+            Source::Http(reader) => reader.len(),
+        }
+    }
 }
 
 /// Where a stream is with the check of its turn over REST.
@@ -462,10 +656,19 @@ impl TurnStream {
         &self.handle.thread_id
     }
 
+    /// The lane the turn streams over now: [`Transport::WebSocket`] or
+    /// [`Transport::Http`] (an automatic turn tells which it took once its
+    /// first item is read).
+    pub fn transport(&self) -> Transport {
+        self.events.lane()
+    }
+
     /// Asks the server to stop the turn (`stop {threadId}`). The stream
     /// then yields what the server still sends, normally a `done` with
     /// `stopped: true`, and ends; if the server does not answer within a
     /// few seconds the connection is closed and the stream ends anyway.
+    /// On the HTTP lane the request is closed, which stops the turn, and
+    /// the stream ends at once.
     pub fn stop(&self) {
         self.handle.stop();
     }
@@ -473,7 +676,8 @@ impl TurnStream {
     /// Answers an `approval_needed` event over the socket
     /// (`approval_response {approvalId, approved, comment?}`) and waits for
     /// the server's `approval_ack`. The same decision can be made over REST
-    /// with `approvals().resolve`.
+    /// with `approvals().resolve`, which is what this call does on the HTTP
+    /// lane (the lane cannot send anything once the request is made).
     ///
     /// Fails with [`Error::Stream`] (code
     /// `approval_response_error`) when the server refuses it, with a
@@ -494,6 +698,45 @@ impl TurnStream {
     /// task while this stream is being read.
     pub fn handle(&self) -> TurnHandle {
         self.handle.clone()
+    }
+
+    /// Reads the turn to its end and gives it as one value, the same
+    /// [`TurnResult`](crate::TurnResult) the one-shot calls answer (on either lane).
+    ///
+    /// The turn is read to its end even when an event is malformed; the
+    /// first such decode error is then returned rather than a result that
+    /// misses an event. A terminal stream error is returned as is. Turns
+    /// that need an approval must be answered from another task (see
+    /// [`handle`](Self::handle)): this call does not return before `done`.
+    pub async fn collect_turn(mut self) -> Result<crate::TurnResult> {
+        use futures::StreamExt;
+        let mut events = Vec::new();
+        let mut malformed = None;
+        while let Some(item) = self.next().await {
+            match item {
+                Ok(event) => events.push(event),
+                Err(e @ Error::Decode(_)) => {
+                    malformed.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match malformed {
+            Some(e) => Err(e),
+            None => Ok(crate::TurnResult::from_events(
+                self.handle.thread_id.clone(),
+                events,
+            )),
+        }
+    }
+
+    /// Reads the turn to its end and decodes its structured answer into `T`
+    /// (see [`crate::structured`]). Send the turn with `T`'s schema, e.g.
+    /// with [`Threads::ask_structured`](crate::Threads::ask_structured).
+    pub async fn collect_structured<T: serde::de::DeserializeOwned>(
+        self,
+    ) -> Result<crate::Structured<T>> {
+        self.collect_turn().await?.structured()
     }
 }
 
@@ -520,7 +763,38 @@ impl Stream for TurnStream {
                 Check::Done(items) => return Poll::Ready(items.next()),
             }
         }
-        let item = std::task::ready!(this.events.poll_pop(cx));
+        let mut item = std::task::ready!(this.events.poll_next(cx));
+        if let Some(Err(e)) = &item
+            && !this.delivered
+            && e.code() == Some(dial::UPGRADE_BLOCKED)
+            && let Some(fallback) = this.fallback.take()
+        {
+            // Nothing was sent on the socket (the upgrade failed), so the
+            // turn goes over HTTP with the same idempotency key.
+            tracing::debug!(
+                reason = e.message(),
+                "WebSocket refused; the turn goes over HTTP"
+            );
+            let client = &fallback.client;
+            client.shared().realtime.lanes().remember_http();
+            let mut replacement = send_http(
+                client,
+                this.handle.turn,
+                this.handle.thread_id.clone(),
+                &fallback.message,
+                &fallback.options,
+            );
+            std::mem::swap(&mut this.events, &mut replacement.events);
+            std::mem::swap(&mut this.handle, &mut replacement.handle);
+            // `replacement` now holds the socket turn: dropping it tells
+            // its (failed) connection to forget it.
+            drop(replacement);
+            item = std::task::ready!(this.events.poll_next(cx));
+        }
+        if item.is_some() {
+            this.delivered = true;
+            this.fallback = None;
+        }
         if let Some(Ok(Item::Check(silent))) = item {
             let Check::Armed {
                 client,
@@ -581,6 +855,7 @@ impl fmt::Debug for TurnStream {
         f.debug_struct("TurnStream")
             .field("thread_id", &self.handle.thread_id)
             .field("buffered", &self.events.len())
+            .field("lane", &self.events.lane())
             .finish_non_exhaustive()
     }
 }
@@ -757,6 +1032,58 @@ mod tests {
                 "idempotencyKey": "key-1",
             })
         );
+    }
+
+    #[test]
+    fn the_http_body_keeps_what_the_stream_route_reads_and_moves_the_key_to_a_header() {
+        let options = SendOptions::new()
+            .agent_id("a1")
+            .context("ticket", "T-1")
+            .dynamic_block("tier", "gold")
+            .attachment_id("f1")
+            .model_label("fast")
+            .reply_to_message_id("m0")
+            .idempotency_key("key-1")
+            .output_schema(json!({"type": "object"}));
+        let (body, key) = http_body(message_payload("t1", "hi", &options), &options);
+        assert_eq!(key, "key-1");
+        assert_eq!(
+            body,
+            json!({
+                "message": "hi",
+                "agentId": "a1",
+                "dynamicBlocks": {"tier": "gold"},
+                "attachmentIds": ["f1"],
+                "modelLabel": "fast",
+                "outputSchema": {"type": "object"},
+            })
+        );
+    }
+
+    #[test]
+    fn the_lane_follows_the_options_and_what_the_client_remembers() {
+        let client = PlatosClient::builder()
+            .base_url("http://127.0.0.1:9")
+            .session_token("t")
+            .build()
+            .unwrap();
+        let lane = |options: SendOptions| lane_of(&client, &options).map_err(|e| e.to_string());
+        let schema = || json!({"type": "object"});
+        assert_eq!(lane(SendOptions::new()), Ok((Transport::WebSocket, false)));
+        let http = SendOptions::new().transport(Transport::Http);
+        assert_eq!(lane(http), Ok((Transport::Http, false)));
+        let auto = SendOptions::new().transport(Transport::Auto);
+        assert_eq!(lane(auto.clone()), Ok((Transport::WebSocket, true)));
+        // A schema only travels over HTTP.
+        assert_eq!(
+            lane(SendOptions::new().output_schema(schema())),
+            Ok((Transport::Http, false))
+        );
+        let ws = SendOptions::new().transport(Transport::WebSocket);
+        assert!(lane(ws.output_schema(schema())).is_err());
+        // After a fallback, every clone goes straight to HTTP.
+        client.clone().shared().realtime.lanes().remember_http();
+        assert_eq!(lane(auto), Ok((Transport::Http, false)));
     }
 
     #[test]

@@ -126,6 +126,8 @@ struct Inner {
     dials: Arc<Semaphore>,
     next_turn: AtomicU64,
     next_connection: AtomicU64,
+    /// The lane automatic turns take (after a fallback: HTTP).
+    lanes: super::LaneMemory,
 }
 
 /// A pooled connection as the pool sees it.
@@ -151,12 +153,17 @@ impl Pool {
                 members: Mutex::new(HashMap::new()),
                 next_turn: AtomicU64::new(1),
                 next_connection: AtomicU64::new(1),
+                lanes: super::LaneMemory::default(),
             }),
         }
     }
 
     pub(crate) fn config(&self) -> &RealtimeConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn lanes(&self) -> &super::LaneMemory {
+        &self.inner.lanes
     }
 
     pub(crate) fn next_turn_id(&self) -> TurnId {

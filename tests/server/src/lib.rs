@@ -175,6 +175,18 @@
 //! | [`Faults::emit_to_sockets`], [`Faults::disconnect_sockets`] | arbitrary server events, server-side namespace disconnect |
 //! | [`Faults::set_event_delay`], [`Faults::set_approval_every_turn`] | scripted agent pacing and approvals |
 //! | [`Faults::restart_realtime`]`(`[`Restart`]`)` | a gateway restart: `Durable` drops every socket and the turns pump on to their thread's room once it is re-joined; `Forget`, `PersistAnswer`, `PersistFailure` kill the running turns at their next event (persisting nothing, the answer, or an assistant message with `responseJson.error`), wait for them, then drop every socket |
+//! | [`Faults::refuse_upgrades`]`(Some(status))` | every `/socket.io/` upgrade gets `status` with a `text/html` page, like a proxy that will not tunnel |
+//! | [`Faults::set_sse_heartbeat`] | interval of the HTTP lane's `heartbeat` frames (default 15 s); [`Faults::sse_heartbeats_sent`] counts them |
+//!
+//! # HTTP turn lane
+//!
+//! `POST /api/v1/agent/threads/{threadId}/stream` runs the socket's scripted turn (same
+//! events, markers and approval pause) as SSE: `id: n` / `data: <event + "_seq": n>`,
+//! heartbeats sharing the numbering, the response closed after `done`; closing the
+//! request stops the turn (its turn record says `stopped`). With `outputSchema` the
+//! turn adds `structured_output {object, retryCount: 0}` (an object built to satisfy
+//! the schema) before `message_persisted`; with the `[invalid-output]` marker it ends
+//! instead with `error {code:"structured_output_invalid", validationErrors, retryCount}`.
 //!
 //! # V1 event streams ([`TestServer::v1_streams`])
 //!
@@ -263,6 +275,7 @@ mod auth;
 mod faults;
 mod record;
 mod rest;
+mod schema;
 mod script;
 mod socket;
 mod store;
@@ -570,6 +583,10 @@ impl TestServerBuilder {
             turns: Mutex::default(),
         });
         let (layer, io) = socketioxide::SocketIo::builder()
+            // A scripted turn emits without pause; socketioxide drops what does not fit
+            // a socket's buffer (128 packets by default), so long turns (`[tokens=N]`,
+            // the benches) need room for every event.
+            .max_buffer_size(1 << 16)
             .ping_interval(self.ping_interval)
             .ping_timeout(self.ping_timeout)
             .build_layer();
@@ -589,6 +606,9 @@ impl TestServerBuilder {
                             && !uri.query().unwrap_or("").contains("sid=")
                         {
                             rec.count_handshake();
+                            if let Some(status) = faults.upgrade_refusal() {
+                                return proxy_refusal(status);
+                            }
                             if faults.take_handshake_failure() {
                                 return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
                             }
@@ -619,6 +639,20 @@ impl TestServerBuilder {
             user_id: self.user_id,
         })
     }
+}
+
+/// A proxy's refusal of a WebSocket upgrade: its own HTML page, not Engine.IO's JSON.
+fn proxy_refusal(status: u16) -> axum::response::Response {
+    let status =
+        axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "text/html")],
+        format!(
+            "<html><body><h1>{status}</h1><p>WebSocket upgrades are not allowed.</p></body></html>"
+        ),
+    )
+        .into_response()
 }
 
 /// A running server. Stops when dropped or on [`TestServer::shutdown`].
@@ -711,6 +745,17 @@ impl TestServer {
     /// invitation tokens).
     pub fn v1_api(&self) -> &V1Api {
         &self.shared.v1_api
+    }
+
+    /// The status (`completed`, `failed`, `stopped`) of each finished turn on `thread_id`,
+    /// oldest first; a turn is recorded (and the recorder touched) before its `done`.
+    pub fn turn_statuses(&self, thread_id: &str) -> Vec<&'static str> {
+        let st = self.shared.store();
+        st.turns
+            .iter()
+            .filter(|t| t.thread_id == thread_id)
+            .map(|t| t.status)
+            .collect()
     }
 
     /// What the server received.

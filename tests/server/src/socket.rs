@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::{Caller, header, verify_token};
 use crate::faults::{Restart, TurnSlot};
@@ -414,6 +414,44 @@ fn on_message(sh: Arc<Shared>, io: SocketIo, socket: SocketRef, caller: Caller, 
     {
         return;
     }
+    let sink = Sink::Room {
+        io,
+        ns: socket.ns().to_string(),
+    };
+    start_turn(
+        &sh,
+        &caller.scope,
+        thread_id,
+        agent_id,
+        reply_to,
+        text,
+        sink,
+        None,
+    );
+}
+
+/// Where a scripted turn's events go: the socket room of its thread, or the
+/// HTTP lane's response (crate::http_lane), which adds `_seq` and heartbeats.
+pub(crate) enum Sink {
+    Room { io: SocketIo, ns: String },
+    Http(mpsc::Sender<Value>),
+}
+
+/// Starts the scripted turn (the same for both lanes) and returns its stop key: sending
+/// `true` on the thread's entry in `Shared::turns` with that key aborts it.
+/// `output_schema` adds a `structured_output` event (or, with the `[invalid-output]`
+/// marker, the runtime's `structured_output_invalid` error) before `message_persisted`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start_turn(
+    sh: &Arc<Shared>,
+    scope: &Scope,
+    thread_id: &str,
+    agent_id: String,
+    reply_to: Option<String>,
+    text: &str,
+    sink: Sink,
+    output_schema: Option<Value>,
+) -> String {
     let (tx, rx) = watch::channel(false);
     let key = new_id();
     sh.turns()
@@ -426,17 +464,18 @@ fn on_message(sh: Arc<Shared>, io: SocketIo, socket: SocketRef, caller: Caller, 
         epoch: slot.epoch,
         _slot: slot,
         sh: sh.clone(),
-        io,
-        ns: socket.ns().to_string(),
-        scope: caller.scope.clone(),
+        sink,
+        scope: scope.clone(),
         thread_id: thread_id.to_string(),
         agent_id,
         reply_to,
         text: text.to_string(),
         abort: rx,
-        key,
+        key: key.clone(),
+        output_schema,
     };
     tokio::spawn(turn.run());
+    key
 }
 
 /// How long a durable turn waits for a client to re-join its thread after
@@ -460,8 +499,7 @@ fn chunks(sc: &Script, text: &str, approved: bool) -> Vec<String> {
 
 struct Turn {
     sh: Arc<Shared>,
-    io: SocketIo,
-    ns: String,
+    sink: Sink,
     scope: Scope,
     thread_id: String,
     agent_id: String,
@@ -473,6 +511,7 @@ struct Turn {
     _slot: TurnSlot,
     /// The realtime epoch the turn runs in (`Faults::restart_realtime`).
     epoch: u64,
+    output_schema: Option<Value>,
 }
 
 /// Why a turn ended before its last event.
@@ -490,7 +529,7 @@ enum Ended {
 }
 
 impl Turn {
-    async fn emit(&mut self, mut ev: Value) -> Result<(), Stopped> {
+    async fn emit(&mut self, ev: Value) -> Result<(), Stopped> {
         if *self.abort.borrow() {
             return Err(Stopped::Asked);
         }
@@ -502,14 +541,7 @@ impl Turn {
             }
         }
         self.survive_restart().await?;
-        ev["threadId"] = json!(self.thread_id);
-        if let Some(r) = &self.reply_to {
-            ev["replyToMessageId"] = json!(r);
-        }
-        if let Some(ns) = self.io.of(&self.ns) {
-            let _ = ns.to(room(&self.thread_id)).emit("agent_event", &ev).await;
-        }
-        Ok(())
+        self.emit_unchecked(ev).await
     }
 
     /// Right before an event: a restart since the turn's epoch kills it, or
@@ -638,17 +670,23 @@ impl Turn {
             }
         }
         self.sh.recorder.touch();
-        self.emit_unchecked(last).await;
+        let _ = self.emit_unchecked(last).await;
     }
 
-    /// Emits even after a stop (the final `done`).
-    async fn emit_unchecked(&self, mut ev: Value) {
+    /// Emits even after a stop (the final `done`); `Err` when the HTTP client is gone.
+    async fn emit_unchecked(&self, mut ev: Value) -> Result<(), Stopped> {
         ev["threadId"] = json!(self.thread_id);
         if let Some(r) = &self.reply_to {
             ev["replyToMessageId"] = json!(r);
         }
-        if let Some(ns) = self.io.of(&self.ns) {
-            let _ = ns.to(room(&self.thread_id)).emit("agent_event", &ev).await;
+        match &self.sink {
+            Sink::Room { io, ns } => {
+                if let Some(ns) = io.of(ns) {
+                    let _ = ns.to(room(&self.thread_id)).emit("agent_event", &ev).await;
+                }
+                Ok(())
+            }
+            Sink::Http(tx) => tx.send(ev).await.map_err(|_| Stopped::Asked),
         }
     }
 
@@ -716,6 +754,19 @@ impl Turn {
                 self.survive_restart().await?;
             }
             first = false;
+        }
+        if let Some(schema) = self.output_schema.clone() {
+            if self.text.to_lowercase().contains("[invalid-output]") {
+                self.emit(json!({"type": "error", "code": "structured_output_invalid",
+                    "message": "The answer did not match the output schema after 2 retries.",
+                    "validationErrors": ["/rating: must be integer", "/summary: is required"],
+                    "retryCount": 2}))
+                    .await?;
+                return Ok(Ended::Failed(json!({"type": "done", "aborted": true})));
+            }
+            let object = crate::schema::example(&schema);
+            self.emit(json!({"type": "structured_output", "object": object, "retryCount": 0}))
+                .await?;
         }
         let content_text: String = chunks.concat();
         let input = 40 + (self.text.len() as u64) / 4;

@@ -43,6 +43,10 @@ pub(crate) struct FaultsInner {
     pub(crate) approval_every_turn: AtomicBool,
     agent_frames: AtomicU64,
     failed_handshakes: AtomicU64,
+    /// Answer every `/socket.io/` upgrade with this status and an HTML page (0: off).
+    upgrade_refusal: std::sync::atomic::AtomicU16,
+    sse_heartbeat: Mutex<Duration>,
+    sse_heartbeats: AtomicU64,
     io: Mutex<Option<socketioxide::SocketIo>>,
     restarts: Mutex<restart::Restarts>,
     /// Turns running per epoch (see `restart.rs`).
@@ -83,6 +87,9 @@ impl Faults {
                 approval_every_turn: AtomicBool::new(approval_every_turn),
                 agent_frames: AtomicU64::new(0),
                 failed_handshakes: AtomicU64::new(0),
+                upgrade_refusal: std::sync::atomic::AtomicU16::new(0),
+                sse_heartbeat: Mutex::new(Duration::from_secs(15)),
+                sse_heartbeats: AtomicU64::new(0),
                 io: Mutex::default(),
                 restarts: Mutex::default(),
                 running: restart::running(),
@@ -200,6 +207,37 @@ impl Faults {
     /// `503` before any upgrade, e.g. to exhaust a client's reconnect attempts.
     pub fn fail_next_handshakes(&self, n: u64) {
         self.inner.failed_handshakes.store(n, Ordering::SeqCst);
+    }
+
+    /// Like a proxy that will not tunnel WebSockets: every Engine.IO upgrade is answered
+    /// `status` (e.g. 403 or 502) with a `text/html` page, until `None`.
+    pub fn refuse_upgrades(&self, status: Option<u16>) {
+        self.inner
+            .upgrade_refusal
+            .store(status.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    pub(crate) fn upgrade_refusal(&self) -> Option<u16> {
+        Some(self.inner.upgrade_refusal.load(Ordering::SeqCst)).filter(|s| *s != 0)
+    }
+
+    /// Interval of the HTTP lane's `heartbeat` frames (default 15 s, as the server's).
+    pub fn set_sse_heartbeat(&self, every: Duration) {
+        *lock(&self.inner.sse_heartbeat) = every.max(Duration::from_millis(1));
+    }
+
+    pub(crate) fn sse_heartbeat(&self) -> Duration {
+        *lock(&self.inner.sse_heartbeat)
+    }
+
+    /// Heartbeat frames written on the HTTP lane so far.
+    pub fn sse_heartbeats_sent(&self) -> u64 {
+        self.inner.sse_heartbeats.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn count_sse_heartbeat(&self) {
+        self.inner.sse_heartbeats.fetch_add(1, Ordering::SeqCst);
+        self.inner.recorder.touch();
     }
 
     /// Consumes one handshake failure if armed.

@@ -32,6 +32,7 @@ mod budgets;
 mod jobs;
 mod messages;
 mod monitoring;
+mod stream;
 mod threads;
 mod tools;
 mod turns;
@@ -48,6 +49,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/agents/{agent_id}", get(agents::get))
         .route("/agents/{agent_id}/versions", get(agents::versions))
         .route("/agents/{agent_id}/messages", post(turns::agents_send))
+        .route("/threads/{thread_id}/stream", post(stream::threads_stream))
         .route("/threads", get(threads::list).post(threads::create))
         .route(
             "/threads/{thread_id}",
@@ -378,8 +380,10 @@ async fn rest_layer(State(s): S, req: Request, next: Next) -> Response {
         .get("idempotency-key")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     // V1 operations keep their own idempotency rules, per operation class (crate::v1).
+    // A streamed turn forwards its key to the turn itself; its answer cannot be stored.
     let side_effect = (parts.method == Method::POST || parts.method == Method::PATCH)
-        && !crate::v1::is_v1_path(&path);
+        && !crate::v1::is_v1_path(&path)
+        && !path.ends_with("/stream");
     let req = Request::from_parts(parts, Body::from(bytes.clone()));
     let (Some(key), true) = (key, side_effect) else {
         return next.run(req).await;

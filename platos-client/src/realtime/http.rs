@@ -1,0 +1,265 @@
+//! The HTTP turn lane (docs/wire.md §8.2): `POST /threads/{threadId}/stream`
+//! answered with `text/event-stream`, for networks where a WebSocket upgrade
+//! does not get through.
+//!
+//! One task per turn owns the response: it parses the body with the SDK's
+//! one event-stream parser ([`crate::sse`], shared with the V1 reader) and
+//! hands each event's JSON to the [`TurnStream`](super::TurnStream) through
+//! a bounded channel, so a slow consumer slows the reading (TCP pushes back
+//! on the server) instead of losing events. Decoding happens on the
+//! consumer's side, as on the socket lane, so both lanes yield the same
+//! [`Event`](platos_events::Event)s.
+//!
+//! What differs from the socket, and why:
+//! - `heartbeat` events (and `_seq`) exist only on this lane: heartbeats
+//!   are read as keep-alive and not handed on, `_seq` is an ignored field,
+//!   so a consumer sees the same events whichever lane carried them;
+//! - there is no `stop` message: closing the request is what stops the
+//!   server's turn, so [`stop`](super::TurnStream::stop) and dropping the
+//!   stream both close it, and the stream ends at once (no `done` follows);
+//! - approvals are answered over REST (`approvals().resolve`), the lane has
+//!   no way to send anything once the request is made;
+//! - no resume: the server keeps no cursor (§8.2), so a lost connection is
+//!   a network error, never a silent gap.
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::approvals::Answer;
+use super::classify;
+use super::connection::ToConn;
+use super::turn::Item;
+use crate::client::PlatosClient;
+use crate::error::{Error, Result};
+use crate::sse;
+use crate::transport::{IDEMPOTENCY_KEY, error_from_response, transport_error};
+
+/// The operation name the transport knows this lane by: no total time
+/// limit on it (a turn streams for as long as it runs).
+pub(crate) const OPERATION: &str = "threads_stream";
+
+/// The largest event (or line) accepted: the socket lane's message cap.
+const MAX_EVENT_BYTES: usize = super::dial::MAX_MESSAGE_BYTES;
+
+/// What the stream reads: an event's JSON, or the terminal error.
+pub(crate) type Receiver = mpsc::Receiver<Result<Item>>;
+
+/// Starts the turn's task; the stream reads `Receiver`, the handle sends
+/// [`ToConn`] commands (`Stop`, `Dropped`, `Approval`) to the task.
+pub(crate) fn start(
+    client: PlatosClient,
+    thread_id: &str,
+    body: Value,
+    key: String,
+    buffer: usize,
+) -> (Receiver, mpsc::UnboundedSender<ToConn>) {
+    let (events, reader) = mpsc::channel(buffer.max(1));
+    let (commands, inbox) = mpsc::unbounded_channel();
+    let url = stream_url(client.base_url(), thread_id);
+    tokio::spawn(run(client, url, body, key, events, inbox));
+    (reader, commands)
+}
+
+/// `<base>/api/v1/agent/threads/{threadId}/stream`, the id one encoded
+/// path segment.
+fn stream_url(base: &str, thread_id: &str) -> Result<url::Url> {
+    let thread_id = crate::request::path_id(thread_id)?;
+    let mut url =
+        url::Url::parse(base).map_err(|e| Error::config(format!("base URL {base:?}: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|_| Error::config(format!("base URL {base:?} cannot have a path")))?
+        .pop_if_empty()
+        .extend(["api", "v1", "agent", "threads", thread_id, "stream"]);
+    Ok(url)
+}
+
+/// How the task's reading ended.
+enum Flow {
+    /// Keep reading.
+    Go,
+    /// Stop or drop: close the request (which stops the server's turn).
+    Close,
+}
+
+/// Acts on a command from the stream or its handles.
+fn command(client: &PlatosClient, command: Option<ToConn>) -> Flow {
+    match command {
+        Some(ToConn::Approval(answer)) => {
+            tokio::spawn(resolve(client.clone(), answer));
+            Flow::Go
+        }
+        Some(ToConn::Attach(_)) => Flow::Go,
+        Some(ToConn::Stop(_) | ToConn::Dropped(_)) | None => Flow::Close,
+    }
+}
+
+/// Sends an approval answer over REST and reports the outcome.
+async fn resolve(client: PlatosClient, answer: Answer) {
+    let approved = answer.payload["approved"].as_bool().unwrap_or(false);
+    let mut call = client.approvals().resolve(answer.approval_id, approved);
+    if let Some(comment) = answer.payload["comment"].as_str() {
+        call = call.comment(comment);
+    }
+    let _ = answer.reply.send(call.send().await.map(|_| ()));
+}
+
+async fn run(
+    client: PlatosClient,
+    url: Result<url::Url>,
+    body: Value,
+    key: String,
+    events: mpsc::Sender<Result<Item>>,
+    mut inbox: mpsc::UnboundedReceiver<ToConn>,
+) {
+    let url = match url {
+        Ok(url) => url,
+        Err(e) => {
+            let _ = events.send(Err(e)).await;
+            return;
+        }
+    };
+    let opening = open(&client, url, &body, &key);
+    tokio::pin!(opening);
+    let response = loop {
+        tokio::select! {
+            biased;
+            c = inbox.recv() => match command(&client, c) {
+                Flow::Go => continue,
+                Flow::Close => return,
+            },
+            opened = &mut opening => break opened,
+        }
+    };
+    let mut response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = events.send(Err(e)).await;
+            return;
+        }
+    };
+    // Like the socket lane's first item: the lane is open and authorised.
+    let connected = platos_events::Event::Connected(Default::default());
+    if events.send(Ok(Item::made(connected))).await.is_err() {
+        return;
+    }
+    let mut parser = sse::Parser::new(sse::Limits::bytes(MAX_EVENT_BYTES));
+    let mut items = Vec::new();
+    // A turn ends with `done`, or with one `error` and the end of the body.
+    let mut failed = false;
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            c = inbox.recv() => match command(&client, c) {
+                Flow::Go => continue,
+                Flow::Close => return,
+            },
+            chunk = response.chunk() => chunk,
+        };
+        let bytes: Bytes = match chunk {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) if failed => return,
+            Ok(None) => {
+                let e = Error::network("the HTTP stream ended before the turn's done", None);
+                let _ = events.send(Err(e)).await;
+                return;
+            }
+            Err(e) => {
+                let _ = events.send(Err(transport_error(e))).await;
+                return;
+            }
+        };
+        if let Err(too_large) = parser.feed(&bytes, &mut items) {
+            let e = Error::stream(Some("payload_too_large".into()), too_large.to_string());
+            let _ = events.send(Err(e)).await;
+            return;
+        }
+        for item in items.drain(..) {
+            // Comments and `retry:` mean nothing here: there is no resume.
+            let sse::Item::Event(event) = item else {
+                continue;
+            };
+            let (done, error) = {
+                let route = classify::route(&event.data);
+                match route.kind.as_deref() {
+                    Some("heartbeat") => continue,
+                    kind => (kind == Some("done"), kind == Some("error")),
+                }
+            };
+            failed |= error;
+            let frame = Utf8Bytes::from(event.data);
+            let end = frame.len();
+            let item = Item::AgentJson {
+                frame,
+                start: 0,
+                end,
+            };
+            // Waits for room, but still hears a stop meanwhile.
+            let permit = loop {
+                tokio::select! {
+                    biased;
+                    c = inbox.recv() => match command(&client, c) {
+                        Flow::Go => continue,
+                        Flow::Close => return,
+                    },
+                    permit = events.reserve() => break permit,
+                }
+            };
+            match permit {
+                Ok(permit) => permit.send(Ok(item)),
+                // The stream is gone: closing the request stops the turn.
+                Err(_) => return,
+            }
+            if done {
+                return;
+            }
+        }
+    }
+}
+
+/// Makes the request (auth, refresh and retries of the REST transport; the
+/// idempotency key makes a retry safe) and checks it answers a stream.
+async fn open(
+    client: &PlatosClient,
+    url: url::Url,
+    body: &Value,
+    key: &str,
+) -> Result<reqwest::Response> {
+    client.inner().check_scope()?;
+    let request = client
+        .http()
+        .post(url)
+        .header(IDEMPOTENCY_KEY, key)
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .json(body)
+        .build()
+        .map_err(|e| Error::config(format!("building the request: {e}")))?;
+    let info = progenitor_client::OperationInfo {
+        operation_id: OPERATION,
+    };
+    let limit = client.shared().timeout;
+    let answer = tokio::time::timeout(
+        limit,
+        progenitor_client::ClientHooks::exec(&client.api, request, &info),
+    )
+    .await
+    .map_err(|_| Error::timeout(format!("no answer to the turn within {limit:?}"), None))?;
+    let response = answer.map_err(transport_error)?;
+    if !response.status().is_success() {
+        return Err(error_from_response(response).await);
+    }
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("text/event-stream") {
+        return Err(Error::stream(
+            Some("protocol_error".into()),
+            format!("the turn was answered with {content_type:?}, not text/event-stream"),
+        ));
+    }
+    Ok(response)
+}
