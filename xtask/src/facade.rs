@@ -220,30 +220,7 @@ fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-/// camelCase / kebab-case → snake_case (what progenitor and typify do to
-/// the names this spec uses).
-pub fn to_snake(s: &str) -> String {
-    let mut out = String::new();
-    let mut prev_lower_or_digit = false;
-    for c in s.chars() {
-        if c.is_ascii_uppercase() {
-            if prev_lower_or_digit {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-            prev_lower_or_digit = false;
-        } else if c.is_ascii_alphanumeric() {
-            out.push(c);
-            prev_lower_or_digit = true;
-        } else {
-            if !out.is_empty() && !out.ends_with('_') {
-                out.push('_');
-            }
-            prev_lower_or_digit = false;
-        }
-    }
-    out
-}
+pub use crate::rest::to_snake;
 
 /// snake_case, SCREAMING or dotted → UpperCamel.
 fn to_camel(s: &str) -> String {

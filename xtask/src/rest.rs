@@ -524,8 +524,9 @@ fn path_template_names(path: &str) -> std::result::Result<Vec<String>, String> {
 }
 
 /// camelCase / kebab-case → snake_case, close enough to progenitor's `heck`
-/// sanitising to detect two names that would collide.
-fn to_snake(s: &str) -> String {
+/// sanitising to detect two names that would collide (the namespace layer
+/// names its methods and fields with it too).
+pub fn to_snake(s: &str) -> String {
     let mut out = String::new();
     let mut prev_lower_or_digit = false;
     for c in s.chars() {

@@ -493,11 +493,7 @@ pub(crate) fn send(
     });
     TurnStream {
         events: Source::Socket(reader),
-        check: Check::Armed {
-            client: client.clone(),
-            message: message_for_check,
-            sent_at: std::time::SystemTime::now().into(),
-        },
+        check: Check::armed(&client, message_for_check),
         handle: TurnHandle {
             thread_id,
             turn: id,
@@ -524,11 +520,7 @@ fn send_http(
     TurnStream {
         events: Source::Http(reader),
         // The HTTP lane has no reconnects, so nothing to check after one.
-        check: Check::Armed {
-            client: client.clone(),
-            message: message.to_owned(),
-            sent_at: std::time::SystemTime::now().into(),
-        },
+        check: Check::armed(client, message.to_owned()),
         handle: TurnHandle {
             thread_id,
             turn: id,
@@ -648,6 +640,17 @@ enum Check {
     Running(std::sync::Mutex<BoxFuture<'static, Vec<Result<Event>>>>),
     /// Its verdict, yielded in order; the stream ends after it.
     Done(std::vec::IntoIter<Result<Event>>),
+}
+
+impl Check {
+    /// Not needed yet: what a check would need, stamped now.
+    fn armed(client: &PlatosClient, message: String) -> Self {
+        Check::Armed {
+            client: client.clone(),
+            message,
+            sent_at: std::time::SystemTime::now().into(),
+        }
+    }
 }
 
 impl TurnStream {
