@@ -291,7 +291,7 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 
 pub use auth::{TokenSpec, mint_token};
-pub use faults::{Faults, RestFault, Restart, SocketRefusal};
+pub use faults::{Faults, HandshakeStep, RawFrame, RestFault, Restart, SocketRefusal};
 pub use record::{RecordedConnect, RecordedRequest, RecordedSocketEvent, Recorder};
 pub use store::{
     SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SEED_APPROVAL_APPROVED, SEED_APPROVAL_PENDING,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use platos_client::{Error, PlatosClient, Scope, SendOptions};
 use platos_events::Event;
 use platos_integration_tests::realtime::{DEADLINE, collect, fast_reconnect, kinds, next};
-use platos_test_server::{SEED_THREAD, SocketRefusal, TestServer};
+use platos_test_server::{HandshakeStep, RawFrame, SEED_THREAD, SocketRefusal, TestServer};
 use serde_json::json;
 
 fn client(server: &TestServer) -> PlatosClient {
@@ -477,4 +477,113 @@ async fn progress_restores_the_reconnect_budget() {
     assert_eq!(k.last().map(String::as_str), Some("done"), "{k:?}");
     let gaps = k.iter().filter(|k| *k == "stream_gap").count();
     assert_eq!(gaps, 3, "three drops, each reconnected: {k:?}");
+}
+
+/// A connection dropped at any step of its handshake is dialled again and the
+/// turn completes, its `message` sent once.
+#[tokio::test]
+async fn a_drop_at_each_handshake_step_is_redialled_and_the_turn_completes() {
+    for step in [
+        HandshakeStep::Upgrade,
+        HandshakeStep::Open,
+        HandshakeStep::NamespaceAck,
+        HandshakeStep::Connected,
+    ] {
+        let server = TestServer::start().await.unwrap();
+        server.faults().drop_next_handshake_at(step);
+        let items = collect(client(&server).threads().send(SEED_THREAD, "[tokens=3]")).await;
+        let k = kinds(&items);
+        let fired = server.recorder().faults_fired();
+        assert_eq!(fired.len(), 1, "{step:?}: {fired:?}");
+        assert!(fired[0].contains(&format!("{step:?}")), "{fired:?}");
+        assert_eq!(
+            k.last().map(String::as_str),
+            Some("done"),
+            "{step:?}: {k:?}"
+        );
+        assert_eq!(
+            k.iter().filter(|k| *k == "token").count(),
+            3,
+            "{step:?}: {k:?}"
+        );
+        assert_eq!(
+            server.recorder().socket_events_named("message").len(),
+            1,
+            "{step:?}"
+        );
+    }
+}
+
+/// Raw frames slipped between the server's own: garbage and an oversize
+/// message end the turn with a typed error naming what happened.
+#[tokio::test]
+async fn garbage_and_oversize_frames_end_the_turn_with_typed_errors() {
+    for (frame, code) in [
+        (
+            RawFrame::Text(b"\xff not engine.io".to_vec()),
+            "protocol_error",
+        ),
+        (RawFrame::Oversize((16 << 20) + 1), "payload_too_large"),
+    ] {
+        let server = TestServer::builder()
+            .event_delay(Duration::from_millis(20))
+            .start()
+            .await
+            .unwrap();
+        let mut stream = client(&server).threads().send(SEED_THREAD, "[tokens=50]");
+        loop {
+            match next(&mut stream).await {
+                Some(Ok(Event::Token(_))) => break,
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(server.faults().inject_frame(&frame), 1);
+        let rest = collect(stream).await;
+        let Some(Err(e)) = rest.last() else {
+            panic!("{:?}", kinds(&rest))
+        };
+        assert_eq!(e.code(), Some(code), "{e}");
+        assert!(
+            rest.iter().filter(|i| i.is_err()).count() == 1,
+            "{:?}",
+            kinds(&rest)
+        );
+    }
+}
+
+/// A drop after the server took the `message` but before any event: the
+/// message goes out again with the same key, the server runs one turn, and
+/// the stream says events may have been missed.
+#[tokio::test]
+async fn a_message_resent_after_a_drop_keeps_its_key_and_runs_one_turn() {
+    let server = TestServer::builder()
+        .event_delay(Duration::from_millis(400))
+        .start()
+        .await
+        .unwrap();
+    let before = server.turn_statuses(SEED_THREAD).len();
+    let stream = client(&server).threads().send(SEED_THREAD, "[tokens=2]");
+    let reading = tokio::spawn(collect(stream));
+    let recorder = server.recorder();
+    assert!(
+        recorder
+            .wait_for_socket_event("message", DEADLINE)
+            .await
+            .is_some()
+    );
+    // Before the first event (each waits 400 ms).
+    assert_eq!(server.faults().drop_sockets_now(), 1);
+    let items = reading.await.unwrap();
+    let k = kinds(&items);
+    assert_eq!(k.last().map(String::as_str), Some("done"), "{k:?}");
+    assert!(position(&k, "stream_gap") < position(&k, "status"), "{k:?}");
+    let messages = recorder.socket_events_named("message");
+    assert_eq!(messages.len(), 2);
+    assert_eq!(
+        messages[0].payload["idempotencyKey"],
+        messages[1].payload["idempotencyKey"]
+    );
+    assert_ne!(messages[0].socket_id, messages[1].socket_id);
+    assert_eq!(server.turn_statuses(SEED_THREAD)[before..], ["completed"]);
 }

@@ -17,7 +17,8 @@ pub use restart::Restart;
 pub(crate) use restart::TurnSlot;
 pub use socket::SocketRefusal;
 pub(crate) use tcp::FaultListener;
-use tcp::{ConnAction, ConnCtl, ConnMode};
+use tcp::{ConnAction, ConnCtl, ConnMode, Milestone};
+pub use tcp::{HandshakeStep, RawFrame};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +38,7 @@ pub(crate) struct FaultsInner {
     rest: Mutex<VecDeque<RestFault>>,
     rest_delay: Mutex<Duration>,
     trigger: Mutex<Option<(u64, ConnAction)>>,
+    step_drop: Mutex<Option<HandshakeStep>>,
     conns: Mutex<Vec<Weak<ConnCtl>>>,
     refusals: Mutex<VecDeque<SocketRefusal>>,
     pub(crate) event_delay: Mutex<Duration>,
@@ -81,6 +83,7 @@ impl Faults {
                 rest: Mutex::default(),
                 rest_delay: Mutex::default(),
                 trigger: Mutex::default(),
+                step_drop: Mutex::default(),
                 conns: Mutex::default(),
                 refusals: Mutex::default(),
                 event_delay: Mutex::new(event_delay),
@@ -203,6 +206,42 @@ impl Faults {
         conns.len()
     }
 
+    /// The next connection to reach `step` of the Socket.IO handshake is dropped there
+    /// (no close frame). One-shot; arming again replaces it.
+    pub fn drop_next_handshake_at(&self, step: HandshakeStep) {
+        *lock(&self.inner.step_drop) = Some(step);
+    }
+
+    /// Consumes the armed handshake drop if it is for `step`.
+    pub(crate) fn take_step_drop(&self, step: HandshakeStep) -> bool {
+        let mut armed = lock(&self.inner.step_drop);
+        if *armed == Some(step) {
+            *armed = None;
+            drop(armed);
+            self.inner
+                .recorder
+                .fault_fired(format!("dropped a connection at handshake step {step:?}"));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Writes `frame` on every open WebSocket connection, between two of the server's
+    /// own frames (at the next one it writes, pings included). Returns how many.
+    pub fn inject_frame(&self, frame: &RawFrame) -> usize {
+        let bytes: Arc<[u8]> = frame.encode().into();
+        let conns = self.live_ws();
+        for c in &conns {
+            lock(&c.inject).push_back(bytes.clone());
+        }
+        self.inner.recorder.fault_fired(format!(
+            "injected a raw frame into {} connection(s)",
+            conns.len()
+        ));
+        conns.len()
+    }
+
     /// The next `n` Engine.IO handshakes (new `/socket.io/` connections) are answered
     /// `503` before any upgrade, e.g. to exhaust a client's reconnect attempts.
     pub fn fail_next_handshakes(&self, n: u64) {
@@ -320,11 +359,24 @@ impl Faults {
             mode: Mutex::new(ConnMode::Normal),
             read_waker: Mutex::new(None),
             websocket: AtomicBool::new(false),
+            inject: Mutex::default(),
         });
         let mut conns = lock(&self.inner.conns);
         conns.retain(|w| w.strong_count() > 0);
         conns.push(Arc::downgrade(&ctl));
         ctl
+    }
+
+    /// Called after each outgoing write that completed a milestone of the connection.
+    fn on_milestone(&self, ctl: &ConnCtl, m: Milestone) {
+        match m {
+            Milestone::AgentEvent => self.on_agent_frame(ctl),
+            Milestone::Step(step) => {
+                if self.take_step_drop(step) {
+                    ctl.set(ConnMode::Killed);
+                }
+            }
+        }
     }
 
     /// Called after each complete outgoing WebSocket frame that is an `agent_event`.

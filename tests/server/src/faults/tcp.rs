@@ -1,7 +1,10 @@
 //! The TCP layer under socketioxide: each accepted connection is wrapped so
 //! a test can drop it (no close frame), silence it (nothing flows, the socket
-//! stays open) or kill it, and so `agent_event` frames can be counted.
+//! stays open) or kill it, drop it at a chosen step of the Socket.IO
+//! handshake, slip raw frames (garbage, oversize) between the server's own,
+//! and so `agent_event` frames can be counted.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -28,11 +31,79 @@ pub(super) enum ConnAction {
     Silence,
 }
 
+/// A step of the Socket.IO handshake at which a connection can be dropped
+/// ([`Faults::drop_next_handshake_at`](super::Faults::drop_next_handshake_at)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeStep {
+    /// Instead of writing the `101 Switching Protocols` answer to the upgrade.
+    Upgrade,
+    /// Right after the Engine.IO open packet (`0{"sid",…}`).
+    Open,
+    /// Right after the namespace CONNECT ack (`40/agent,{"sid"}`).
+    NamespaceAck,
+    /// Right after the gateway's `connected` event.
+    Connected,
+}
+
+/// A raw WebSocket frame the server writes between its own
+/// ([`Faults::inject_frame`](super::Faults::inject_frame)), as a broken or hostile
+/// server would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RawFrame {
+    /// A text frame carrying these bytes (they need not be UTF-8 nor Engine.IO).
+    Text(Vec<u8>),
+    /// A binary frame.
+    Binary(Vec<u8>),
+    /// A text frame of this many bytes (`4` then `x`s: an Engine.IO message),
+    /// larger than any client should accept.
+    Oversize(usize),
+}
+
+impl RawFrame {
+    /// The frame as written on the wire: FIN, opcode, unmasked length, payload.
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let (opcode, payload) = match self {
+            RawFrame::Text(b) => (0x1, b.clone()),
+            RawFrame::Binary(b) => (0x2, b.clone()),
+            RawFrame::Oversize(n) => {
+                let mut b = vec![b'x'; (*n).max(1)];
+                b[0] = b'4';
+                (0x1, b)
+            }
+        };
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&payload);
+        f
+    }
+}
+
+/// What one write completed, as far as the fault knobs care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Milestone {
+    Step(HandshakeStep),
+    AgentEvent,
+}
+
 pub(super) struct ConnCtl {
     pub(super) mode: Mutex<ConnMode>,
     pub(super) read_waker: Mutex<Option<Waker>>,
     /// True once the connection carries WebSocket frames (after a `101`).
     pub(super) websocket: AtomicBool,
+    /// Raw frames to write at the next frame boundary, before the server's own.
+    pub(super) inject: Mutex<VecDeque<Arc<[u8]>>>,
 }
 
 impl ConnCtl {
@@ -69,6 +140,7 @@ impl axum::serve::Listener for FaultListener {
                             ctl,
                             faults: self.faults.clone(),
                             out: OutParser::default(),
+                            injecting: None,
                         },
                         addr,
                     );
@@ -126,8 +198,32 @@ fn frame_lengths(h: &[u8]) -> Option<(usize, u64)> {
     }
 }
 
+/// The milestone a complete server frame marks, from its opcode and first bytes.
+fn frame_milestone(opcode: u8, prefix: &[u8]) -> Option<Milestone> {
+    if opcode != 1 {
+        return None;
+    }
+    if is_event(prefix, "agent_event") {
+        Some(Milestone::AgentEvent)
+    } else if is_event(prefix, "connected") {
+        Some(Milestone::Step(HandshakeStep::Connected))
+    } else if prefix.starts_with(b"40") {
+        Some(Milestone::Step(HandshakeStep::NamespaceAck))
+    } else if prefix.first() == Some(&b'0') {
+        Some(Milestone::Step(HandshakeStep::Open))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
 fn is_agent_event(opcode: u8, prefix: &[u8]) -> bool {
-    if opcode != 1 || !prefix.starts_with(b"42") {
+    opcode == 1 && is_event(prefix, "agent_event")
+}
+
+/// Whether a Socket.IO EVENT packet (`42[/ns,]["name",…`) names `name`.
+fn is_event(prefix: &[u8], name: &str) -> bool {
+    if !prefix.starts_with(b"42") {
         return false;
     }
     let rest = &prefix[2..];
@@ -140,7 +236,8 @@ fn is_agent_event(opcode: u8, prefix: &[u8]) -> bool {
         rest
     };
     // An optional ack id could precede the array; servers do not put one on emits.
-    rest.starts_with(b"[\"agent_event\"")
+    let quoted = format!("[\"{name}\"");
+    rest.starts_with(quoted.as_bytes())
 }
 
 impl OutParser {
@@ -165,12 +262,23 @@ impl OutParser {
         }
     }
 
-    /// Consumes written bytes; returns true when a complete `agent_event` frame ended.
-    fn feed(&mut self, mut bytes: &[u8]) -> bool {
-        let mut agent = false;
+    /// Whether the next byte written starts a frame (where a raw frame may be slipped in).
+    fn at_frame_boundary(&self) -> bool {
+        self.state == OutState::FrameHead && self.frame_head.is_empty()
+    }
+
+    /// Whether `buf`, about to be written, starts the `101` answer to an upgrade.
+    fn starts_upgrade(&self, buf: &[u8]) -> bool {
+        self.state == OutState::HttpHead && self.head.is_empty() && buf.starts_with(b"HTTP/1.1 101")
+    }
+
+    /// Consumes written bytes; returns what they completed (the `101` head and at most
+    /// the frames after it in the same write: [`OutParser::max_write`] stops at a frame's end).
+    fn feed(&mut self, mut bytes: &[u8]) -> Vec<Milestone> {
+        let mut done = Vec::new();
         while !bytes.is_empty() {
             match self.state {
-                OutState::Passthrough => return agent,
+                OutState::Passthrough => return done,
                 OutState::HttpHead => {
                     let take = bytes.len().min(8192);
                     self.head.extend_from_slice(&bytes[..take]);
@@ -218,14 +326,12 @@ impl OutParser {
                     bytes = &bytes[n..];
                     if self.payload_left == 0 {
                         self.state = OutState::FrameHead;
-                        if is_agent_event(self.opcode, &self.payload_prefix) {
-                            agent = true;
-                        }
+                        done.extend(frame_milestone(self.opcode, &self.payload_prefix));
                     }
                 }
             }
         }
-        agent
+        done
     }
 
     fn is_websocket(&self) -> bool {
@@ -239,6 +345,8 @@ pub(crate) struct FaultIo {
     ctl: Arc<ConnCtl>,
     faults: Faults,
     out: OutParser,
+    /// A slipped-in frame being written, and how much of it is out.
+    injecting: Option<(Arc<[u8]>, usize)>,
 }
 
 fn killed() -> io::Error {
@@ -276,19 +384,39 @@ impl AsyncWrite for FaultIo {
             ConnMode::Silent => return Poll::Ready(Ok(buf.len())),
             ConnMode::Normal => {}
         }
-        let limit = self.out.max_write(buf).max(1).min(buf.len());
+        if self.out.starts_upgrade(buf) && self.faults.take_step_drop(HandshakeStep::Upgrade) {
+            self.ctl.set(ConnMode::Killed);
+            return Poll::Ready(Err(killed()));
+        }
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(killed()));
         };
+        // A frame slipped in goes out whole, between two of the server's frames.
+        if this.injecting.is_none() && this.out.at_frame_boundary() {
+            this.injecting = lock(&this.ctl.inject).pop_front().map(|f| (f, 0));
+        }
+        while let Some((frame, sent)) = this.injecting.as_mut() {
+            match Pin::new(&mut *inner).poll_write(cx, &frame[*sent..]) {
+                Poll::Ready(Ok(n)) => {
+                    *sent += n;
+                    if *sent >= frame.len() || n == 0 {
+                        this.injecting = None;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let limit = this.out.max_write(buf).max(1).min(buf.len());
         match Pin::new(inner).poll_write(cx, &buf[..limit]) {
             Poll::Ready(Ok(n)) => {
-                let agent = this.out.feed(&buf[..n]);
+                let done = this.out.feed(&buf[..n]);
                 if this.out.is_websocket() {
                     this.ctl.websocket.store(true, Ordering::SeqCst);
                 }
-                if agent {
-                    this.faults.on_agent_frame(&this.ctl);
+                for m in done {
+                    this.faults.on_milestone(&this.ctl, m);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -369,7 +497,7 @@ mod tests {
     fn parser_counts_agent_event_frames_and_bounds_writes() {
         let mut p = OutParser::default();
         let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
-        assert!(!p.feed(head));
+        assert!(p.feed(head).is_empty());
         assert!(p.is_websocket());
         let big = format!(
             "42/agent,[\"agent_event\",{{\"text\":\"{}\"}}]",
@@ -380,20 +508,66 @@ mod tests {
         stream.extend(frame(b"42/agent,[\"connected\",{}]"));
         // First write stops at the end of the ping frame.
         assert_eq!(p.max_write(&stream), 3);
-        assert!(!p.feed(&stream[..3]));
+        assert!(p.feed(&stream[..3]).is_empty());
+        assert!(p.at_frame_boundary());
         let rest = &stream[3..];
         let n = p.max_write(rest);
         assert_eq!(n, 4 + big.len());
         // Split the agent frame in two writes: only the end counts.
-        assert!(!p.feed(&rest[..10]));
-        assert!(p.feed(&rest[10..n]));
-        assert!(!p.feed(&rest[n..]));
+        assert!(p.feed(&rest[..10]).is_empty());
+        assert!(!p.at_frame_boundary());
+        assert_eq!(p.feed(&rest[10..n]), [Milestone::AgentEvent]);
+        assert_eq!(
+            p.feed(&rest[n..]),
+            [Milestone::Step(HandshakeStep::Connected)]
+        );
+    }
+
+    #[test]
+    fn parser_marks_each_handshake_step() {
+        let mut p = OutParser::default();
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        assert!(p.starts_upgrade(head));
+        let mut bytes = head.to_vec();
+        bytes.extend(frame(br#"0{"sid":"x","pingInterval":25000}"#));
+        // The head and the open packet in one write: both are reported.
+        assert_eq!(p.feed(&bytes), [Milestone::Step(HandshakeStep::Open)]);
+        assert!(!p.starts_upgrade(b"HTTP/1.1 101"));
+        assert_eq!(
+            p.feed(&frame(br#"40/agent,{"sid":"y"}"#)),
+            [Milestone::Step(HandshakeStep::NamespaceAck)]
+        );
+        assert_eq!(
+            p.feed(&frame(br#"42/agent,["connected",{}]"#)),
+            [Milestone::Step(HandshakeStep::Connected)]
+        );
+        assert!(p.feed(&frame(b"2")).is_empty());
+    }
+
+    #[test]
+    fn raw_frames_encode_every_length_form() {
+        let mut p = OutParser::default();
+        p.feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        for f in [
+            RawFrame::Text(b"garbage".to_vec()),
+            RawFrame::Binary(vec![0; 300]),
+            RawFrame::Oversize(70_000),
+        ] {
+            let bytes = f.encode();
+            // The parser follows it to its end: the next byte is a frame boundary.
+            assert_eq!(p.max_write(&bytes), bytes.len());
+            p.feed(&bytes);
+            assert!(p.at_frame_boundary(), "{f:?}");
+        }
     }
 
     #[test]
     fn plain_http_is_not_followed() {
         let mut p = OutParser::default();
-        assert!(!p.feed(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"));
+        assert!(
+            p.feed(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .is_empty()
+        );
         assert!(!p.is_websocket());
         assert!(is_agent_event(1, b"42[\"agent_event\",{}]"));
         assert!(!is_agent_event(1, b"42/agent,[\"connected\",{}]"));
