@@ -279,7 +279,7 @@ impl Connection {
             ToConn::Stop(id) => match self.turns.get_mut(&id).map(|t| &mut t.phase) {
                 // Nothing was sent: nothing to stop server-side.
                 Some(Phase::Queued { .. }) => self.end(id, None),
-                Some(phase @ Phase::Live) => {
+                Some(phase @ (Phase::Live | Phase::Sent { .. })) => {
                     *phase = Phase::Stopping { sent: false };
                     self.hurry = true;
                 }
@@ -538,6 +538,17 @@ impl Connection {
         if stop {
             self.send_stop(conn, id).await?;
         }
+        // Its message may never have reached the server: it goes out again
+        // (same key, so at most one turn runs) once the slot is free.
+        if let Some(turn) = self.turns.get_mut(&id)
+            && turn.requeue_unanswered()
+        {
+            tracing::debug!(thread_id = %turn.thread_id, "no answer before the drop: sending the message again");
+            if self.threads.get(&turn.thread_id) == Some(&id) {
+                self.threads.remove(&turn.thread_id);
+            }
+            self.queued.push_front(id);
+        }
         Ok(())
     }
 
@@ -562,7 +573,9 @@ impl Connection {
             let Phase::Queued { message } = std::mem::replace(&mut turn.phase, Phase::Live) else {
                 continue;
             };
-            let frame = match event_frame(&self.namespace, "message", &message) {
+            let frame = event_frame(&self.namespace, "message", &message);
+            turn.phase = Phase::Sent { message };
+            let frame = match frame {
                 Ok(frame) => frame,
                 Err(error) => {
                     self.end(id, Some(error));
@@ -642,7 +655,7 @@ impl Connection {
             let Some(turn) = self.turns.get(&id) else {
                 continue;
             };
-            if !matches!(turn.phase, Phase::Live) {
+            if !matches!(turn.phase, Phase::Live | Phase::Sent { .. }) {
                 continue;
             }
             match turn.silent_at() {
@@ -705,7 +718,7 @@ impl Connection {
                     self.end(id, None);
                     Ok(())
                 }
-                Some(Phase::Live) => self.send_stop(conn, id).await,
+                Some(Phase::Live | Phase::Sent { .. }) => self.send_stop(conn, id).await,
                 _ => Ok(()),
             },
             ToConn::Dropped(id) => self.abandon(conn, id).await,
@@ -729,7 +742,10 @@ impl Connection {
         let Some(turn) = self.turns.get(&id) else {
             return Ok(());
         };
-        if matches!(turn.phase, Phase::Live | Phase::Refused(_)) {
+        if matches!(
+            turn.phase,
+            Phase::Live | Phase::Sent { .. } | Phase::Refused(_)
+        ) {
             tracing::debug!(thread_id = %turn.thread_id, "stream dropped mid-turn: sending stop");
             let thread = thread_ref(&turn.thread_id);
             self.emit(conn, "stop", &thread).await?;
@@ -853,7 +869,7 @@ impl Connection {
             Signal::RateLimited(error) => match self.unanswered {
                 Some((id, _)) => {
                     if let Some(turn) = self.turns.get_mut(&id)
-                        && matches!(turn.phase, Phase::Live)
+                        && matches!(turn.phase, Phase::Live | Phase::Sent { .. })
                     {
                         turn.phase = Phase::Refused(error);
                     }
@@ -962,6 +978,7 @@ impl Connection {
         self.attempt = 0;
         self.refresh_allowed = true;
         if let Some(turn) = self.turns.get_mut(&id) {
+            turn.answered();
             let was = turn.silence;
             // A reconnected turn back to its idle limit needs an entry
             // for it; otherwise its entry stands and is moved when due.

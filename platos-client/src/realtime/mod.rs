@@ -70,7 +70,9 @@
 //! socket about to be refused would be lost. Servers that never send
 //! `connected` are spoken to 1 s after the ack. After a reconnect the new
 //! socket sends `resume_stream` (parity with the other SDKs; current
-//! gateways ignore it) and `join_thread`, and never the `message` again.
+//! gateways ignore it) and `join_thread`; a `message` of which nothing was
+//! heard before the drop is sent again with its `idempotencyKey` (the server
+//! runs one turn per key), an answered one never (docs/realtime.md §4).
 //!
 //! # Items of a [`TurnStream`]
 //!

@@ -69,7 +69,14 @@ pub(crate) enum Phase {
     /// Its `message` waits for a ready connection, for the connection's
     /// unanswered-message slot, and for no other live turn of its thread.
     Queued { message: Value },
-    /// The message was sent (exactly once); events flow.
+    /// The message went out on the current connection and nothing of the
+    /// turn was heard yet. If that connection is lost, the message is sent
+    /// again after the reconnect with the same `idempotencyKey` (the server
+    /// runs one turn per key): a drop right after the handshake may have
+    /// swallowed it, and waiting for a turn that never started would end
+    /// only with the lost-turn check.
+    Sent { message: Value },
+    /// The server answered; events flow. The message is never sent again.
     Live,
     /// `stop` was asked for; `sent` once it went out on a connection. The
     /// turn ends at its `done`, or when the stop grace passes.
@@ -176,6 +183,28 @@ impl Turn {
             self.heard_at = Instant::now();
         }
         self.silent_at()
+    }
+
+    /// After a lost connection: a message nothing was heard of goes back to
+    /// the queue, to be sent again with its key. True when it did.
+    pub(crate) fn requeue_unanswered(&mut self) -> bool {
+        match std::mem::replace(&mut self.phase, Phase::Live) {
+            Phase::Sent { message } => {
+                self.phase = Phase::Queued { message };
+                true
+            }
+            other => {
+                self.phase = other;
+                false
+            }
+        }
+    }
+
+    /// The server spoke for this turn: its message is answered.
+    pub(crate) fn answered(&mut self) {
+        if matches!(self.phase, Phase::Sent { .. }) {
+            self.phase = Phase::Live;
+        }
     }
 
     /// Whether the turn's message went out.
