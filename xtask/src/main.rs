@@ -173,6 +173,14 @@ fn ci() -> Result<()> {
     install_node_peer()?;
     install_python_peer()?;
     run("tests", &cargo, &["test", "--workspace"], &[])?;
+    // A minute of turns and REST calls under random faults, invariants checked
+    // (tests/soak); the report of a 30-minute run is in the README.
+    run(
+        "soak (60 s)",
+        &cargo,
+        &["run", "-q", "-p", "platos-soak", "--", "--seconds", "60"],
+        &[],
+    )?;
     run(
         "docs",
         &cargo,
