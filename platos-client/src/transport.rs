@@ -130,6 +130,10 @@ impl ClientHooks<Inner> for Client {
 pub(crate) fn request_span(info: &OperationInfo, method: &reqwest::Method) -> tracing::Span {
     let path = crate::namespaces::path_template(info.operation_id)
         .or_else(|| crate::v1::path_template(info.operation_id))
+        .or_else(|| {
+            (info.operation_id == crate::realtime::HTTP_OPERATION)
+                .then_some(crate::realtime::HTTP_PATH_TEMPLATE)
+        })
         .unwrap_or("");
     tracing::info_span!(
         "platos.request",

@@ -78,6 +78,8 @@ pub(crate) trait Seat: Send + Sync + 'static {
 }
 
 pub(crate) struct Connection {
+    /// The client's number for this connection (in logs and turn spans).
+    id: u64,
     client: PlatosClient,
     namespace: String,
     /// How long the connection stays open without turns.
@@ -120,7 +122,11 @@ enum Exit {
 }
 
 impl Connection {
+    // Each argument is a distinct thing the pool hands over; a struct
+    // holding them would only be this call spelled twice.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        id: u64,
         client: PlatosClient,
         namespace: String,
         idle: Duration,
@@ -130,6 +136,7 @@ impl Connection {
         commands: mpsc::UnboundedReceiver<ToConn>,
     ) -> Connection {
         Connection {
+            id,
             client,
             namespace,
             idle,
@@ -197,7 +204,7 @@ impl Connection {
                     format!("session token refused: {message}")
                 }
             };
-            tracing::debug!(%reason, turns = self.turns.len(), "realtime connection lost");
+            tracing::debug!(connection = self.id, %reason, turns = self.turns.len(), "realtime connection lost");
             self.lost(&reason);
             if self.turns.is_empty() && self.retire() {
                 return;
@@ -301,6 +308,7 @@ impl Connection {
     }
 
     fn attach(&mut self, turn: Turn) {
+        turn.placed_on(self.id);
         self.queued.push_back(turn.id);
         self.turns.insert(turn.id, turn);
     }
@@ -325,6 +333,7 @@ impl Connection {
                 }
                 // The stop went out; the turn is over for us.
                 Phase::Stopping { sent: true } => {
+                    turn.ends_as("stopped");
                     self.end(id, None);
                     continue;
                 }
@@ -336,7 +345,7 @@ impl Connection {
             {
                 continue;
             }
-            let Some(turn) = self.turns.get(&id) else {
+            let Some(turn) = self.turns.get_mut(&id) else {
                 continue;
             };
             if self.attempt > turn.budget {
@@ -350,6 +359,7 @@ impl Connection {
                 self.end(id, Some(error));
                 continue;
             }
+            turn.reconnecting();
             self.deliver_offline(id, Item::made(Event::reconnecting(self.attempt)));
         }
     }
@@ -543,7 +553,7 @@ impl Connection {
         if let Some(turn) = self.turns.get_mut(&id)
             && turn.requeue_unanswered()
         {
-            tracing::debug!(thread_id = %turn.thread_id, "no answer before the drop: sending the message again");
+            tracing::debug!(parent: &turn.span, "no answer before the drop: sending the message again");
             if self.threads.get(&turn.thread_id) == Some(&id) {
                 self.threads.remove(&turn.thread_id);
             }
@@ -601,7 +611,7 @@ impl Connection {
             }
             self.unanswered = Some((id, Instant::now()));
             dial::send_text(&mut conn.ws, frame).await?;
-            tracing::debug!(thread_id = %turn.thread_id, "message sent");
+            tracing::debug!(parent: &turn.span, "message sent");
         }
         Ok(())
     }
@@ -639,10 +649,10 @@ impl Connection {
                 break;
             }
             self.stops.pop();
-            if matches!(
-                self.turns.get(&id).map(|t| &t.phase),
-                Some(Phase::Stopping { .. })
-            ) {
+            if let Some(turn) = self.turns.get_mut(&id)
+                && matches!(turn.phase, Phase::Stopping { .. })
+            {
+                turn.ends_as("stopped");
                 self.finish(conn, id, None).await?;
             }
         }
@@ -678,7 +688,7 @@ impl Connection {
             // it: the stream asks the thread. No `stop`: the turn may still
             // be running, and its answer is wanted.
             Silence::Reconnected => {
-                tracing::debug!(thread_id = %turn.thread_id, "silent after a reconnect: checking");
+                tracing::debug!(parent: &turn.span, "silent after a reconnect: checking");
                 self.deliver(conn, id, Item::Check(limit), true)
                     .await
                     .map(drop)
@@ -739,14 +749,15 @@ impl Connection {
     /// The consumer left: a started turn is stopped server-side (so it
     /// stops costing), then forgotten.
     async fn abandon(&mut self, conn: &mut Conn, id: TurnId) -> Result<(), Fault> {
-        let Some(turn) = self.turns.get(&id) else {
+        let Some(turn) = self.turns.get_mut(&id) else {
             return Ok(());
         };
+        turn.ends_as("dropped");
         if matches!(
             turn.phase,
             Phase::Live | Phase::Sent { .. } | Phase::Refused(_)
         ) {
-            tracing::debug!(thread_id = %turn.thread_id, "stream dropped mid-turn: sending stop");
+            tracing::debug!(parent: &turn.span, "stream dropped mid-turn: sending stop");
             let thread = thread_ref(&turn.thread_id);
             self.emit(conn, "stop", &thread).await?;
         }
@@ -1031,6 +1042,12 @@ impl Connection {
         let Some(turn) = self.turns.get_mut(&id) else {
             return Ok(false);
         };
+        if last {
+            turn.ends_as(match item {
+                Item::Check(_) => "checked",
+                _ => "done",
+            });
+        }
         match turn.push(item) {
             Ok(()) if last => self.finish(conn, id, None).await.map(|()| false),
             Ok(()) => Ok(true),

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::Instrument;
 
 use super::approvals::Answer;
 use super::classify;
@@ -39,6 +40,10 @@ use crate::transport::{IDEMPOTENCY_KEY, error_from_response, transport_error};
 /// The operation name the transport knows this lane by: no total time
 /// limit on it (a turn streams for as long as it runs).
 pub(crate) const OPERATION: &str = "threads_stream";
+
+/// Its path template, for the request's span (the lane is not in the spec:
+/// its answer is a stream, not a body).
+pub(crate) const PATH_TEMPLATE: &str = "/api/v1/agent/threads/{threadId}/stream";
 
 /// The largest event (or line) accepted: the socket lane's message cap.
 const MAX_EVENT_BYTES: usize = super::dial::MAX_MESSAGE_BYTES;
@@ -58,7 +63,8 @@ pub(crate) fn start(
     let (events, reader) = mpsc::channel(buffer.max(1));
     let (commands, inbox) = mpsc::unbounded_channel();
     let url = stream_url(client.base_url(), thread_id);
-    tokio::spawn(run(client, url, body, key, events, inbox));
+    let span = super::turn::span(thread_id, "http");
+    tokio::spawn(run(client, url, body, key, events, inbox, span.clone()).instrument(span));
     (reader, commands)
 }
 
@@ -79,8 +85,9 @@ fn stream_url(base: &str, thread_id: &str) -> Result<url::Url> {
 enum Flow {
     /// Keep reading.
     Go,
-    /// Stop or drop: close the request (which stops the server's turn).
-    Close,
+    /// Stop or drop: close the request (which stops the server's turn);
+    /// which of the two, for the turn's span.
+    Close(&'static str),
 }
 
 /// Acts on a command from the stream or its handles.
@@ -91,7 +98,8 @@ fn command(client: &PlatosClient, command: Option<ToConn>) -> Flow {
             Flow::Go
         }
         Some(ToConn::Attach(_)) => Flow::Go,
-        Some(ToConn::Stop(_) | ToConn::Dropped(_)) | None => Flow::Close,
+        Some(ToConn::Stop(_)) => Flow::Close("stopped"),
+        Some(ToConn::Dropped(_)) | None => Flow::Close("dropped"),
     }
 }
 
@@ -105,20 +113,45 @@ async fn resolve(client: PlatosClient, answer: Answer) {
     let _ = answer.reply.send(call.send().await.map(|_| ()));
 }
 
+/// The turn's task, in its `platos.turn` span: reads, then records how it
+/// ended.
 async fn run(
     client: PlatosClient,
     url: Result<url::Url>,
     body: Value,
     key: String,
     events: mpsc::Sender<Result<Item>>,
-    mut inbox: mpsc::UnboundedReceiver<ToConn>,
+    inbox: mpsc::UnboundedReceiver<ToConn>,
+    span: tracing::Span,
 ) {
+    let mut sent = 0;
+    let outcome = pump(client, url, body, key, events, inbox, &mut sent).await;
+    span.record("events", sent);
+    span.record("outcome", outcome.as_str());
+    tracing::debug!("turn ended");
+}
+
+/// Ends the stream with `error`; the error's code is the outcome.
+async fn fail(events: &mpsc::Sender<Result<Item>>, error: Error) -> String {
+    let outcome = super::turn::outcome_of(&error);
+    let _ = events.send(Err(error)).await;
+    outcome
+}
+
+/// Reads the turn until it ends; returns how, counting in `sent` the
+/// events handed to the stream.
+async fn pump(
+    client: PlatosClient,
+    url: Result<url::Url>,
+    body: Value,
+    key: String,
+    events: mpsc::Sender<Result<Item>>,
+    mut inbox: mpsc::UnboundedReceiver<ToConn>,
+    sent: &mut u64,
+) -> String {
     let url = match url {
         Ok(url) => url,
-        Err(e) => {
-            let _ = events.send(Err(e)).await;
-            return;
-        }
+        Err(e) => return fail(&events, e).await,
     };
     let opening = open(&client, url, &body, &key);
     tokio::pin!(opening);
@@ -127,23 +160,21 @@ async fn run(
             biased;
             c = inbox.recv() => match command(&client, c) {
                 Flow::Go => continue,
-                Flow::Close => return,
+                Flow::Close(how) => return how.into(),
             },
             opened = &mut opening => break opened,
         }
     };
     let mut response = match response {
         Ok(r) => r,
-        Err(e) => {
-            let _ = events.send(Err(e)).await;
-            return;
-        }
+        Err(e) => return fail(&events, e).await,
     };
     // Like the socket lane's first item: the lane is open and authorised.
     let connected = platos_events::Event::Connected(Default::default());
     if events.send(Ok(Item::made(connected))).await.is_err() {
-        return;
+        return "dropped".into();
     }
+    *sent += 1;
     let mut parser = sse::Parser::new(sse::Limits::bytes(MAX_EVENT_BYTES));
     let mut items = Vec::new();
     // A turn ends with `done`, or with one `error` and the end of the body.
@@ -153,27 +184,22 @@ async fn run(
             biased;
             c = inbox.recv() => match command(&client, c) {
                 Flow::Go => continue,
-                Flow::Close => return,
+                Flow::Close(how) => return how.into(),
             },
             chunk = response.chunk() => chunk,
         };
         let bytes: Bytes = match chunk {
             Ok(Some(bytes)) => bytes,
-            Ok(None) if failed => return,
+            Ok(None) if failed => return "error_event".into(),
             Ok(None) => {
                 let e = Error::network("the HTTP stream ended before the turn's done", None);
-                let _ = events.send(Err(e)).await;
-                return;
+                return fail(&events, e).await;
             }
-            Err(e) => {
-                let _ = events.send(Err(transport_error(e))).await;
-                return;
-            }
+            Err(e) => return fail(&events, transport_error(e)).await,
         };
         if let Err(too_large) = parser.feed(&bytes, &mut items) {
             let e = Error::stream(Some("payload_too_large".into()), too_large.to_string());
-            let _ = events.send(Err(e)).await;
-            return;
+            return fail(&events, e).await;
         }
         for item in items.drain(..) {
             // Comments and `retry:` mean nothing here: there is no resume.
@@ -201,7 +227,7 @@ async fn run(
                     biased;
                     c = inbox.recv() => match command(&client, c) {
                         Flow::Go => continue,
-                        Flow::Close => return,
+                        Flow::Close(how) => return how.into(),
                     },
                     permit = events.reserve() => break permit,
                 }
@@ -209,10 +235,11 @@ async fn run(
             match permit {
                 Ok(permit) => permit.send(Ok(item)),
                 // The stream is gone: closing the request stops the turn.
-                Err(_) => return,
+                Err(_) => return "dropped".into(),
             }
+            *sent += 1;
             if done {
-                return;
+                return "done".into();
             }
         }
     }

@@ -132,12 +132,12 @@ mod reconcile;
 pub(crate) mod socketio;
 mod turn;
 
-pub(crate) use http::OPERATION as HTTP_OPERATION;
 pub(crate) use pool::Pool;
 pub use pool::RealtimeConfig;
 
 use approvals::Answer;
 use connection::ToConn;
+pub(crate) use http::{OPERATION as HTTP_OPERATION, PATH_TEMPLATE as HTTP_PATH_TEMPLATE};
 use queue::Reader;
 use turn::{Item, Liveness, Turn, TurnId};
 
@@ -475,7 +475,8 @@ pub(crate) fn send(
                     after_reconnect: shared.realtime.config().turn_check_after_reconnect,
                 },
                 events,
-            );
+            )
+            .with_span(turn::span(&thread_id, "websocket"));
             let dedicated = options.dedicated_connection == Some(true);
             shared.realtime.place(&client, namespace, turn, dedicated)
         }

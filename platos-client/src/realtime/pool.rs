@@ -181,7 +181,8 @@ impl Pool {
         dedicated: bool,
     ) -> mpsc::UnboundedSender<ToConn> {
         if dedicated {
-            let (commands, _) = self.spawn(client, namespace, Box::new(Alone), Duration::ZERO);
+            let id = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
+            let (commands, _) = self.spawn(id, client, namespace, Box::new(Alone), Duration::ZERO);
             return attach(&commands, turn).unwrap_or(commands);
         }
         let key = key(client, &namespace);
@@ -212,7 +213,7 @@ impl Pool {
                     key,
                     id,
                 });
-                let (commands, load) = self.spawn(client, namespace, seat, config.idle_timeout);
+                let (commands, load) = self.spawn(id, client, namespace, seat, config.idle_timeout);
                 list.push(Member {
                     id,
                     commands: commands.clone(),
@@ -232,6 +233,7 @@ impl Pool {
 
     fn spawn(
         &self,
+        id: u64,
         client: &PlatosClient,
         namespace: String,
         seat: Box<dyn Seat>,
@@ -240,6 +242,7 @@ impl Pool {
         let (commands, receiver) = mpsc::unbounded_channel();
         let load = Arc::new(AtomicUsize::new(0));
         let connection = Connection::new(
+            id,
             client.clone(),
             namespace,
             idle,

@@ -134,6 +134,53 @@ pub(crate) struct Turn {
     /// kept only while a silence limit applies.
     pub(crate) heard_at: Instant,
     events: Writer<Item>,
+    /// `platos.turn` ([`span`]): open while the turn is, fields recorded as
+    /// they become known.
+    pub(crate) span: tracing::Span,
+    reconnects: u32,
+    delivered: u64,
+    /// How the turn ends when it ends without an error.
+    ending: &'static str,
+}
+
+/// The span of one turn, on either lane, a child of the caller's current
+/// span: `thread_id` and `transport` at once, `connection` (the client's
+/// number for it) when placed, `reconnects` as they happen, then `events`
+/// handed to the stream and `outcome` (`done`, `stopped`, `dropped`, an
+/// error code…) when it closes. Ids and counts only: never the message, an
+/// event's content or a credential.
+pub(crate) fn span(thread_id: &str, transport: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        target: "platos_client::turn",
+        "platos.turn",
+        thread_id = %thread_id,
+        transport,
+        connection = tracing::field::Empty,
+        reconnects = 0u32,
+        events = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+}
+
+/// What to call an ending: the error's code, else its class.
+pub(crate) fn outcome_of(error: &Error) -> String {
+    if let Some(code) = error.code() {
+        return code.to_owned();
+    }
+    match error {
+        Error::Auth(_) => "auth",
+        Error::NotFound(_) => "not_found",
+        Error::Validation(_) => "validation",
+        Error::RateLimited(_) => "rate_limited",
+        Error::Server(_) => "server",
+        Error::Refused(_) => "refused",
+        Error::Network(_) => "network",
+        Error::Timeout(_) => "timeout",
+        Error::Decode(_) => "decode",
+        Error::Config(_) => "config",
+        Error::Stream(_) => "stream",
+    }
+    .to_owned()
 }
 
 impl Turn {
@@ -158,7 +205,33 @@ impl Turn {
             silence: Silence::Normal,
             heard_at: Instant::now(),
             events,
+            span: tracing::Span::none(),
+            reconnects: 0,
+            delivered: 0,
+            ending: "ended",
         }
+    }
+
+    /// Gives the turn its span (the socket lane's, see [`span`]).
+    pub(crate) fn with_span(mut self, span: tracing::Span) -> Turn {
+        self.span = span;
+        self
+    }
+
+    /// The connection numbered `id` carries the turn.
+    pub(crate) fn placed_on(&self, id: u64) {
+        self.span.record("connection", id);
+    }
+
+    /// The turn lives through one more reconnect.
+    pub(crate) fn reconnecting(&mut self) {
+        self.reconnects += 1;
+        self.span.record("reconnects", self.reconnects);
+    }
+
+    /// How the turn ends if it ends without an error (`done`, `stopped`…).
+    pub(crate) fn ends_as(&mut self, ending: &'static str) {
+        self.ending = ending;
     }
 
     /// The silence this turn is allowed now, if any.
@@ -217,6 +290,7 @@ impl Turn {
         match self.events.try_push(item) {
             Ok(()) => {
                 self.unflushed = true;
+                self.delivered += 1;
                 Ok(())
             }
             Err(Refused::Gone) => Err(Undelivered::Gone),
@@ -239,8 +313,15 @@ impl Turn {
         }
     }
 
-    /// Ends the stream: `tail` follows the last item.
+    /// Ends the stream: `tail` follows the last item. The span closes
+    /// with the turn.
     pub(crate) fn finish(self, tail: Option<Error>) {
+        self.span.record("events", self.delivered);
+        match &tail {
+            Some(error) => self.span.record("outcome", outcome_of(error)),
+            None => self.span.record("outcome", self.ending),
+        };
+        tracing::debug!(parent: &self.span, "turn ended");
         self.events.finish(tail);
     }
 }

@@ -162,3 +162,81 @@ fn tracing_output_hides_secrets() {
         "tracing output leaks a fragment:\n{logs}"
     );
 }
+
+/// One `platos.turn` span per turn on either lane: the thread, the lane,
+/// the connection, the reconnects it lived through, then what it handed
+/// the stream and how it ended; no credential and no message text, TRACE
+/// included.
+#[test]
+fn each_turn_has_a_span_with_its_thread_connection_reconnects_and_outcome() {
+    let capture = Capture::default();
+    let logs = capture.0.clone();
+    let _guard = tracing::subscriber::set_default(capture);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    const TEXT: &str = "a private question [tokens=4]";
+    let token = rt.block_on(async {
+        // Events 30 ms apart: the reconnect is back before the turn's `done`.
+        let server = platos_test_server::TestServer::builder()
+            .event_delay(std::time::Duration::from_millis(30))
+            .start()
+            .await
+            .unwrap();
+        let token = server.session_token();
+        let client = platos_integration_tests::realtime::client(&server.base_url(), &token);
+        server.faults().drop_socket_after_events(3);
+        let ws = platos_integration_tests::realtime::collect(
+            client.threads().send(platos_test_server::SEED_THREAD, TEXT),
+        )
+        .await;
+        assert!(matches!(ws.last(), Some(Ok(platos_events::Event::Done(_)))));
+        let http = platos_integration_tests::realtime::collect(client.threads().send_with(
+            platos_test_server::SEED_THREAD,
+            TEXT,
+            platos_client::SendOptions::new().transport(platos_client::Transport::Http),
+        ))
+        .await;
+        assert!(matches!(
+            http.last(),
+            Some(Ok(platos_events::Event::Done(_)))
+        ));
+        server.shutdown().await;
+        token
+    });
+    let logs = logs.lock().unwrap().clone();
+    let thread = platos_test_server::SEED_THREAD;
+    assert!(
+        logs.contains(&format!(
+            "span platos.turn thread_id={thread} transport=\"websocket\" reconnects=0"
+        )),
+        "{logs}"
+    );
+    assert!(logs.contains(" connection=1"), "{logs}");
+    assert!(logs.contains(" reconnects=1"), "{logs}");
+    assert!(
+        logs.contains(&format!(
+            "span platos.turn thread_id={thread} transport=\"http\""
+        )),
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches(" outcome=\"done\"").count(),
+        2,
+        "both turns ended with done: {logs}"
+    );
+    assert!(logs.contains(" events="), "{logs}");
+    assert!(
+        logs.contains(
+            "span platos.request operation=\"threads_stream\" method=POST \
+             path=\"/api/v1/agent/threads/{threadId}/stream\""
+        ),
+        "{logs}"
+    );
+    assert!(!logs.contains(&token), "the session token leaks:\n{logs}");
+    assert!(
+        !logs.contains("private question"),
+        "the message leaks:\n{logs}"
+    );
+}
