@@ -20,11 +20,17 @@
 //! - approvals are answered over REST (`approvals().resolve`), the lane has
 //!   no way to send anything once the request is made;
 //! - no resume: the server keeps no cursor (§8.2), so a lost connection is
-//!   a network error, never a silent gap.
+//!   a network error, never a silent gap;
+//! - no pings: a body that carries nothing, not even a heartbeat, for
+//!   `http_silence` is a dead connection, and the caller's idle limit
+//!   counts events, not heartbeats.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument;
 
@@ -51,6 +57,17 @@ const MAX_EVENT_BYTES: usize = super::dial::MAX_MESSAGE_BYTES;
 /// What the stream reads: an event's JSON, or the terminal error.
 pub(crate) type Receiver = mpsc::Receiver<Result<Item>>;
 
+/// How long the lane waits, and for what.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Watch {
+    /// The caller's idle limit: this long without an event (heartbeats do
+    /// not count) ends the turn with `turn_idle`.
+    pub(crate) idle: Option<Duration>,
+    /// This long without a byte (not even a heartbeat): the connection is
+    /// dead.
+    pub(crate) silence: Duration,
+}
+
 /// Starts the turn's task; the stream reads `Receiver`, the handle sends
 /// [`ToConn`] commands (`Stop`, `Dropped`, `Approval`) to the task.
 pub(crate) fn start(
@@ -59,12 +76,19 @@ pub(crate) fn start(
     body: Value,
     key: String,
     buffer: usize,
+    watch: Watch,
 ) -> (Receiver, mpsc::UnboundedSender<ToConn>) {
     let (events, reader) = mpsc::channel(buffer.max(1));
     let (commands, inbox) = mpsc::unbounded_channel();
     let url = stream_url(client.base_url(), thread_id);
     let span = super::turn::span(thread_id, "http");
-    tokio::spawn(run(client, url, body, key, events, inbox, span.clone()).instrument(span));
+    let task = Task {
+        client,
+        events,
+        inbox,
+        watch,
+    };
+    tokio::spawn(run(task, url, body, key, span.clone()).instrument(span));
     (reader, commands)
 }
 
@@ -113,19 +137,19 @@ async fn resolve(client: PlatosClient, answer: Answer) {
     let _ = answer.reply.send(call.send().await.map(|_| ()));
 }
 
-/// The turn's task, in its `platos.turn` span: reads, then records how it
-/// ended.
-async fn run(
+/// What the turn's task owns.
+struct Task {
     client: PlatosClient,
-    url: Result<url::Url>,
-    body: Value,
-    key: String,
     events: mpsc::Sender<Result<Item>>,
     inbox: mpsc::UnboundedReceiver<ToConn>,
-    span: tracing::Span,
-) {
+    watch: Watch,
+}
+
+/// The turn's task, in its `platos.turn` span: reads, then records how it
+/// ended.
+async fn run(task: Task, url: Result<url::Url>, body: Value, key: String, span: tracing::Span) {
     let mut sent = 0;
-    let outcome = pump(client, url, body, key, events, inbox, &mut sent).await;
+    let outcome = pump(task, url, body, key, &mut sent).await;
     span.record("events", sent);
     span.record("outcome", outcome.as_str());
     tracing::debug!("turn ended");
@@ -141,14 +165,18 @@ async fn fail(events: &mpsc::Sender<Result<Item>>, error: Error) -> String {
 /// Reads the turn until it ends; returns how, counting in `sent` the
 /// events handed to the stream.
 async fn pump(
-    client: PlatosClient,
+    task: Task,
     url: Result<url::Url>,
     body: Value,
     key: String,
-    events: mpsc::Sender<Result<Item>>,
-    mut inbox: mpsc::UnboundedReceiver<ToConn>,
     sent: &mut u64,
 ) -> String {
+    let Task {
+        client,
+        events,
+        mut inbox,
+        watch,
+    } = task;
     let url = match url {
         Ok(url) => url,
         Err(e) => return fail(&events, e).await,
@@ -179,6 +207,8 @@ async fn pump(
     let mut items = Vec::new();
     // A turn ends with `done`, or with one `error` and the end of the body.
     let mut failed = false;
+    // The idle limit counts from the last event; heartbeats do not move it.
+    let mut idle_until = watch.idle.map(|idle| Instant::now() + idle);
     loop {
         let chunk = tokio::select! {
             biased;
@@ -186,7 +216,31 @@ async fn pump(
                 Flow::Go => continue,
                 Flow::Close(how) => return how.into(),
             },
-            chunk = response.chunk() => chunk,
+            () = sleep_until(idle_until) => {
+                let idle = watch.idle.unwrap_or_default();
+                // Returning closes the request, which stops the server's turn.
+                let e = Error::stream(
+                    Some("turn_idle".into()),
+                    format!(
+                        "no event for {} s, the turn's idle limit; the turn was stopped",
+                        idle.as_secs_f64()
+                    ),
+                );
+                return fail(&events, e).await;
+            }
+            chunk = tokio::time::timeout(watch.silence, response.chunk()) => match chunk {
+                Ok(chunk) => chunk,
+                Err(_) => {
+                    let e = Error::network(
+                        format!(
+                            "the HTTP turn stream carried nothing, not even a heartbeat, for {} s",
+                            watch.silence.as_secs_f64()
+                        ),
+                        None,
+                    );
+                    return fail(&events, e).await;
+                }
+            },
         };
         let bytes: Bytes = match chunk {
             Ok(Some(bytes)) => bytes,
@@ -214,6 +268,9 @@ async fn pump(
                 }
             };
             failed |= error;
+            if let Some(idle) = watch.idle {
+                idle_until = Some(Instant::now() + idle);
+            }
             let frame = Utf8Bytes::from(event.data);
             let end = frame.len();
             let item = Item::AgentJson {
@@ -242,6 +299,14 @@ async fn pump(
                 return "done".into();
             }
         }
+    }
+}
+
+/// Waits until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

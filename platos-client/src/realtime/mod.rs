@@ -184,9 +184,10 @@ pub struct SendOptions {
     /// Run this turn on a connection of its own instead of a shared one
     /// (see the [module docs](self#connections)).
     pub dedicated_connection: Option<bool>,
-    /// End the turn with a `turn_idle` stream error (after sending `stop`)
-    /// when no event comes for this long (off by default: long tool calls
-    /// and approvals awaiting a human are normal). After a reconnect the
+    /// End the turn with a `turn_idle` stream error (after sending `stop`,
+    /// or closing the request on the HTTP lane, where heartbeats do not
+    /// count as events) when no event comes for this long (off by default:
+    /// long tool calls and approvals awaiting a human are normal). After a reconnect the
     /// client's [`RealtimeConfig::turn_check_after_reconnect`] applies
     /// until an event comes.
     pub idle_limit: Option<std::time::Duration>,
@@ -518,8 +519,18 @@ fn send_http(
 ) -> TurnStream {
     let shared = client.shared();
     let (body, key) = http_body(message_payload(&thread_id, message, options), options);
-    let (reader, commands) =
-        http::start(client.clone(), &thread_id, body, key, shared.stream_buffer);
+    let watch = http::Watch {
+        idle: options.idle_limit,
+        silence: shared.realtime.config().http_silence,
+    };
+    let (reader, commands) = http::start(
+        client.clone(),
+        &thread_id,
+        body,
+        key,
+        shared.stream_buffer,
+        watch,
+    );
     TurnStream {
         events: Source::Http(reader),
         // The HTTP lane has no reconnects, so nothing to check after one.

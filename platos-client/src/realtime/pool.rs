@@ -62,6 +62,11 @@ pub struct RealtimeConfig {
     /// call (tens of seconds are normal) on a gateway that kept the turn:
     /// a check that finds no answer ends the stream with `turn_lost`.
     pub turn_check_after_reconnect: Duration,
+    /// How long a turn on the HTTP lane may carry nothing at all, not even
+    /// the server's heartbeat (every 15 s, docs/wire.md §8.2), before the
+    /// connection counts as dead: the stream ends with a network error
+    /// (default 60 s, four heartbeats).
+    pub http_silence: Duration,
 }
 
 impl Default for RealtimeConfig {
@@ -73,6 +78,7 @@ impl Default for RealtimeConfig {
             max_concurrent_dials: 4,
             per_agent_namespace: false,
             turn_check_after_reconnect: Duration::from_secs(120),
+            http_silence: Duration::from_secs(60),
         }
     }
 }
@@ -105,6 +111,12 @@ impl RealtimeConfig {
     /// Sets [`turn_check_after_reconnect`](Self::turn_check_after_reconnect).
     pub fn turn_check_after_reconnect(mut self, silence: Duration) -> Self {
         self.turn_check_after_reconnect = silence;
+        self
+    }
+
+    /// Sets [`http_silence`](Self::http_silence) (at least 1 ms).
+    pub fn http_silence(mut self, silence: Duration) -> Self {
+        self.http_silence = silence.max(Duration::from_millis(1));
         self
     }
 

@@ -453,3 +453,63 @@ async fn http_lane_refusals_are_the_usual_errors() {
         kinds(&items)
     );
 }
+
+/// The idle limit counts events, not heartbeats: a turn that only sends
+/// heartbeats ends with `turn_idle`, and closing the request stops it.
+#[tokio::test]
+async fn the_idle_limit_ends_an_http_turn_that_only_sends_heartbeats() {
+    let server = TestServer::start().await.unwrap();
+    server.faults().set_sse_heartbeat(Duration::from_millis(20));
+    let before = server.turn_statuses(SEED_THREAD).len();
+    let options = over(Transport::Http).idle_limit(Duration::from_millis(400));
+    let items = collect(
+        client(&server)
+            .threads()
+            .send_with(SEED_THREAD, "[hang]", options),
+    )
+    .await;
+    let Some(Err(e)) = items.last() else {
+        panic!("{:?}", kinds(&items))
+    };
+    assert_eq!(e.code(), Some("turn_idle"), "{e}");
+    assert!(server.faults().sse_heartbeats_sent() >= 5);
+    assert!(
+        server
+            .recorder()
+            .wait_until(DEADLINE, |_| server.turn_statuses(SEED_THREAD).len()
+                > before)
+            .await
+    );
+    assert_eq!(server.turn_statuses(SEED_THREAD)[before..], ["stopped"]);
+}
+
+/// A stream that carries nothing at all, not even heartbeats, is a dead
+/// connection after `http_silence`.
+#[tokio::test]
+async fn an_http_stream_without_even_heartbeats_is_dead_after_the_silence_limit() {
+    let server = TestServer::start().await.unwrap();
+    server.faults().set_sse_heartbeat(Duration::from_secs(3600));
+    let client = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token(server.session_token())
+        .realtime(platos_client::RealtimeConfig::default().http_silence(Duration::from_millis(400)))
+        .build()
+        .unwrap();
+    let items = collect(
+        client
+            .threads()
+            .send_with(SEED_THREAD, "[hang]", over(Transport::Http)),
+    )
+    .await;
+    let Some(Err(e)) = items.last() else {
+        panic!("{:?}", kinds(&items))
+    };
+    assert!(matches!(e, Error::Network(_)), "{e:?}");
+    assert!(e.message().contains("not even a heartbeat"), "{e}");
+    // Only the events before the hang came through.
+    assert!(
+        kinds(&items).contains(&"token".to_owned()),
+        "{:?}",
+        kinds(&items)
+    );
+}

@@ -172,6 +172,8 @@
 //! | [`Faults::send_socket_error`]`(json, disconnect)` | socket `error` event to every socket (e.g. `SESSION_EXPIRED`), optionally followed by `41<ns>,` |
 //! | [`Faults::refuse_next_message`]`(`[`SocketRefusal`]`)` | the next `message` gets e.g. `SocketRefusal::rate_limit(secs)` (`error {code:"rate_limit",…}` + socket-level `done {stopped:true}`) instead of a turn |
 //! | [`Faults::fail_next_handshakes`]`(n)` | the next n Engine.IO upgrades answer 503 |
+//! | [`Faults::drop_next_handshake_at`]`(`[`HandshakeStep`]`)` | the next connection to reach that step is dropped there: instead of the `101` (`Upgrade`), right after the Engine.IO open packet (`Open`), the namespace ack (`NamespaceAck`) or the gateway's `connected` event (`Connected`) |
+//! | [`Faults::inject_frame`]`(&`[`RawFrame`]`)` | a raw frame on every open WebSocket, between two of the server's own: `Text(bytes)` (any bytes, e.g. garbage), `Binary(bytes)`, `Oversize(n)` (an n-byte message) |
 //! | [`Faults::emit_to_sockets`], [`Faults::disconnect_sockets`] | arbitrary server events, server-side namespace disconnect |
 //! | [`Faults::set_event_delay`], [`Faults::set_approval_every_turn`] | scripted agent pacing and approvals |
 //! | [`Faults::restart_realtime`]`(`[`Restart`]`)` | a gateway restart: `Durable` drops every socket and the turns pump on to their thread's room once it is re-joined; `Forget`, `PersistAnswer`, `PersistFailure` kill the running turns at their next event (persisting nothing, the answer, or an assistant message with `responseJson.error`), wait for them, then drop every socket |
