@@ -181,6 +181,26 @@ impl fmt::Display for StreamViolation {
 }
 
 impl Error {
+    /// The class of the error as a stable lower-case name (`auth`,
+    /// `not_found`, `validation`, `rate_limited`, `server`, `refused`,
+    /// `network`, `timeout`, `decode`, `config`, `stream`): a label for
+    /// metrics and logs that survives new classes (which get new names).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Auth(_) => "auth",
+            Error::NotFound(_) => "not_found",
+            Error::Validation(_) => "validation",
+            Error::RateLimited(_) => "rate_limited",
+            Error::Server(_) => "server",
+            Error::Refused(_) => "refused",
+            Error::Network(_) => "network",
+            Error::Timeout(_) => "timeout",
+            Error::Decode(_) => "decode",
+            Error::Config(_) => "config",
+            Error::Stream(_) => "stream",
+        }
+    }
+
     /// The HTTP status the server answered with, if the error came from an answer.
     pub fn status(&self) -> Option<u16> {
         match self {

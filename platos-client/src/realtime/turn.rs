@@ -164,23 +164,7 @@ pub(crate) fn span(thread_id: &str, transport: &'static str) -> tracing::Span {
 
 /// What to call an ending: the error's code, else its class.
 pub(crate) fn outcome_of(error: &Error) -> String {
-    if let Some(code) = error.code() {
-        return code.to_owned();
-    }
-    match error {
-        Error::Auth(_) => "auth",
-        Error::NotFound(_) => "not_found",
-        Error::Validation(_) => "validation",
-        Error::RateLimited(_) => "rate_limited",
-        Error::Server(_) => "server",
-        Error::Refused(_) => "refused",
-        Error::Network(_) => "network",
-        Error::Timeout(_) => "timeout",
-        Error::Decode(_) => "decode",
-        Error::Config(_) => "config",
-        Error::Stream(_) => "stream",
-    }
-    .to_owned()
+    error.code().unwrap_or(error.kind()).to_owned()
 }
 
 impl Turn {

@@ -60,22 +60,9 @@ pub fn kinds(items: &[Result<Event, Error>]) -> Vec<String> {
         .iter()
         .map(|item| match item {
             Ok(event) => event.kind().to_owned(),
-            Err(e) => format!("Err({})", e.code().unwrap_or(error_class(e))),
+            Err(e) => format!("Err({})", e.code().unwrap_or(e.kind())),
         })
         .collect()
-}
-
-fn error_class(e: &Error) -> &'static str {
-    match e {
-        Error::Auth(_) => "auth",
-        Error::RateLimited(_) => "rate_limited",
-        Error::Network(_) => "network",
-        Error::Timeout(_) => "timeout",
-        Error::Decode(_) => "decode",
-        Error::Stream(_) => "stream",
-        Error::Config(_) => "config",
-        _ => "other",
-    }
 }
 
 /// The next item, bounded by [`DEADLINE`].

@@ -141,24 +141,7 @@ fn describe(item: &Result<Event, Error>) -> String {
 
 /// An error's code, else its class: what the report counts endings by.
 pub fn error_code(e: &Error) -> String {
-    if let Some(code) = e.code() {
-        return code.to_owned();
-    }
-    match e {
-        Error::Auth(_) => "auth",
-        Error::RateLimited(_) => "rate_limited",
-        Error::Network(_) => "network",
-        Error::Timeout(_) => "timeout",
-        Error::Decode(_) => "decode",
-        Error::Stream(_) => "stream",
-        Error::Config(_) => "config",
-        Error::Validation(_) => "validation",
-        Error::Server(_) => "server",
-        Error::NotFound(_) => "not_found",
-        Error::Refused(_) => "refused",
-        _ => "other",
-    }
-    .to_owned()
+    e.code().unwrap_or(e.kind()).to_owned()
 }
 
 #[cfg(test)]
