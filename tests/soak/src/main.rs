@@ -143,9 +143,10 @@ impl Target {
         )
     }
 
-    fn client(&self) -> anyhow::Result<PlatosClient> {
+    /// The client under test; `refreshes` counts the tokens it asked for.
+    fn client(&self, refreshes: Arc<AtomicU64>) -> anyhow::Result<PlatosClient> {
         let target = Arc::new(self.clone_fields());
-        let n = Arc::new(AtomicU64::new(0));
+        let n = refreshes;
         Ok(PlatosClient::builder()
             .base_url(&self.base_url)
             .session_token(self.token(Duration::from_secs(TOKEN_TTL.start))?)
@@ -224,7 +225,8 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
 
     let start = Instant::now();
     let baseline = monitor::read(Duration::ZERO).context("reading /proc/self")?;
-    let client = target.client()?;
+    let refreshes = Arc::new(AtomicU64::new(0));
+    let client = target.client(refreshes.clone())?;
     let stats = load::Shared::default();
     let (stop_tx, stop) = watch::channel(false);
     let mut workers = Vec::new();
@@ -296,6 +298,11 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     if count("turn.ws.complete", "") == 0 || count("turn.http.complete", "") == 0 {
         violations.push("no turn completed on one of the lanes: the load made no progress".into());
     }
+    // The first token lives 8 s: a run that never refreshed one never
+    // exercised expiry.
+    if args.seconds >= 30 && refreshes.load(Ordering::Relaxed) == 0 {
+        violations.push("no token expired and was refreshed during the run".into());
+    }
     if count("rest.", ".ok") == 0 {
         violations.push("no REST call succeeded".into());
     }
@@ -348,6 +355,12 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     for s in samples.iter().step_by(stride) {
         println!("  {:>5}: {:>7} {:>4}", s.at.as_secs(), s.rss_kib, s.fds);
     }
+    println!(
+        "token refreshes: {} (tokens live {}–{} s)",
+        refreshes.load(Ordering::Relaxed),
+        TOKEN_TTL.start,
+        TOKEN_TTL.end
+    );
     println!("panics: {panics}");
     if violations.is_empty() {
         println!("violations: none");
