@@ -37,7 +37,7 @@ use tracing::Instrument;
 use super::approvals::Answer;
 use super::classify;
 use super::connection::ToConn;
-use super::turn::Item;
+use super::turn::{Ending, Item};
 use crate::client::PlatosClient;
 use crate::error::{Error, Result};
 use crate::sse;
@@ -111,7 +111,7 @@ enum Flow {
     Go,
     /// Stop or drop: close the request (which stops the server's turn);
     /// which of the two, for the turn's span.
-    Close(&'static str),
+    Close(Ending),
 }
 
 /// Acts on a command from the stream or its handles.
@@ -122,8 +122,8 @@ fn command(client: &PlatosClient, command: Option<ToConn>) -> Flow {
             Flow::Go
         }
         Some(ToConn::Attach(_)) => Flow::Go,
-        Some(ToConn::Stop(_)) => Flow::Close("stopped"),
-        Some(ToConn::Dropped(_)) | None => Flow::Close("dropped"),
+        Some(ToConn::Stop(_)) => Flow::Close(Ending::Stopped),
+        Some(ToConn::Dropped(_)) | None => Flow::Close(Ending::Dropped),
     }
 }
 
@@ -149,17 +149,16 @@ struct Task {
 /// ended.
 async fn run(task: Task, url: Result<url::Url>, body: Value, key: String, span: tracing::Span) {
     let mut sent = 0;
-    let outcome = pump(task, url, body, key, &mut sent).await;
-    span.record("events", sent);
-    span.record("outcome", outcome.as_str());
-    tracing::debug!("turn ended");
+    pump(task, url, body, key, &mut sent)
+        .await
+        .record(&span, sent);
 }
 
-/// Ends the stream with `error`; the error's code is the outcome.
-async fn fail(events: &mpsc::Sender<Result<Item>>, error: Error) -> String {
-    let outcome = super::turn::outcome_of(&error);
+/// Ends the stream with `error`.
+async fn fail(events: &mpsc::Sender<Result<Item>>, error: Error) -> Ending {
+    let ending = Ending::failed(&error);
     let _ = events.send(Err(error)).await;
-    outcome
+    ending
 }
 
 /// Reads the turn until it ends; returns how, counting in `sent` the
@@ -170,7 +169,7 @@ async fn pump(
     body: Value,
     key: String,
     sent: &mut u64,
-) -> String {
+) -> Ending {
     let Task {
         client,
         events,
@@ -188,7 +187,7 @@ async fn pump(
             biased;
             c = inbox.recv() => match command(&client, c) {
                 Flow::Go => continue,
-                Flow::Close(how) => return how.into(),
+                Flow::Close(how) => return how,
             },
             opened = &mut opening => break opened,
         }
@@ -200,7 +199,7 @@ async fn pump(
     // Like the socket lane's first item: the lane is open and authorised.
     let connected = platos_events::Event::Connected(Default::default());
     if events.send(Ok(Item::made(connected))).await.is_err() {
-        return "dropped".into();
+        return Ending::Dropped;
     }
     *sent += 1;
     let mut parser = sse::Parser::new(sse::Limits::bytes(MAX_EVENT_BYTES));
@@ -214,7 +213,7 @@ async fn pump(
             biased;
             c = inbox.recv() => match command(&client, c) {
                 Flow::Go => continue,
-                Flow::Close(how) => return how.into(),
+                Flow::Close(how) => return how,
             },
             () = sleep_until(idle_until) => {
                 let idle = watch.idle.unwrap_or_default();
@@ -244,7 +243,7 @@ async fn pump(
         };
         let bytes: Bytes = match chunk {
             Ok(Some(bytes)) => bytes,
-            Ok(None) if failed => return "error_event".into(),
+            Ok(None) if failed => return Ending::ErrorEvent,
             Ok(None) => {
                 let e = Error::network("the HTTP stream ended before the turn's done", None);
                 return fail(&events, e).await;
@@ -284,7 +283,7 @@ async fn pump(
                     biased;
                     c = inbox.recv() => match command(&client, c) {
                         Flow::Go => continue,
-                        Flow::Close(how) => return how.into(),
+                        Flow::Close(how) => return how,
                     },
                     permit = events.reserve() => break permit,
                 }
@@ -292,11 +291,11 @@ async fn pump(
             match permit {
                 Ok(permit) => permit.send(Ok(item)),
                 // The stream is gone: closing the request stops the turn.
-                Err(_) => return "dropped".into(),
+                Err(_) => return Ending::Dropped,
             }
             *sent += 1;
             if done {
-                return "done".into();
+                return Ending::Done;
             }
         }
     }

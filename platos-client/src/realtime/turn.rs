@@ -140,14 +140,13 @@ pub(crate) struct Turn {
     reconnects: u32,
     delivered: u64,
     /// How the turn ends when it ends without an error.
-    ending: &'static str,
+    ending: Ending,
 }
 
 /// The span of one turn, on either lane, a child of the caller's current
 /// span: `thread_id` and `transport` at once, `connection` (the client's
 /// number for it) when placed, `reconnects` as they happen, then `events`
-/// handed to the stream and `outcome` (`done`, `stopped`, `dropped`, an
-/// error code…) when it closes. Ids and counts only: never the message, an
+/// handed to the stream and `outcome` ([`Ending`]) when it closes. Ids and counts only: never the message, an
 /// event's content or a credential.
 pub(crate) fn span(thread_id: &str, transport: &'static str) -> tracing::Span {
     tracing::info_span!(
@@ -162,9 +161,49 @@ pub(crate) fn span(thread_id: &str, transport: &'static str) -> tracing::Span {
     )
 }
 
-/// What to call an ending: the error's code, else its class.
-pub(crate) fn outcome_of(error: &Error) -> String {
-    error.code().unwrap_or(error.kind()).to_owned()
+/// How a turn ended, on either lane, as its span records it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Ending {
+    /// The turn's `done` arrived.
+    Done,
+    /// `stop` was asked for (the server's final `done` or the grace ended it).
+    Stopped,
+    /// The consumer dropped the stream.
+    Dropped,
+    /// Silent after a reconnect: handed to the stream's REST check.
+    Checked,
+    /// The HTTP lane's body ended after the turn's `error` event.
+    ErrorEvent,
+    /// Nothing could reach the connection any more.
+    Orphaned,
+    /// The stream ended with this error (its code, else its kind).
+    Failed(String),
+}
+
+impl Ending {
+    pub(crate) fn failed(error: &Error) -> Ending {
+        Ending::Failed(error.code().unwrap_or(error.kind()).to_owned())
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Ending::Done => "done",
+            Ending::Stopped => "stopped",
+            Ending::Dropped => "dropped",
+            Ending::Checked => "checked",
+            Ending::ErrorEvent => "error_event",
+            Ending::Orphaned => "orphaned",
+            Ending::Failed(code) => code,
+        }
+    }
+
+    /// Closes the record of a turn: `events` handed to its stream, and how
+    /// it ended.
+    pub(crate) fn record(&self, span: &tracing::Span, events: u64) {
+        span.record("events", events);
+        span.record("outcome", self.as_str());
+        tracing::debug!(parent: span, "turn ended");
+    }
 }
 
 impl Turn {
@@ -192,7 +231,7 @@ impl Turn {
             span: tracing::Span::none(),
             reconnects: 0,
             delivered: 0,
-            ending: "ended",
+            ending: Ending::Orphaned,
         }
     }
 
@@ -214,7 +253,7 @@ impl Turn {
     }
 
     /// How the turn ends if it ends without an error (`done`, `stopped`…).
-    pub(crate) fn ends_as(&mut self, ending: &'static str) {
+    pub(crate) fn ends_as(&mut self, ending: Ending) {
         self.ending = ending;
     }
 
@@ -300,12 +339,11 @@ impl Turn {
     /// Ends the stream: `tail` follows the last item. The span closes
     /// with the turn.
     pub(crate) fn finish(self, tail: Option<Error>) {
-        self.span.record("events", self.delivered);
         match &tail {
-            Some(error) => self.span.record("outcome", outcome_of(error)),
-            None => self.span.record("outcome", self.ending),
-        };
-        tracing::debug!(parent: &self.span, "turn ended");
+            Some(error) => Ending::failed(error),
+            None => self.ending,
+        }
+        .record(&self.span, self.delivered);
         self.events.finish(tail);
     }
 }

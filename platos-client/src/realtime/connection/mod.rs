@@ -43,7 +43,7 @@ use inbound::Step;
 use super::approvals::{Answer, Approvals};
 use super::classify::Fault;
 use super::dial::{self, Conn};
-use super::turn::{Item, Phase, Silence, Turn, TurnId, Undelivered};
+use super::turn::{Ending, Item, Phase, Silence, Turn, TurnId, Undelivered};
 use super::{engineio, replicate, socketio};
 use crate::client::PlatosClient;
 use crate::config::{ReconnectConfig, Secret};
@@ -288,14 +288,14 @@ impl Connection {
             ToConn::Attach(turn) => self.attach(*turn),
             ToConn::Stop(id) => match self.turns.get_mut(&id).map(|t| &mut t.phase) {
                 // Nothing was sent: nothing to stop server-side.
-                Some(Phase::Queued { .. }) => self.end(id, None),
+                Some(Phase::Queued { .. }) => self.end_as(id, Ending::Stopped),
                 Some(phase @ (Phase::Live | Phase::Sent { .. })) => {
                     *phase = Phase::Stopping { sent: false };
                     self.hurry = true;
                 }
                 _ => {}
             },
-            ToConn::Dropped(id) => self.end(id, None),
+            ToConn::Dropped(id) => self.end_as(id, Ending::Dropped),
             ToConn::Approval(answer) => self.approvals.hold(answer),
         }
     }
@@ -336,8 +336,7 @@ impl Connection {
                 }
                 // The stop went out; the turn is over for us.
                 Phase::Stopping { sent: true } => {
-                    turn.ends_as("stopped");
-                    self.end(id, None);
+                    self.end_as(id, Ending::Stopped);
                     continue;
                 }
                 phase => turn.phase = phase,
@@ -375,7 +374,7 @@ impl Connection {
         match turn.push(item) {
             Ok(()) => true,
             Err(Undelivered::Gone) => {
-                self.end(id, None);
+                self.end_as(id, Ending::Dropped);
                 false
             }
             Err(Undelivered::Lagged(error)) => {
@@ -655,7 +654,7 @@ impl Connection {
             if let Some(turn) = self.turns.get_mut(&id)
                 && matches!(turn.phase, Phase::Stopping { .. })
             {
-                turn.ends_as("stopped");
+                turn.ends_as(Ending::Stopped);
                 self.finish(conn, id, None).await?;
             }
         }
@@ -728,7 +727,7 @@ impl Connection {
             }
             ToConn::Stop(id) => match self.turns.get(&id).map(|t| &t.phase) {
                 Some(Phase::Queued { .. }) => {
-                    self.end(id, None);
+                    self.end_as(id, Ending::Stopped);
                     Ok(())
                 }
                 Some(Phase::Live | Phase::Sent { .. }) => self.send_stop(conn, id).await,
@@ -755,7 +754,7 @@ impl Connection {
         let Some(turn) = self.turns.get_mut(&id) else {
             return Ok(());
         };
-        turn.ends_as("dropped");
+        turn.ends_as(Ending::Dropped);
         if matches!(
             turn.phase,
             Phase::Live | Phase::Sent { .. } | Phase::Refused(_)
@@ -801,8 +800,8 @@ impl Connection {
         };
         if last {
             turn.ends_as(match item {
-                Item::Check(_) => "checked",
-                _ => "done",
+                Item::Check(_) => Ending::Checked,
+                _ => Ending::Done,
             });
         }
         match turn.push(item) {
@@ -837,6 +836,14 @@ impl Connection {
                 .await?;
         }
         self.start_next(conn).await
+    }
+
+    /// Ends turn `id` without an error, as `ending`.
+    fn end_as(&mut self, id: TurnId, ending: Ending) {
+        if let Some(turn) = self.turns.get_mut(&id) {
+            turn.ends_as(ending);
+        }
+        self.end(id, None);
     }
 
     /// Forgets turn `id` and ends its stream with `tail`.
