@@ -132,7 +132,8 @@ fn token_number(text: &str) -> Option<usize> {
     text.strip_prefix('w')?.strip_suffix(' ')?.parse().ok()
 }
 
-fn describe(item: &Result<Event, Error>) -> String {
+/// An item in a message: its event type, or `error <code>`.
+pub fn describe(item: &Result<Event, Error>) -> String {
     match item {
         Ok(e) => e.kind().to_owned(),
         Err(e) => format!("error {}", error_code(e)),

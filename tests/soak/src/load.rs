@@ -56,12 +56,9 @@ async fn new_thread(
     stop: &watch::Receiver<bool>,
 ) -> Option<String> {
     while !*stop.borrow() {
-        match tokio::time::timeout(CALL_DEADLINE, client.threads().create(agent).title("soak"))
-            .await
-        {
-            Ok(Ok(t)) => return Some(t.id),
-            Ok(Err(e)) => stats.add(format!("rest.create.err.{}", check::error_code(&e)), 1),
-            Err(_) => stats.violation("threads().create did not end".into()),
+        let created = client.threads().create(agent).title("soak").send();
+        if let Some(thread) = call(stats, "create", created).await {
+            return Some(thread.id);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -114,7 +111,12 @@ pub async fn turn_worker(
                 stats.violation(format!(
                     "turn {text:?} ({lane}) did not end within {} s; last items: {:?}",
                     TURN_DEADLINE.as_secs(),
-                    items.iter().rev().take(5).map(kind).collect::<Vec<_>>()
+                    items
+                        .iter()
+                        .rev()
+                        .take(5)
+                        .map(check::describe)
+                        .collect::<Vec<_>>()
                 ));
                 break;
             }
@@ -150,18 +152,7 @@ pub async fn turn_worker(
                 }
             }
         }
-        match tokio::time::timeout(CALL_DEADLINE, client.threads().delete(&thread)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => stats.add(format!("rest.delete.err.{}", check::error_code(&e)), 1),
-            Err(_) => stats.violation("threads().delete did not end".into()),
-        }
-    }
-}
-
-fn kind(item: &Result<Event, Error>) -> String {
-    match item {
-        Ok(e) => e.kind().to_owned(),
-        Err(e) => format!("error {}", check::error_code(e)),
+        call(&stats, "delete", client.threads().delete(&thread).send()).await;
     }
 }
 
@@ -220,51 +211,51 @@ pub async fn rest_worker(
         return;
     };
     while !*stop.borrow() {
-        let op = rng.random_range(0..4);
-        let (name, outcome) = match op {
-            0 => (
-                "list_threads",
-                call(client.threads().list().send())
-                    .await
-                    .map(|r| r.map(|_| ())),
+        match rng.random_range(0..4) {
+            0 => drop(call(&stats, "list_threads", client.threads().list().send()).await),
+            1 => {
+                let got = call(&stats, "get_thread", client.threads().get(&thread).send()).await;
+                if let Some(other) = got.filter(|t| t.as_ref().is_none_or(|t| t.id != thread)) {
+                    stats.violation(format!("get({thread}) answered {other:?}"));
+                }
+            }
+            2 => drop(
+                call(
+                    &stats,
+                    "messages",
+                    client.threads().messages(&thread).send(),
+                )
+                .await,
             ),
-            1 => (
-                "get_thread",
-                call(client.threads().get(&thread).send()).await.map(|r| {
-                    r.map(|t| match t {
-                        Some(t) if t.id == thread => {}
-                        other => stats.violation(format!("get({thread}) answered {other:?}")),
-                    })
-                }),
-            ),
-            2 => (
-                "messages",
-                call(client.threads().messages(&thread).send())
-                    .await
-                    .map(|r| r.map(|_| ())),
-            ),
-            _ => (
-                "get_agent",
-                call(client.agents().get(&agent).send())
-                    .await
-                    .map(|r| r.map(|_| ())),
-            ),
-        };
+            _ => drop(call(&stats, "get_agent", client.agents().get(&agent).send()).await),
+        }
         // A caller between two calls, not a loop hammering the server.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        match outcome {
-            Some(Ok(())) => stats.add(format!("rest.{name}.ok"), 1),
-            Some(Err(e)) => stats.add(format!("rest.{name}.err.{}", check::error_code(&e)), 1),
-            None => stats.violation(format!(
-                "REST {name} did not end within {} s",
-                CALL_DEADLINE.as_secs()
-            )),
-        }
     }
 }
 
+/// One REST call within [`CALL_DEADLINE`], counted as `rest.<name>.ok` or
+/// `rest.<name>.err.<code>`; one that does not end in time is a violation.
 async fn call<T>(
+    stats: &Shared,
+    name: &str,
     f: impl std::future::Future<Output = platos_client::Result<T>>,
-) -> Option<platos_client::Result<T>> {
-    tokio::time::timeout(CALL_DEADLINE, f).await.ok()
+) -> Option<T> {
+    match tokio::time::timeout(CALL_DEADLINE, f).await {
+        Ok(Ok(value)) => {
+            stats.add(format!("rest.{name}.ok"), 1);
+            Some(value)
+        }
+        Ok(Err(e)) => {
+            stats.add(format!("rest.{name}.err.{}", check::error_code(&e)), 1);
+            None
+        }
+        Err(_) => {
+            stats.violation(format!(
+                "REST {name} did not end within {} s",
+                CALL_DEADLINE.as_secs()
+            ));
+            None
+        }
+    }
 }
