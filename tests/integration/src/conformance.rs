@@ -172,22 +172,6 @@ pub fn check_request(expected: &Value, got: &Recorded) -> Vec<String> {
     problems
 }
 
-pub fn error_class(e: &Error) -> &'static str {
-    match e {
-        Error::Auth(_) => "auth",
-        Error::NotFound(_) => "not_found",
-        Error::Validation(_) => "validation",
-        Error::RateLimited(_) => "rate_limit",
-        Error::Server(_) => "server",
-        Error::Refused(_) => "refused",
-        Error::Network(_) => "network",
-        Error::Timeout(_) => "timeout",
-        Error::Decode(_) => "decode",
-        Error::Config(_) => "config",
-        _ => "other",
-    }
-}
-
 /// Checks a call's outcome against the entry's `result` or `error`.
 pub fn check_outcome(entry: &Value, outcome: Result<Value, Error>) -> Vec<String> {
     let mut problems = Vec::new();
@@ -203,7 +187,7 @@ pub fn check_outcome(entry: &Value, outcome: Result<Value, Error>) -> Vec<String
         (Err(e), None) => problems.push(format!("want a result, got error {e:?}")),
         (Err(e), Some(err)) => {
             let class = err["class"].as_str().expect("error.class");
-            if error_class(&e) != class {
+            if e.kind() != class {
                 problems.push(format!("error class: want {class}, got {e:?}"));
             }
             if let Some(status) = err.get("status").and_then(Value::as_u64)
