@@ -113,7 +113,11 @@ pub(crate) struct Connection {
     hurry: bool,
     /// Reconnect attempts since an event last proved the connection good.
     attempt: u32,
-    /// Whether a refused token may still be refreshed (re-armed by an event).
+    /// Whether a refused token may still be refreshed: spent by a refresh,
+    /// re-armed when the gateway accepts a token (its `connected` event) or
+    /// an event arrives. A token refused again before either is final, so a
+    /// server that refuses every token cannot loop; one that expires later,
+    /// in a long silent turn, is refreshed again.
     refresh_allowed: bool,
 }
 
@@ -494,7 +498,10 @@ impl Connection {
             };
             match outcome {
                 Ok(Step::Go) => {}
-                Ok(Step::Ready) => server_ready = true,
+                Ok(Step::Ready) => {
+                    server_ready = true;
+                    self.refresh_allowed = true;
+                }
                 Err(fault) => return Exit::Fault(fault),
             }
         }

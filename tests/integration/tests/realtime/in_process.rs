@@ -587,3 +587,55 @@ async fn a_message_resent_after_a_drop_keeps_its_key_and_runs_one_turn() {
     assert_ne!(messages[0].socket_id, messages[1].socket_id);
     assert_eq!(server.turn_statuses(SEED_THREAD)[before..], ["completed"]);
 }
+
+/// A token that expires again later in a long silent turn is refreshed
+/// again: the gateway's `connected` proved the last one good.
+#[tokio::test]
+async fn a_token_expiring_twice_in_a_silent_turn_is_refreshed_twice() {
+    let server = TestServer::start().await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    // A new token each time (a refresh giving back the refused one fails).
+    let fresh: Vec<String> = (1..=3)
+        .map(|n| server.mint(&server.token_spec(server.user_id()).times(-n, 7200)))
+        .collect();
+    let c = calls.clone();
+    let client = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token(server.session_token())
+        .reconnect(fast_reconnect())
+        .on_token_refresh(move |_ctx| {
+            let f = fresh[c.fetch_add(1, Ordering::SeqCst).min(2)].clone();
+            async move { Ok::<_, Error>(Some(f)) }
+        })
+        .build()
+        .unwrap();
+    // `[hang]`: one token, then nothing until `stop`.
+    let mut stream = client.threads().send(SEED_THREAD, "[hang]");
+    let expired = json!({"code": "SESSION_EXPIRED", "message": "Session expired"});
+    for connected in 1..=3 {
+        // Wait for the (re)connect to be ready before the token "expires".
+        let mut seen = 0;
+        while seen < 1 {
+            match next(&mut stream).await {
+                Some(Ok(Event::Connected(_))) => seen += 1,
+                Some(Ok(_)) => {}
+                other => panic!("after {connected} connect(s): {other:?}"),
+            }
+        }
+        if connected < 3 {
+            server
+                .faults()
+                .send_socket_error(expired.clone(), true)
+                .await;
+        }
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    stream.stop();
+    let rest = collect(stream).await;
+    assert_eq!(
+        kinds(&rest).last().map(String::as_str),
+        Some("done"),
+        "{:?}",
+        kinds(&rest)
+    );
+}
