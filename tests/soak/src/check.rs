@@ -135,6 +135,9 @@ fn token_number(text: &str) -> Option<usize> {
 /// An item in a message: its event type, or `error <code>`.
 pub fn describe(item: &Result<Event, Error>) -> String {
     match item {
+        Ok(Event::Disconnected(d)) => {
+            format!("disconnected ({})", d.reason.as_deref().unwrap_or(""))
+        }
         Ok(e) => e.kind().to_owned(),
         Err(e) => format!("error {}", error_code(e)),
     }

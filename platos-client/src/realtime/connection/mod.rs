@@ -615,7 +615,10 @@ impl Connection {
                 continue;
             }
             self.threads.insert(turn.thread_id.clone(), id);
-            if let Some(at) = turn.heard(Silence::Normal) {
+            // A message sent again after a reconnect stays watched: the
+            // server may have run the turn while we were away and ignore
+            // the repeated key, and then nothing more comes.
+            if let Some(at) = turn.heard(turn.silence) {
                 self.silences.push(Reverse((at, id)));
             }
             self.unanswered = Some((id, Instant::now()));

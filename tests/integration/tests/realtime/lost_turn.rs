@@ -275,3 +275,43 @@ async fn turns_sharing_a_connection_are_each_checked_against_their_own_thread() 
     assert_eq!(recorder.connect_count(), 2);
     assert_eq!(recorder.socket_events_named("join_thread").len(), 2);
 }
+
+/// The server took the message and its answer was persisted while the
+/// client heard nothing of it: the message is sent again after the
+/// reconnect (the server ignores the repeated key), and the silent turn is
+/// still checked, so its answer is recovered instead of awaited forever.
+#[tokio::test]
+async fn a_resent_message_the_server_already_answered_is_checked_and_recovered() {
+    let server = TestServer::builder()
+        .event_delay(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let client = lost_turn_client(&server.base_url(), &server.session_token(), CHECK);
+    let stream = client
+        .threads()
+        .send(SEED_THREAD, "[tokens=3] answered unseen");
+    let reading = tokio::spawn(collect(stream));
+    let recorder = server.recorder();
+    let deadline = Duration::from_secs(20);
+    assert!(
+        recorder
+            .wait_for_socket_event("message", deadline)
+            .await
+            .is_some()
+    );
+    // Before the turn's first event (each waits 300 ms): the turn dies at it
+    // with its answer persisted, then every socket drops.
+    server
+        .faults()
+        .restart_realtime(Restart::PersistAnswer)
+        .await;
+    let items = reading.await.unwrap();
+    let k = kinds(&items);
+    assert_eq!(
+        k.last().map(String::as_str),
+        Some("recovered_message"),
+        "{k:?}"
+    );
+    assert_eq!(recorder.socket_events_named("message").len(), 2, "{k:?}");
+}
