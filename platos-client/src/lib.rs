@@ -58,6 +58,7 @@ mod bgo;
 mod body;
 mod client;
 mod config;
+mod decision;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
@@ -82,6 +83,7 @@ pub use client::{
     DEFAULT_NAMESPACE, DEFAULT_TIMEOUT, PlatosClient, PlatosClientBuilder, USER_AGENT,
 };
 pub use config::{ReconnectConfig, RetryConfig, Scope, Secret};
+pub use decision::{Decision, Verdict};
 pub use error::{
     ApiError, BoxError, DecodeError, Error, Refusal, RefusalField, Result, StreamError,
     StreamViolation, TransportError,
