@@ -9,7 +9,8 @@ use crate::auth::{Auth, DEFAULT_REFRESH_TIMEOUT, RefreshContext, Refresher, refr
 use crate::config::{ReconnectConfig, RetryConfig, Scope, Secret};
 use crate::error::{BoxError, Error, Result};
 use crate::generated;
-use crate::tls::Tls;
+use crate::net::{Net, NetOptions};
+use crate::proxy::ProxyChoice;
 use crate::transport::Inner;
 
 /// The default per-try timeout (docs/wire.md §2).
@@ -27,13 +28,14 @@ pub(crate) struct Shared {
     pub(crate) auth: Auth,
     pub(crate) retry: RetryConfig,
     pub(crate) reconnect: ReconnectConfig,
+    /// One try of a REST call.
     pub(crate) timeout: Duration,
     pub(crate) user_agent: String,
     pub(crate) namespace: String,
     pub(crate) idempotency_keys: bool,
     pub(crate) stream_buffer: usize,
     pub(crate) max_response_bytes: u64,
-    pub(crate) tls: Tls,
+    pub(crate) net: Net,
     /// The realtime connections of this client and its clones.
     pub(crate) realtime: crate::realtime::Pool,
 }
@@ -71,6 +73,27 @@ impl PlatosClient {
         let inner = Inner {
             shared,
             scope: Some(scope),
+            call_timeout: self.inner().call_timeout,
+        };
+        PlatosClient {
+            api: generated::Client::new_with_client(&base_url, self.http().clone(), inner),
+        }
+    }
+
+    /// A handle whose REST calls each end within `timeout`, their retries
+    /// and waits between tries included: a call still unanswered then fails
+    /// with [`Error::Timeout`]. Overrides the builder's
+    /// [`call_timeout`](PlatosClientBuilder::call_timeout) for the calls made
+    /// through the returned handle; shares everything else with `self`.
+    /// Streams (turns) are not REST calls: their limits are in
+    /// [`RealtimeConfig`](crate::RealtimeConfig).
+    pub fn with_call_timeout(&self, timeout: Duration) -> Self {
+        let shared = self.shared().clone();
+        let base_url = shared.base_url.clone();
+        let inner = Inner {
+            shared,
+            scope: self.inner().scope.clone(),
+            call_timeout: Some(timeout),
         };
         PlatosClient {
             api: generated::Client::new_with_client(&base_url, self.http().clone(), inner),
@@ -129,12 +152,13 @@ pub struct PlatosClientBuilder {
     retry: Option<RetryConfig>,
     reconnect: Option<ReconnectConfig>,
     timeout: Option<Duration>,
+    call_timeout: Option<Duration>,
     user_agent: Option<String>,
     namespace: Option<String>,
     idempotency_keys: Option<bool>,
     stream_buffer: Option<usize>,
     max_response_bytes: Option<u64>,
-    extra_root_certs: Vec<Vec<u8>>,
+    net: NetOptions,
     realtime: Option<crate::realtime::RealtimeConfig>,
 }
 
@@ -198,9 +222,22 @@ impl PlatosClientBuilder {
         self
     }
 
-    /// Time limit of one try of a REST call (default 30 s).
+    /// Time limit of one try of a REST call (default 30 s), and of
+    /// opening a connection. A call is tried up to
+    /// `1 + RetryConfig::max_retries` times; bound the whole call with
+    /// [`call_timeout`](Self::call_timeout).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Time limit of a whole REST call, every try and every wait between
+    /// tries included (default: none beyond the tries' own limits). A call
+    /// past it fails with [`Error::Timeout`]; a retry that could not finish
+    /// in the time left is not started. Per handle:
+    /// [`PlatosClient::with_call_timeout`].
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
         self
     }
 
@@ -244,9 +281,57 @@ impl PlatosClientBuilder {
         self
     }
 
-    /// Trusts an extra root certificate (PEM or DER) for REST and realtime.
+    /// Trusts an extra root certificate (PEM, possibly several, or DER) on
+    /// every lane, beside the platform's roots. Checked by
+    /// [`build`](Self::build).
     pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
-        self.extra_root_certs.push(pem_or_der.into());
+        self.net.extra_roots.push(pem_or_der.into());
+        self
+    }
+
+    /// Presents this client certificate (mutual TLS) on every lane: the
+    /// certificate chain and its private key (PKCS#8, or with rustls also
+    /// PKCS#1 or SEC1), both PEM. Checked by [`build`](Self::build).
+    pub fn client_identity(
+        mut self,
+        cert_chain_pem: impl Into<Vec<u8>>,
+        private_key_pem: impl Into<Secret>,
+    ) -> Self {
+        self.net
+            .client_identity(cert_chain_pem.into(), private_key_pem.into());
+        self
+    }
+
+    /// Sends every connection (REST, the realtime socket, the HTTP turn
+    /// lane) through this proxy, e.g. `http://user:password@proxy:3128`,
+    /// instead of what `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`/`NO_PROXY`
+    /// say (the default, read as reqwest reads them). The realtime socket
+    /// tunnels with HTTP `CONNECT`, so it needs an `http://` proxy.
+    /// A malformed URL fails [`build`](Self::build).
+    pub fn proxy(mut self, url: impl Into<Secret>) -> Self {
+        self.net.proxy = ProxyChoice::Url(url.into());
+        self
+    }
+
+    /// Connects directly on every lane, whatever the proxy variables say.
+    pub fn no_proxy(mut self) -> Self {
+        self.net.proxy = ProxyChoice::Off;
+        self
+    }
+
+    /// Sends REST calls and HTTP-lane turns with this client, e.g. the one
+    /// your application already configured (pools, DNS, middleware-free
+    /// settings). The SDK still adds its headers to every request, sets each
+    /// try's timeout, retries, and bounds what it reads.
+    ///
+    /// The client must not follow redirects (build it with
+    /// `redirect(reqwest::redirect::Policy::none())`): the SDK's headers
+    /// carry credentials a redirect would forward. This builder's TLS
+    /// ([`add_root_certificate`](Self::add_root_certificate),
+    /// [`client_identity`](Self::client_identity)) and proxy settings then
+    /// apply only to the realtime socket, which the SDK opens itself.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.net.http_client = Some(client);
         self
     }
 
@@ -307,8 +392,8 @@ impl PlatosClientBuilder {
         }
 
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let tls = Tls::new(&self.extra_root_certs)?;
-        let http = tls.http_client(timeout)?;
+        let net = self.net.build(timeout)?;
+        let http = net.http.clone();
 
         let mut namespace = self
             .namespace
@@ -330,13 +415,14 @@ impl PlatosClientBuilder {
             max_response_bytes: self
                 .max_response_bytes
                 .unwrap_or(crate::body::DEFAULT_MAX_RESPONSE_BYTES),
-            tls,
+            net,
             realtime: crate::realtime::Pool::new(self.realtime.unwrap_or_default()),
         });
         let base_url = shared.base_url.clone();
         let inner = Inner {
             shared,
             scope: self.scope,
+            call_timeout: self.call_timeout,
         };
         Ok(PlatosClient {
             api: generated::Client::new_with_client(&base_url, http, inner),
@@ -352,6 +438,7 @@ impl fmt::Debug for PlatosClientBuilder {
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("scope", &self.scope)
             .field("refresh", &self.refresher.is_some())
+            .field("net", &self.net)
             .finish_non_exhaustive()
     }
 }

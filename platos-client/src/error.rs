@@ -45,6 +45,10 @@ pub enum Error {
     Refused(Box<ApiError>),
     /// The request or connection failed below HTTP (DNS, refused, reset, TLS).
     Network(Box<TransportError>),
+    /// A proxy would not carry the connection: it asked for credentials
+    /// (407) or refused the tunnel. The message names the proxy (never its
+    /// credentials). Not retried: the configuration must change.
+    Proxy(Box<TransportError>),
     /// A try exceeded its time limit (after the configured retries).
     Timeout(Box<TransportError>),
     /// The server answered, but not with what the API describes.
@@ -194,6 +198,7 @@ impl Error {
             Error::Server(_) => "server",
             Error::Refused(_) => "refused",
             Error::Network(_) => "network",
+            Error::Proxy(_) => "proxy",
             Error::Timeout(_) => "timeout",
             Error::Decode(_) => "decode",
             Error::Config(_) => "config",
@@ -222,7 +227,7 @@ impl Error {
     /// A human-readable message (the rule of docs/wire.md §3.1 for server answers).
     pub fn message(&self) -> &str {
         match self {
-            Error::Network(e) | Error::Timeout(e) => &e.message,
+            Error::Network(e) | Error::Proxy(e) | Error::Timeout(e) => &e.message,
             Error::Decode(e) => &e.message,
             Error::Config(m) => m,
             Error::Stream(e) => &e.message,
@@ -303,6 +308,13 @@ impl Error {
         Error::Network(Box::new(TransportError {
             message: message.into(),
             source,
+        }))
+    }
+
+    pub(crate) fn proxy(message: impl Into<String>) -> Self {
+        Error::Proxy(Box::new(TransportError {
+            message: message.into(),
+            source: None,
         }))
     }
 
@@ -584,6 +596,7 @@ impl fmt::Display for Error {
             Error::Server(e) => write!(f, "server error ({}): {}", e.status, e.message),
             Error::Refused(e) => write!(f, "request refused ({}): {}", e.status, e.message),
             Error::Network(e) => write!(f, "network error: {}", e.message),
+            Error::Proxy(e) => write!(f, "proxy error: {}", e.message),
             Error::Timeout(e) => write!(f, "timed out: {}", e.message),
             Error::Decode(e) => write!(f, "unexpected response at `{}`: {}", e.path, e.message),
             Error::Config(m) => write!(f, "invalid client configuration: {m}"),
@@ -598,7 +611,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Network(e) | Error::Timeout(e) => e
+            Error::Network(e) | Error::Proxy(e) | Error::Timeout(e) => e
                 .source
                 .as_ref()
                 .map(|s| s.as_ref() as &(dyn std::error::Error + 'static)),

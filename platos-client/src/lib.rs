@@ -65,7 +65,9 @@ mod error;
 pub mod fuzzing;
 #[cfg(feature = "mint")]
 pub mod mint;
+mod net;
 mod paging;
+mod proxy;
 pub mod realtime;
 mod request;
 mod retry;

@@ -56,6 +56,24 @@ pub(crate) enum Stop {
     RetryAfterBeyondCap,
     /// The next wait would take the call past its total wait budget.
     WaitBudgetUsed,
+    /// The next wait would end at or after the call's timeout: the try
+    /// could not run.
+    CallTimeout,
+}
+
+/// The wait before the next try, if it leaves the call time to make it:
+/// `remaining` is what is left of the call's timeout (`None`: no limit).
+pub(crate) fn within(wait: Duration, remaining: Option<Duration>) -> Result<Duration, Stop> {
+    match remaining {
+        Some(left) if wait >= left => Err(Stop::CallTimeout),
+        _ => Ok(wait),
+    }
+}
+
+/// The time limit of the next try: the try's own, cut to what is left of
+/// the call's.
+pub(crate) fn try_timeout(per_try: Duration, remaining: Option<Duration>) -> Duration {
+    remaining.map_or(per_try, |left| per_try.min(left))
 }
 
 /// The wait before the next try of a call whose last try failed retryably,
@@ -129,6 +147,21 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_timeout_cuts_tries_and_stops_waits_that_cannot_finish() {
+        let s = Duration::from_secs;
+        assert_eq!(try_timeout(s(30), None), s(30));
+        assert_eq!(try_timeout(s(30), Some(s(5))), s(5));
+        assert_eq!(try_timeout(s(3), Some(s(5))), s(3));
+        assert_eq!(within(s(1), None), Ok(s(1)));
+        assert_eq!(within(s(1), Some(s(2))), Ok(s(1)));
+        assert_eq!(within(s(2), Some(s(2))), Err(Stop::CallTimeout));
+        assert_eq!(
+            within(Duration::ZERO, Some(Duration::ZERO)),
+            Err(Stop::CallTimeout)
+        );
+    }
 
     #[test]
     fn exponential_caps() {

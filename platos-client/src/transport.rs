@@ -33,6 +33,8 @@ const SESSION_TOKEN: &str = "x-platos-session-token";
 pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     pub(crate) scope: Option<Scope>,
+    /// The limit of a whole call made through this handle.
+    pub(crate) call_timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Inner {
@@ -199,9 +201,15 @@ impl Client {
             retry::is_replay_safe(rule, request.headers().contains_key(IDEMPOTENCY_KEY));
         // A streamed turn lasts as long as the turn: its lane bounds the wait
         // for the answer's head instead (a reqwest timeout covers the body).
-        if info.operation_id != crate::realtime::HTTP_OPERATION {
-            *request.timeout_mut() = Some(shared.timeout);
-        }
+        let streamed = info.operation_id == crate::realtime::HTTP_OPERATION;
+        // Each try's reqwest timeout covers its body too, so cutting the
+        // try's limit to what is left bounds the whole call, body included.
+        let deadline = inner
+            .call_timeout
+            .filter(|_| !streamed)
+            .map(|limit| tokio::time::Instant::now() + limit);
+        let remaining =
+            || deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
 
         let mut refreshed = false;
         let mut retries = 0u32;
@@ -221,11 +229,18 @@ impl Client {
                     for (name, value) in inner.auth_headers(token.as_ref()) {
                         set_header(&mut request, name, &value);
                     }
+                    if !streamed {
+                        *request.timeout_mut() =
+                            Some(retry::try_timeout(shared.timeout, remaining()));
+                    }
                     return self.client().execute(request).await;
                 }
             };
             for (name, value) in inner.auth_headers(token.as_ref()) {
                 set_header(&mut attempt, name, &value);
+            }
+            if !streamed {
+                *attempt.timeout_mut() = Some(retry::try_timeout(shared.timeout, remaining()));
             }
             tracing::debug!(
                 operation = info.operation_id,
@@ -273,9 +288,16 @@ impl Client {
                     let asked = retry::retry_after(response.headers(), SystemTime::now());
                     (Ok(response), asked)
                 }
+                // The proxy's refusal stands until the configuration changes.
+                Err(e) if is_proxy_refusal(&e) => {
+                    tracing::debug!(operation = info.operation_id, "proxy refused; not retried");
+                    return Err(e);
+                }
                 Err(e) => (Err(e), None),
             };
-            let wait = match retry::plan(config, retries, waited, asked, replay_safe) {
+            let wait = match retry::plan(config, retries, waited, asked, replay_safe)
+                .and_then(|wait| retry::within(wait, remaining()))
+            {
                 Ok(wait) => wait,
                 Err(stop) => {
                     tracing::debug!(operation = info.operation_id, retries, ?stop, "not retried");
@@ -450,9 +472,44 @@ pub(crate) async fn error_from_response(response: reqwest::Response) -> Error {
     ))
 }
 
+/// Whether reqwest failed because the proxy would not open a tunnel (its
+/// connector's error reads `tunnel error: …`, e.g. `proxy authorization
+/// required` for a 407; pinned by the consumer proxy tests).
+fn is_proxy_refusal(e: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if err.to_string().starts_with("tunnel error: ") {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
 pub(crate) fn transport_error(e: reqwest::Error) -> Error {
     if let Some(big) = crate::body::too_large(&e) {
         return Error::decode(Some(big.status), ".", big.to_string(), b"");
+    }
+    if is_proxy_refusal(&e) {
+        let target = e
+            .url()
+            .map(|u| {
+                format!(
+                    "{}:{}",
+                    u.host_str().unwrap_or(""),
+                    u.port_or_known_default().unwrap_or(0)
+                )
+            })
+            .unwrap_or_default();
+        let mut root: &dyn std::error::Error = &e;
+        while let Some(next) = root.source() {
+            root = next;
+        }
+        return Error::proxy(format!(
+            "the proxy would not open a tunnel to {target} ({}); check the proxy URL's \
+             credentials (the builder's `proxy`, or HTTPS_PROXY / HTTP_PROXY / ALL_PROXY)",
+            root.to_string().trim_start_matches("tunnel error: ")
+        ));
     }
     // reqwest's Display names the URL; ours carries no credentials (those
     // travel in headers), so the message is safe to show.

@@ -138,6 +138,33 @@ fn install_python_peer() -> Result<()> {
     )
 }
 
+/// The SDK as an application outside the workspace sees it (tests/consumer:
+/// its own lockfile, reqwest and rustls at their defaults): host TLS intact,
+/// real TLS and the forward proxy (needs the node peer's packages). It shares
+/// the workspace's target dir, so crates built with the same features are
+/// built once.
+fn consumer_checks(cargo: &str) -> Result<()> {
+    let target = workspace_root().join("target");
+    let target = target.to_string_lossy();
+    run(
+        "consumer app format",
+        cargo,
+        &[
+            "fmt",
+            "--manifest-path",
+            "tests/consumer/Cargo.toml",
+            "--check",
+        ],
+        &[],
+    )?;
+    run(
+        "consumer app (tests/consumer)",
+        cargo,
+        &["test", "--manifest-path", "tests/consumer/Cargo.toml"],
+        &[("CARGO_TARGET_DIR", &target)],
+    )
+}
+
 fn ci() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     run("format", &cargo, &["fmt", "--all", "--check"], &[])?;
@@ -173,6 +200,7 @@ fn ci() -> Result<()> {
     install_node_peer()?;
     install_python_peer()?;
     run("tests", &cargo, &["test", "--workspace"], &[])?;
+    consumer_checks(&cargo)?;
     // A minute of turns and REST calls under random faults, invariants checked
     // (tests/soak); the report of a 30-minute run is in the README.
     run(

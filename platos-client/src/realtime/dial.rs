@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::classify::{self, Fault, Signal};
 use super::engineio::{self, Handshake};
@@ -22,7 +21,9 @@ use crate::client::PlatosClient;
 use crate::config::Secret;
 use crate::error::Error;
 
-pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A WebSocket over the connection the SDK opened (crate::net: TCP, a
+/// proxy tunnel, TLS).
+pub(crate) type Socket = WebSocketStream<crate::net::NetStream>;
 
 /// The largest WebSocket message accepted from the server. Not the open
 /// packet's `maxPayload`: that is what the server accepts from us, and a
@@ -71,10 +72,9 @@ pub(crate) async fn dial(
         }
     }
     let limit = shared.timeout;
-    let connector = shared.tls.websocket_connector();
     match tokio::time::timeout(
         limit,
-        open(request, connector, namespace, auth_payload(client, token)),
+        open(request, &shared.net, namespace, auth_payload(client, token)),
     )
     .await
     {
@@ -111,7 +111,7 @@ fn auth_payload(client: &PlatosClient, token: Option<&Secret>) -> Value {
 /// for the acknowledgement, answering pings all along.
 async fn open(
     request: tungstenite::handshake::client::Request,
-    connector: Option<tokio_tungstenite::Connector>,
+    net: &crate::net::Net,
     namespace: &str,
     auth: Value,
 ) -> Result<Conn, Fault> {
@@ -120,8 +120,22 @@ async fn open(
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    let uri = request.uri();
+    let tls = uri.scheme_str() == Some("wss");
+    let host = uri
+        .host()
+        .ok_or_else(|| Fault::Failed(Error::config("the realtime URL has no host")))?
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let stream = net.connect(&host, port, tls).await.map_err(|(e, retry)| {
+        if retry {
+            Fault::Lost(e.message().to_owned())
+        } else {
+            Fault::Failed(e)
+        }
+    })?;
     let (mut ws, _response) =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config))
             .await
             .map_err(upgrade_error)?;
 
@@ -277,28 +291,8 @@ fn upgrade_error(e: tungstenite::Error) -> Fault {
         tungstenite::Error::HttpFormat(e) => {
             Fault::Failed(Error::config(format!("realtime upgrade request: {e}")))
         }
-        e @ tungstenite::Error::Tls(_) => Fault::Failed(Error::network(
-            format!("TLS handshake failed: {e}"),
-            Some(Box::new(e)),
-        )),
-        // tokio-rustls reports a refused certificate as an I/O error
-        // wrapping the rustls error; retrying cannot fix it.
-        tungstenite::Error::Io(e) if is_tls_refusal(&e) => Fault::Failed(Error::network(
-            format!("TLS handshake failed: {e}"),
-            Some(Box::new(e)),
-        )),
         other => Fault::Lost(format!("connecting failed: {other}")),
     }
-}
-
-#[cfg(feature = "rustls")]
-fn is_tls_refusal(e: &std::io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
-}
-
-#[cfg(not(feature = "rustls"))]
-fn is_tls_refusal(_: &std::io::Error) -> bool {
-    false
 }
 
 /// A read error on an established WebSocket.

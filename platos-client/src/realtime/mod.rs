@@ -993,6 +993,7 @@ pub(crate) fn replicate(error: &Error) -> Error {
         Error::Server(api) => Error::Server(api.clone()),
         Error::Refused(api) => Error::Refused(api.clone()),
         Error::Network(e) => Error::network(e.message.clone(), None),
+        Error::Proxy(e) => Error::proxy(e.message.clone()),
         Error::Timeout(e) => Error::timeout(e.message.clone(), None),
         Error::Decode(e) => Error::Decode(e.clone()),
         Error::Config(message) => Error::Config(message.clone()),

@@ -53,7 +53,6 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGE
 use crate::client::{DEFAULT_TIMEOUT, USER_AGENT as DEFAULT_USER_AGENT};
 use crate::config::{RetryConfig, Secret};
 use crate::error::{Error, Result};
-use crate::tls::Tls;
 use crate::transport::{error_from_response, transport_error};
 
 pub use frame::{Frame, FrameType, StreamMeta};
@@ -167,7 +166,7 @@ pub struct V1ClientBuilder {
     operator_token: Option<Secret>,
     connect_timeout: Option<Duration>,
     user_agent: Option<String>,
-    extra_root_certs: Vec<Vec<u8>>,
+    net: crate::net::NetOptions,
     retry: Option<RetryConfig>,
     key_factory: Option<KeyFactory>,
     max_response_bytes: Option<u64>,
@@ -231,9 +230,43 @@ impl V1ClientBuilder {
         self
     }
 
-    /// Trusts an extra root certificate (PEM or DER).
+    /// Trusts an extra root certificate (PEM, possibly several, or DER)
+    /// beside the platform's roots.
     pub fn add_root_certificate(mut self, pem_or_der: impl Into<Vec<u8>>) -> Self {
-        self.extra_root_certs.push(pem_or_der.into());
+        self.net.extra_roots.push(pem_or_der.into());
+        self
+    }
+
+    /// Presents this client certificate (mutual TLS): the chain and its
+    /// private key, both PEM (see [`PlatosClientBuilder::client_identity`](crate::PlatosClientBuilder::client_identity)).
+    pub fn client_identity(
+        mut self,
+        cert_chain_pem: impl Into<Vec<u8>>,
+        private_key_pem: impl Into<Secret>,
+    ) -> Self {
+        self.net
+            .client_identity(cert_chain_pem.into(), private_key_pem.into());
+        self
+    }
+
+    /// Goes through this proxy instead of what the proxy variables say
+    /// (see [`PlatosClientBuilder::proxy`](crate::PlatosClientBuilder::proxy)).
+    pub fn proxy(mut self, url: impl Into<Secret>) -> Self {
+        self.net.proxy = crate::proxy::ProxyChoice::Url(url.into());
+        self
+    }
+
+    /// Connects directly, whatever the proxy variables say.
+    pub fn no_proxy(mut self) -> Self {
+        self.net.proxy = crate::proxy::ProxyChoice::Off;
+        self
+    }
+
+    /// Sends every call with this client (see
+    /// [`PlatosClientBuilder::http_client`](crate::PlatosClientBuilder::http_client)
+    /// for what it must not do).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.net.http_client = Some(client);
         self
     }
 
@@ -250,8 +283,10 @@ impl V1ClientBuilder {
         let user_agent =
             HeaderValue::from_str(self.user_agent.as_deref().unwrap_or(DEFAULT_USER_AGENT))
                 .map_err(|_| Error::config("the user agent is not a valid HTTP header value"))?;
-        let tls = Tls::new(&self.extra_root_certs)?;
-        let http = tls.http_client(self.connect_timeout.unwrap_or(DEFAULT_TIMEOUT))?;
+        let net = self
+            .net
+            .build(self.connect_timeout.unwrap_or(DEFAULT_TIMEOUT))?;
+        let http = net.http;
         let shared = Arc::new(transport::Shared {
             base_url: base_url.clone(),
             http: http.clone(),

@@ -142,8 +142,6 @@ fn each_refusal() {
 }
 
 fn http() -> reqwest::Client {
-    // reqwest is built with `rustls-no-provider` here (unified with platos-client).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 

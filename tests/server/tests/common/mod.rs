@@ -14,8 +14,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const T: Duration = Duration::from_secs(5);
 
 pub fn http() -> reqwest::Client {
-    // Needed when the workspace build unifies reqwest with `rustls-no-provider`.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 
