@@ -39,6 +39,8 @@ struct Seen {
 
 struct Fixture {
     server: TestServer,
+    /// The token the client sends (minting again could land in another second).
+    operator_token: String,
     client: V1Client,
     events: Arc<Mutex<Vec<ReaderEvent>>>,
 }
@@ -46,13 +48,15 @@ struct Fixture {
 impl Fixture {
     async fn start() -> Fixture {
         let server = TestServer::start().await.expect("server");
+        let operator_token = server.operator_token();
         let client = V1Client::builder()
             .base_url(server.base_url())
-            .operator_token(server.operator_token())
+            .operator_token(operator_token.clone())
             .build()
             .expect("client");
         Fixture {
             server,
+            operator_token,
             client,
             events: Arc::default(),
         }
@@ -657,7 +661,7 @@ async fn the_request_is_an_operator_get_for_an_event_stream() {
     let mut stream = f.read().open().expect("valid");
     assert!(drain(&mut stream).await.1.is_none());
     let server = f.settled(1).await;
-    let expected_auth = format!("Bearer {}", f.server.operator_token());
+    let expected_auth = format!("Bearer {}", f.operator_token);
     assert_eq!(
         server[0].authorization.as_deref(),
         Some(expected_auth.as_str())
