@@ -87,6 +87,7 @@
 //! | `GET|POST|DELETE /messages/{messageId}/rating` | see Ratings below |
 //! | `GET /tools`, `/tools/search`, `/tools/stats`, `/tools/matrix`, `PATCH /tools/{entityId}/{toolName}/enabled`, `POST /tools/{toolId}/test`, `POST /tools/execute` | see Tools below |
 //! | `/trigger/tasks`, `/trigger/runs`, `/trigger/schedules`, `/trigger/batches` | the deprecated bgo surface |
+//! | `GET /openapi.json` (no credential) | every REST route this server answers (V1 and the event stream included) as an OpenAPI 3.1 document marked `x-platos-inventory: test-server`, listed from the table that builds the router (`routes.rs`); `cargo xtask spec-diff` compares it with `spec/` |
 //!
 //! **One-shot turns** answer `200 {text, threadId, events, costCents, messageId}`: `events`
 //! is the scripted agent's `agent_event` list (`status thinking`, `meta`, `thinking`,
@@ -277,6 +278,7 @@ mod auth;
 mod faults;
 mod record;
 mod rest;
+mod routes;
 mod schema;
 mod script;
 mod socket;
