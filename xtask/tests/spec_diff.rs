@@ -433,6 +433,25 @@ fn an_openapi_3_1_inventory_reads_into_facts() {
     assert_eq!(op("POST /mcp/platform").class, Some(Class::Operator));
     assert_eq!(op("GET /api/v1/agent/threads").class, Some(Class::EndUser));
 
+    // A schema made of itself ends in `any` at a bounded depth, without overflowing the stack.
+    let cyclic = json!({
+        "openapi": "3.0.3",
+        "components": {"schemas": {
+            "Loop": {"allOf": [{"$ref": "#/components/schemas/Loop"}]},
+            "Node": {"type": "object", "properties": {"next": {"$ref": "#/components/schemas/Node"},
+                                                      "self": {"$ref": "#/components/schemas/Loop"}}}
+        }},
+        "paths": {"/n": {"get": {"responses": {"200": {"content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Node"}}}}}}}}
+    });
+    let cyclic = facts::read_openapi(&cyclic).unwrap();
+    let fields = cyclic.operations[0].response.as_ref().unwrap();
+    assert!(
+        fields.iter().any(|f| f.path == "self" && f.ty == "any"),
+        "{fields:?}"
+    );
+    assert!(fields.len() < 100, "{}", fields.len());
+
     let err: BadInput = facts::read_openapi(&json!({"openapi": "3.0.3"})).unwrap_err();
     assert!(err.0.contains("without a `paths` object"), "{err}");
 }

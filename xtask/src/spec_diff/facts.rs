@@ -324,11 +324,11 @@ const MAX_DEPTH: usize = 12;
 /// The fields of a body schema, sorted by path.
 pub fn fields(doc: &Value, schema: &Value) -> Vec<Field> {
     let mut out = Vec::new();
-    let shape = Shape::of(doc, schema);
+    let shape = Shape::of(doc, schema, 0);
     if shape.ty == "object" {
         shape.children(doc, "", &mut out, 0);
     } else if let Some(items) = shape.items {
-        Shape::of(doc, items).children(doc, "[].", &mut out, 0);
+        Shape::of(doc, items, 0).children(doc, "[].", &mut out, 0);
     }
     out.sort();
     out
@@ -344,8 +344,19 @@ struct Shape<'a> {
 }
 
 impl<'a> Shape<'a> {
-    fn of(doc: &'a Value, schema: &'a Value) -> Shape<'a> {
+    /// `depth` counts the `allOf`/`anyOf`/`oneOf` levels above: a schema made of
+    /// itself stops there, as `any`.
+    fn of(doc: &'a Value, schema: &'a Value, depth: usize) -> Shape<'a> {
         let schema = resolve(doc, schema);
+        if depth >= MAX_DEPTH {
+            return Shape {
+                ty: "any".into(),
+                nullable: false,
+                properties: Vec::new(),
+                required: BTreeSet::new(),
+                items: None,
+            };
+        }
         let mut shape = Shape {
             ty: String::new(),
             nullable: schema.get("nullable").and_then(Value::as_bool) == Some(true),
@@ -357,7 +368,7 @@ impl<'a> Shape<'a> {
         // `allOf` merges its parts; `anyOf`/`oneOf` of one schema and `null` is that schema, nullable.
         if let Some(parts) = schema.get("allOf").and_then(Value::as_array) {
             for part in parts {
-                let part = Shape::of(doc, part);
+                let part = Shape::of(doc, part, depth + 1);
                 shape.merge(part);
             }
         }
@@ -371,7 +382,7 @@ impl<'a> Shape<'a> {
                 .partition(|p| p.get("type").and_then(Value::as_str) == Some("null"));
             match others.as_slice() {
                 [one] => {
-                    let inner = Shape::of(doc, one);
+                    let inner = Shape::of(doc, one, depth + 1);
                     shape.nullable |= !nulls.is_empty() || inner.nullable;
                     shape.merge(inner);
                 }
@@ -442,11 +453,11 @@ impl<'a> Shape<'a> {
                 continue;
             }
             let path = format!("{prefix}{name}");
-            let shape = Shape::of(doc, schema);
+            let shape = Shape::of(doc, schema, 0);
             let nullable = shape.nullable;
             let (ty, below) = match (shape.ty.as_str(), shape.items) {
                 ("array", Some(items)) => {
-                    let item = Shape::of(doc, items);
+                    let item = Shape::of(doc, items, 0);
                     let ty = format!("{}[]", item.ty);
                     let below = (item.ty == "object").then(|| (item, format!("{path}[].")));
                     (ty, below)
