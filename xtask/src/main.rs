@@ -25,8 +25,9 @@ enum Task {
     /// Compare spec/ with the operations a server serves (the runtime's
     /// inventory, its snapshot in spec/upstream/, or a test server).
     SpecDiff {
-        /// An inventory file or URL (`…/api/v1/agent/openapi.json`); default:
-        /// the snapshot, spec/upstream/operations.json.
+        /// An inventory file (relative to the current directory) or URL
+        /// (`…/api/v1/agent/openapi.json`); default: the snapshot,
+        /// spec/upstream/operations.json.
         #[arg(long, value_name = "FILE|URL")]
         from: Option<String>,
         /// Exit 1 on a difference spec/deliberate-differences.yaml does not

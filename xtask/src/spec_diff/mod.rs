@@ -78,8 +78,11 @@ fn run(root: &Path, args: &Args) -> Result<Report, BadInput> {
     if args.save && args.from.is_none() {
         return Err(BadInput("--save needs --from FILE|URL".into()));
     }
-    let from = args.from.clone().unwrap_or_else(|| SNAPSHOT.to_owned());
-    let (source, doc) = load(root, &from, args.timeout)?;
+    let from = match &args.from {
+        Some(from) => from.clone(),
+        None => root.join(SNAPSHOT).display().to_string(),
+    };
+    let (source, doc) = load(&from, args.timeout)?;
     if args.save {
         if doc.inventory != "upstream" {
             return Err(BadInput(format!(
@@ -130,14 +133,12 @@ pub fn ours(root: &Path) -> Result<Vec<Operation>, BadInput> {
     Ok(all)
 }
 
-/// Reads `from` (a snapshot, an OpenAPI 3.x file, or a URL serving one); a
-/// relative path is taken from the workspace root.
-pub fn load(root: &Path, from: &str, timeout: Duration) -> Result<(Source, Document), BadInput> {
+/// Reads `from` (a snapshot, an OpenAPI 3.x file, or a URL serving one).
+pub fn load(from: &str, timeout: Duration) -> Result<(Source, Document), BadInput> {
     let bytes = if from.starts_with("http://") || from.starts_with("https://") {
         fetch(from, timeout)?
     } else {
-        let path = root.join(from);
-        std::fs::read(&path).map_err(|e| BadInput(format!("cannot read {from}: {e}")))?
+        std::fs::read(from).map_err(|e| BadInput(format!("cannot read {from}: {e}")))?
     };
     let doc = parse(&bytes).map_err(|e| BadInput(format!("{from}: {e}")))?;
     if snapshot::is_snapshot(&doc) {
