@@ -320,15 +320,18 @@ fn resolve<'a>(doc: &'a Value, mut v: &'a Value) -> &'a Value {
 
 /// Schemas nest deeper than this only through a cycle; the walk stops there.
 const MAX_DEPTH: usize = 12;
+/// More fields than any real body has; a document that expands to more is cut there.
+const MAX_FIELDS: usize = 10_000;
 
 /// The fields of a body schema, sorted by path.
 pub fn fields(doc: &Value, schema: &Value) -> Vec<Field> {
     let mut out = Vec::new();
     let shape = Shape::of(doc, schema, 0);
+    let top = schema.get("$ref").and_then(Value::as_str).unwrap_or("");
     if shape.ty == "object" {
-        shape.children(doc, "", &mut out, 0);
+        shape.children(doc, "", &mut out, &mut vec![top]);
     } else if let Some(items) = shape.items {
-        Shape::of(doc, items, 0).children(doc, "[].", &mut out, 0);
+        Shape::of(doc, items, 0).children(doc, "[].", &mut out, &mut vec![top]);
     }
     out.sort();
     out
@@ -443,12 +446,24 @@ impl<'a> Shape<'a> {
     }
 
     /// Records this object's properties under `prefix`, and theirs below them.
-    fn children(&self, doc: &'a Value, prefix: &str, out: &mut Vec<Field>, depth: usize) {
-        if depth >= MAX_DEPTH {
+    /// A `$ref` already being expanded above is recorded but not entered again
+    /// (a recursive type), and the walk stops at [`MAX_DEPTH`] levels and
+    /// [`MAX_FIELDS`] fields, so no document can make it run away.
+    fn children(
+        &self,
+        doc: &'a Value,
+        prefix: &str,
+        out: &mut Vec<Field>,
+        refs: &mut Vec<&'a str>,
+    ) {
+        if refs.len() >= MAX_DEPTH {
             return;
         }
         let mut seen = BTreeSet::new();
         for (name, schema) in &self.properties {
+            if out.len() >= MAX_FIELDS {
+                return;
+            }
             if !seen.insert(*name) {
                 continue;
             }
@@ -459,10 +474,10 @@ impl<'a> Shape<'a> {
                 ("array", Some(items)) => {
                     let item = Shape::of(doc, items, 0);
                     let ty = format!("{}[]", item.ty);
-                    let below = (item.ty == "object").then(|| (item, format!("{path}[].")));
+                    let below = (item.ty == "object").then(|| (item, items, format!("{path}[].")));
                     (ty, below)
                 }
-                ("object", _) => (shape.ty.clone(), Some((shape, format!("{path}.")))),
+                ("object", _) => (shape.ty.clone(), Some((shape, *schema, format!("{path}.")))),
                 _ => (shape.ty.clone(), None),
             };
             out.push(Field {
@@ -471,9 +486,16 @@ impl<'a> Shape<'a> {
                 required: self.required.contains(name),
                 nullable,
             });
-            if let Some((shape, prefix)) = below {
-                shape.children(doc, &prefix, out, depth + 1);
+            let Some((shape, schema, prefix)) = below else {
+                continue;
+            };
+            let target = schema.get("$ref").and_then(Value::as_str).unwrap_or("");
+            if !target.is_empty() && refs.contains(&target) {
+                continue;
             }
+            refs.push(target);
+            shape.children(doc, &prefix, out, refs);
+            refs.pop();
         }
     }
 }
