@@ -1,5 +1,6 @@
 //! Project tasks as a library: the generators (`rest`, `facade`, `events`) and
-//! [`generate_all`], shared by the `xtask` binary and its tests.
+//! [`generate_all`], and the spec-to-server comparison (`spec_diff`), shared by
+//! the `xtask` binary and its tests.
 //!
 //! Codegen turns `spec/` into committed Rust. Every generated file starts with
 //! a header naming the generator versions and the SHA-256 of the spec inputs,
@@ -9,6 +10,7 @@
 pub mod events;
 pub mod facade;
 pub mod rest;
+pub mod spec_diff;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
-//! `cargo xtask codegen [--check]` and `cargo xtask ci`.
+//! `cargo xtask codegen [--check]`, `cargo xtask spec-diff` and `cargo xtask ci`.
 
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -21,6 +22,28 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Compare spec/ with the operations a server serves (the runtime's
+    /// inventory, its snapshot in spec/upstream/, or a test server).
+    SpecDiff {
+        /// An inventory file (relative to the current directory) or URL
+        /// (`…/api/v1/agent/openapi.json`); default: the snapshot,
+        /// spec/upstream/operations.json.
+        #[arg(long, value_name = "FILE|URL")]
+        from: Option<String>,
+        /// Exit 1 on a difference spec/deliberate-differences.yaml does not
+        /// list, or an entry that matches nothing; print only those.
+        #[arg(long)]
+        check: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Write what --from serves to the snapshot.
+        #[arg(long)]
+        save: bool,
+        /// Seconds a URL may take, connect to last byte.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Run every check CI runs, in order, stopping at the first failure.
     Ci,
 }
@@ -29,6 +52,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Codegen { check } => codegen(check),
+        Task::SpecDiff {
+            from,
+            check,
+            json,
+            save,
+            timeout,
+        } => {
+            let args = xtask::spec_diff::Args {
+                from,
+                check,
+                json,
+                save,
+                timeout: Duration::from_secs(timeout),
+            };
+            return ExitCode::from(xtask::spec_diff::main(&workspace_root(), &args));
+        }
         Task::Ci => ci(),
     };
     match result {
@@ -170,6 +209,21 @@ fn ci() -> Result<()> {
     run("format", &cargo, &["fmt", "--all", "--check"], &[])?;
     eprintln!("\n==> codegen drift check");
     codegen(true)?;
+    // Every difference between spec/ and the runtime's snapshot is listed with a reason.
+    eprintln!(
+        "\n==> spec-diff --check (against {})",
+        xtask::spec_diff::SNAPSHOT
+    );
+    let spec_diff = xtask::spec_diff::Args {
+        from: None,
+        check: true,
+        json: false,
+        save: false,
+        timeout: Duration::from_secs(30),
+    };
+    if xtask::spec_diff::main(&workspace_root(), &spec_diff) != 0 {
+        bail!("spec-diff --check failed");
+    }
     run(
         "clippy",
         &cargo,

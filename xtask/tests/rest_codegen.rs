@@ -176,6 +176,8 @@ const OPERATION_IDS: &[&str] = &[
     "jobs_delete",
     "jobs_dispatch",
     "threads_ask",
+    // An event stream: declared for the record and spec-diff, served by the HTTP lane.
+    "threads_stream",
     "agents_ask",
     "messages_rate",
     "messages_unrate",

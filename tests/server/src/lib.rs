@@ -87,6 +87,7 @@
 //! | `GET|POST|DELETE /messages/{messageId}/rating` | see Ratings below |
 //! | `GET /tools`, `/tools/search`, `/tools/stats`, `/tools/matrix`, `PATCH /tools/{entityId}/{toolName}/enabled`, `POST /tools/{toolId}/test`, `POST /tools/execute` | see Tools below |
 //! | `/trigger/tasks`, `/trigger/runs`, `/trigger/schedules`, `/trigger/batches` | the deprecated bgo surface |
+//! | `GET /openapi.json` (no credential) | every REST route this server answers (V1 and the event stream included) as an OpenAPI 3.1 document marked `x-platos-inventory: test-server`, listed from the table that builds the router (`routes.rs`); `cargo xtask spec-diff` compares it with `spec/` |
 //!
 //! **One-shot turns** answer `200 {text, threadId, events, costCents, messageId}`: `events`
 //! is the scripted agent's `agent_event` list (`status thinking`, `meta`, `thinking`,
@@ -240,7 +241,7 @@
 //! | `GET /api/v1/organizations` | n/a | unpaged, each with `membership {id, role, deactivatedAt}` |
 //! | `POST /api/v1/organizations` `{name, slug}` | accepted | 201; 409 `TENANCY_SLUG_TAKEN` |
 //! | `GET /api/v1/organizations/{id}/members` | n/a | unpaged; OWNER/ADMIN only (403 `TENANCY_FORBIDDEN`); 404 `TENANCY_NOT_FOUND` |
-//! | `PATCH /api/v1/organizations/{id}/members/{membershipId}` `{role}` | accepted | `{changed, revokedSessionCount: 0}`; 409 `TENANCY_LAST_OWNER` |
+//! | `PATCH /api/v1/organizations/{id}/members/{membershipId}` `{role}` | accepted | `{changed}`; 409 `TENANCY_LAST_OWNER` |
 //! | `POST /api/v1/organizations/{id}/invitations` `{email, role?}` | accepted | 201 `{invitationId, expiresAt, supersededCount}` (token via [`V1Api::invitation_token`]) |
 //! | `POST /api/v1/invitations/accept` `{token}` | accepted | `{organizationId, role, membershipId}`; 404 `TENANCY_INVITATION_NOT_FOUND`, 403 `TENANCY_INVITATION_EMAIL_MISMATCH` (an operator's address is `<userId>@example.test`) |
 //! | `GET /api/v1/projects`, `POST /api/v1/projects` `{organizationId, name, slug, environmentName, environmentSlug}` | n/a, accepted | unpaged (`through: "organization"`) / 201 `{project, environment, membership}` |
@@ -277,6 +278,7 @@ mod auth;
 mod faults;
 mod record;
 mod rest;
+mod routes;
 mod schema;
 mod script;
 mod socket;

@@ -25,17 +25,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, watch};
 
 use crate::Shared;
 use crate::auth::header as header_value;
+use crate::routes::Routes;
 
 /// The first frame's `ts`; frame `n` has `ts = BASE_TS + n`.
 const BASE_TS: i64 = 1_757_900_000_000;
@@ -346,10 +346,10 @@ impl V1Streams {
     }
 }
 
-pub(crate) fn routes() -> Router<Arc<Shared>> {
-    Router::new().route(
+pub(crate) fn routes() -> Routes {
+    Routes::new("").get(
         "/api/v1/environments/{environment_id}/streams/{stream_id}",
-        get(read_stream),
+        read_stream,
     )
 }
 

@@ -193,10 +193,15 @@ fn every_call_and_operation_is_covered() {
 
     let yaml =
         std::fs::read_to_string(repo_root().join("spec/openapi.yaml")).expect("openapi.yaml");
-    let spec_ops: BTreeSet<&str> = yaml
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("operationId:"))
-        .map(str::trim)
+    let spec: Value = serde_yaml::from_str(&yaml).expect("openapi.yaml parses");
+    // Event streams have hand-written readers and their own tests (the HTTP lane).
+    let spec_ops: BTreeSet<&str> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|item| item.as_object().expect("path item").values())
+        .filter(|op| op["x-platos-stream"] != true)
+        .filter_map(|op| op["operationId"].as_str())
         .collect();
     assert!(
         spec_ops.len() >= 39,

@@ -13,12 +13,12 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::Shared;
 use crate::auth::{Caller, RestAuth, authenticate_rest};
 use crate::record::RecordedRequest;
+use crate::routes::Routes;
 use crate::store::{IdemEntry, StoredAnswer, new_id};
 
 type S = State<Arc<Shared>>;
@@ -44,91 +44,73 @@ pub(crate) use threads::thread_index;
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let api = Router::new()
-        .route("/agents", get(agents::list))
-        .route("/agents/{agent_id}", get(agents::get))
-        .route("/agents/{agent_id}/versions", get(agents::versions))
-        .route("/agents/{agent_id}/messages", post(turns::agents_send))
-        .route("/threads/{thread_id}/stream", post(stream::threads_stream))
-        .route("/threads", get(threads::list).post(threads::create))
-        .route(
-            "/threads/{thread_id}",
-            get(threads::get).delete(threads::delete),
-        )
-        .route(
-            "/threads/{thread_id}/messages",
-            get(threads::messages).post(turns::threads_send),
-        )
-        .route("/threads/{thread_id}/artifacts", get(threads::artifacts))
-        .route("/threads/{thread_id}/archive", post(threads::archive))
-        .route("/threads/{thread_id}/unarchive", post(threads::unarchive))
-        .route("/monitoring/approvals", get(approvals::list))
-        .route("/monitoring/approvals/{approval_id}", get(approvals::get))
-        .route("/approvals/{approval_id}/resolve", post(approvals::resolve))
-        .route(
-            "/messages/{message_id}/rating",
-            get(messages::rating_get)
-                .post(messages::rating_put)
-                .delete(messages::rating_delete),
-        )
-        .route("/tools", get(tools::list))
-        .route("/tools/search", get(tools::search))
-        .route("/tools/stats", get(tools::stats))
-        .route("/tools/matrix", get(tools::matrix))
-        .route("/tools/execute", post(tools::execute))
+    let api = Routes::new("/api/v1/agent")
+        .get("/agents", agents::list)
+        .get("/agents/{agent_id}", agents::get)
+        .get("/agents/{agent_id}/versions", agents::versions)
+        .post("/agents/{agent_id}/messages", turns::agents_send)
+        .post("/threads/{thread_id}/stream", stream::threads_stream)
+        .get("/threads", threads::list)
+        .post("/threads", threads::create)
+        .get("/threads/{thread_id}", threads::get)
+        .delete("/threads/{thread_id}", threads::delete)
+        .get("/threads/{thread_id}/messages", threads::messages)
+        .post("/threads/{thread_id}/messages", turns::threads_send)
+        .get("/threads/{thread_id}/artifacts", threads::artifacts)
+        .post("/threads/{thread_id}/archive", threads::archive)
+        .post("/threads/{thread_id}/unarchive", threads::unarchive)
+        .get("/monitoring/approvals", approvals::list)
+        .get("/monitoring/approvals/{approval_id}", approvals::get)
+        .post("/approvals/{approval_id}/resolve", approvals::resolve)
+        .get("/messages/{message_id}/rating", messages::rating_get)
+        .post("/messages/{message_id}/rating", messages::rating_put)
+        .delete("/messages/{message_id}/rating", messages::rating_delete)
+        .get("/tools", tools::list)
+        .get("/tools/search", tools::search)
+        .get("/tools/stats", tools::stats)
+        .get("/tools/matrix", tools::matrix)
+        .post("/tools/execute", tools::execute)
         // One parameter name per position: the first segment is a tool id or an entity id.
-        .route("/tools/{id}/test", post(tools::test))
-        .route(
-            "/tools/{id}/{tool_name}/enabled",
-            axum::routing::patch(tools::set_enabled),
-        )
-        .route("/budgets", get(budgets::list))
-        .route("/budgets/status", get(budgets::status))
-        .route("/monitoring/runs", get(monitoring::runs))
-        .route("/monitoring/trace/{thread_id}", get(monitoring::trace))
-        .route("/monitoring/cost-by-agent", get(monitoring::cost_by_agent))
-        .route("/monitoring/cost", get(monitoring::cost))
-        .route(
+        .post("/tools/{id}/test", tools::test)
+        .patch("/tools/{id}/{tool_name}/enabled", tools::set_enabled)
+        .get("/budgets", budgets::list)
+        .get("/budgets/status", budgets::status)
+        .get("/monitoring/runs", monitoring::runs)
+        .get("/monitoring/trace/{thread_id}", monitoring::trace)
+        .get("/monitoring/cost-by-agent", monitoring::cost_by_agent)
+        .get("/monitoring/cost", monitoring::cost)
+        .get(
             "/monitoring/cost/thread/{thread_id}",
-            get(monitoring::cost_thread),
+            monitoring::cost_thread,
         )
-        .route("/jobs", get(jobs::list).post(jobs::create))
-        .route(
-            "/jobs/{job_id}",
-            get(jobs::get).patch(jobs::update).delete(jobs::delete),
-        )
-        .route("/jobs/{job_id}/dispatch", post(jobs::dispatch))
-        .route("/trigger/tasks", get(bgo::tasks_list))
-        .route("/trigger/tasks/{task_id}/trigger", post(bgo::tasks_trigger))
-        .route("/trigger/runs", get(bgo::runs_list))
-        .route("/trigger/runs/{run_id}", get(bgo::runs_get))
-        .route("/trigger/runs/{run_id}/cancel", post(bgo::runs_cancel))
-        .route("/trigger/runs/{run_id}/replay", post(bgo::runs_replay))
-        .route(
-            "/trigger/schedules",
-            get(bgo::schedules_list).post(bgo::schedules_create),
-        )
-        .route(
-            "/trigger/schedules/{schedule_id}",
-            axum::routing::delete(bgo::schedules_delete),
-        )
-        .route(
+        .get("/jobs", jobs::list)
+        .post("/jobs", jobs::create)
+        .get("/jobs/{job_id}", jobs::get)
+        .patch("/jobs/{job_id}", jobs::update)
+        .delete("/jobs/{job_id}", jobs::delete)
+        .post("/jobs/{job_id}/dispatch", jobs::dispatch)
+        .get("/trigger/tasks", bgo::tasks_list)
+        .post("/trigger/tasks/{task_id}/trigger", bgo::tasks_trigger)
+        .get("/trigger/runs", bgo::runs_list)
+        .get("/trigger/runs/{run_id}", bgo::runs_get)
+        .post("/trigger/runs/{run_id}/cancel", bgo::runs_cancel)
+        .post("/trigger/runs/{run_id}/replay", bgo::runs_replay)
+        .get("/trigger/schedules", bgo::schedules_list)
+        .post("/trigger/schedules", bgo::schedules_create)
+        .delete("/trigger/schedules/{schedule_id}", bgo::schedules_delete)
+        .post(
             "/trigger/schedules/{schedule_id}/activate",
-            post(bgo::schedules_activate),
+            bgo::schedules_activate,
         )
-        .route(
+        .post(
             "/trigger/schedules/{schedule_id}/deactivate",
-            post(bgo::schedules_deactivate),
+            bgo::schedules_deactivate,
         )
-        .route(
-            "/trigger/batches/{id}",
-            get(bgo::batches_get).post(bgo::batches_trigger),
-        )
-        .fallback(not_found_route);
-    Router::new()
-        .nest("/api/v1/agent", api)
-        .merge(crate::v1_stream::routes())
+        .get("/trigger/batches/{id}", bgo::batches_get)
+        .post("/trigger/batches/{id}", bgo::batches_trigger);
+    api.merge(crate::v1_stream::routes())
         .merge(crate::v1::routes())
+        .with_listing()
         .fallback(not_found_route)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),

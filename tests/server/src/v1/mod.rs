@@ -15,14 +15,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 use serde_json::{Map, Value, json};
 
 use crate::auth::{Caller, header as header_value, verify_token};
+use crate::routes::Routes;
 use crate::store::{new_id, now_iso};
 use crate::{Scope, Shared};
 
@@ -42,85 +41,76 @@ type Q = axum::extract::Query<HashMap<String, String>>;
 const DEFAULT_LIMIT: usize = 25;
 const MAX_LIMIT: usize = 100;
 
-pub(crate) fn routes() -> Router<Arc<Shared>> {
-    Router::new()
-        .route(
+pub(crate) fn routes() -> Routes {
+    Routes::new("")
+        .post(
             "/api/v1/agent/providers/keys/{id}/rotate-secret",
-            post(provider_keys::rotate_secret),
+            provider_keys::rotate_secret,
         )
-        .route("/api/v1/bff/magic-link", post(identity::magic_link_start))
-        .route(
+        .post("/api/v1/bff/magic-link", identity::magic_link_start)
+        .post(
             "/api/v1/bff/magic-link/complete",
-            post(identity::magic_link_complete),
+            identity::magic_link_complete,
         )
-        .route(
-            "/api/v1/bff/session",
-            post(identity::session_exchange).delete(identity::session_sign_out),
-        )
-        .route("/api/v1/identity/session", get(identity::session_get))
-        .route(
+        .post("/api/v1/bff/session", identity::session_exchange)
+        .delete("/api/v1/bff/session", identity::session_sign_out)
+        .get("/api/v1/identity/session", identity::session_get)
+        .get(
             "/api/v1/environments/{environment_id}/end-users",
-            get(environment::end_users_list),
+            environment::end_users_list,
         )
-        .route(
+        .get(
             "/api/v1/environments/{environment_id}/variables",
-            get(environment::variables_list),
+            environment::variables_list,
         )
-        .route(
+        .put(
             "/api/v1/environments/{environment_id}/variables/{key}",
-            put(environment::variables_set),
+            environment::variables_set,
         )
-        .route(
+        .get(
             "/api/v1/environments/by-slugs",
-            get(tenancy::environment_scope_resolve),
+            tenancy::environment_scope_resolve,
         )
-        .route(
-            "/api/v1/invitations/accept",
-            post(tenancy::invitations_accept),
-        )
-        .route(
-            "/api/v1/organizations",
-            get(tenancy::organizations_list).post(tenancy::organizations_create),
-        )
-        .route(
+        .post("/api/v1/invitations/accept", tenancy::invitations_accept)
+        .get("/api/v1/organizations", tenancy::organizations_list)
+        .post("/api/v1/organizations", tenancy::organizations_create)
+        .post(
             "/api/v1/organizations/{organization_id}/invitations",
-            post(tenancy::invitations_issue),
+            tenancy::invitations_issue,
         )
-        .route(
+        .get(
             "/api/v1/organizations/{organization_id}/members",
-            get(tenancy::members_list),
+            tenancy::members_list,
         )
-        .route(
+        .patch(
             "/api/v1/organizations/{organization_id}/members/{membership_id}",
-            axum::routing::patch(tenancy::members_change_role),
+            tenancy::members_change_role,
         )
-        .route(
-            "/api/v1/projects",
-            get(tenancy::projects_list).post(tenancy::projects_create),
-        )
-        .route(
-            "/mcp/entity/{entity_id}/tokens",
-            get(mcp::entity_tokens_list).post(mcp::entity_tokens_mint),
-        )
-        .route(
+        .get("/api/v1/projects", tenancy::projects_list)
+        .post("/api/v1/projects", tenancy::projects_create)
+        .get("/mcp/entity/{entity_id}/tokens", mcp::entity_tokens_list)
+        .post("/mcp/entity/{entity_id}/tokens", mcp::entity_tokens_mint)
+        .delete(
             "/mcp/entity/{entity_id}/tokens/{token_id}",
-            delete(mcp::entity_tokens_revoke),
+            mcp::entity_tokens_revoke,
         )
-        .route(
+        .get(
             "/mcp/platform/environments/{environment_id}/policies",
-            get(mcp::policies_list).put(mcp::policies_set),
+            mcp::policies_list,
         )
-        .route(
+        .put(
+            "/mcp/platform/environments/{environment_id}/policies",
+            mcp::policies_set,
+        )
+        .delete(
             "/mcp/platform/environments/{environment_id}/policies/{policy_id}",
-            delete(mcp::policies_remove),
+            mcp::policies_remove,
         )
-        .route(
-            "/mcp/platform/tokens",
-            get(mcp::platform_tokens_list).post(mcp::platform_tokens_mint),
-        )
-        .route(
+        .get("/mcp/platform/tokens", mcp::platform_tokens_list)
+        .post("/mcp/platform/tokens", mcp::platform_tokens_mint)
+        .post(
             "/mcp/platform/tokens/{id}/revoke",
-            post(mcp::platform_tokens_revoke),
+            mcp::platform_tokens_revoke,
         )
 }
 

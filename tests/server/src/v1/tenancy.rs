@@ -183,7 +183,7 @@ pub(crate) async fn members_change_role(
         }
         let changed = m.role != role;
         m.role = role;
-        ok(json!({"changed": changed, "revokedSessionCount": 0}))
+        ok(json!({ "changed": changed }))
     })
 }
 
