@@ -57,6 +57,7 @@ impl Tls {
         builder.tls_backend_preconfigured(config)
     }
 
+    #[cfg(feature = "realtime")]
     pub(crate) fn websocket_connector(&self) -> Option<tokio_tungstenite::Connector> {
         Some(tokio_tungstenite::Connector::Rustls(self.config.clone()))
     }
@@ -91,6 +92,7 @@ impl Tls {
         builder
     }
 
+    #[cfg(feature = "realtime")]
     pub(crate) fn websocket_connector(&self) -> Option<tokio_tungstenite::Connector> {
         None
     }

@@ -128,13 +128,7 @@ impl ClientHooks<Inner> for Client {
 /// The span of one REST call; `status`, `attempts` and `duration_ms` are
 /// recorded as they become known.
 pub(crate) fn request_span(info: &OperationInfo, method: &reqwest::Method) -> tracing::Span {
-    let path = crate::namespaces::path_template(info.operation_id)
-        .or_else(|| crate::v1::path_template(info.operation_id))
-        .or_else(|| {
-            (info.operation_id == crate::realtime::HTTP_OPERATION)
-                .then_some(crate::realtime::HTTP_PATH_TEMPLATE)
-        })
-        .unwrap_or("");
+    let path = path_template(info.operation_id).unwrap_or("");
     tracing::info_span!(
         "platos.request",
         operation = info.operation_id,
@@ -144,6 +138,33 @@ pub(crate) fn request_span(info: &OperationInfo, method: &reqwest::Method) -> tr
         attempts = tracing::field::Empty,
         duration_ms = tracing::field::Empty,
     )
+}
+
+/// The spec's path of an operation of any compiled-in API.
+fn path_template(operation_id: &str) -> Option<&'static str> {
+    if let Some(path) = crate::namespaces::path_template(operation_id) {
+        return Some(path);
+    }
+    #[cfg(feature = "v1")]
+    if let Some(path) = crate::v1::path_template(operation_id) {
+        return Some(path);
+    }
+    #[cfg(feature = "realtime")]
+    if operation_id == crate::realtime::HTTP_OPERATION {
+        return Some(crate::realtime::HTTP_PATH_TEMPLATE);
+    }
+    None
+}
+
+/// Whether the call is a turn streamed over the HTTP lane.
+fn is_streamed_turn(operation_id: &str) -> bool {
+    #[cfg(feature = "realtime")]
+    return operation_id == crate::realtime::HTTP_OPERATION;
+    #[cfg(not(feature = "realtime"))]
+    return {
+        let _ = operation_id;
+        false
+    };
 }
 
 /// Records how a call ended on its span.
@@ -199,7 +220,7 @@ impl Client {
             retry::is_replay_safe(rule, request.headers().contains_key(IDEMPOTENCY_KEY));
         // A streamed turn lasts as long as the turn: its lane bounds the wait
         // for the answer's head instead (a reqwest timeout covers the body).
-        if info.operation_id != crate::realtime::HTTP_OPERATION {
+        if !is_streamed_turn(info.operation_id) {
             *request.timeout_mut() = Some(shared.timeout);
         }
 
