@@ -1,10 +1,13 @@
-//! `cargo xtask codegen [--check]` and `cargo xtask ci`.
+//! `cargo xtask codegen [--check]`, `cargo xtask ci` and `cargo xtask build-cost`.
 
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use xtask::{generate_all, workspace_root};
+
+mod build_cost;
+mod user_ci;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "Platos Rust SDK project tasks")]
@@ -23,6 +26,13 @@ enum Task {
     },
     /// Run every check CI runs, in order, stopping at the first failure.
     Ci,
+    /// Measure what platos-client adds to a user's cold debug build
+    /// (scratch apps under target/build-cost/).
+    BuildCost {
+        /// Keep cargo's `--timings` report of each build.
+        #[arg(long)]
+        timings: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -30,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::Codegen { check } => codegen(check),
         Task::Ci => ci(),
+        Task::BuildCost { timings } => build_cost::run(&workspace_root(), &cargo(), timings),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,8 +149,16 @@ fn install_python_peer() -> Result<()> {
     )
 }
 
+/// The cargo that runs us (so `cargo +toolchain xtask` keeps its toolchain).
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// Whether `cargo package` also builds each package from its `.crate`.
+const PACKAGE_VERIFY: bool = true;
+
 fn ci() -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let cargo = cargo();
     run("format", &cargo, &["fmt", "--all", "--check"], &[])?;
     eprintln!("\n==> codegen drift check");
     codegen(true)?;
@@ -156,20 +175,9 @@ fn ci() -> Result<()> {
         ],
         &[],
     )?;
-    // native-tls is the one optional feature that swaps code paths.
-    run(
-        "native-tls build",
-        &cargo,
-        &[
-            "check",
-            "--package",
-            "platos-client",
-            "--no-default-features",
-            "--features",
-            "native-tls,mint",
-        ],
-        &[],
-    )?;
+    user_ci::feature_matrix(&cargo)?;
+    user_ci::msrv_dependencies(&cargo)?;
+    user_ci::package(&cargo, PACKAGE_VERIFY)?;
     install_node_peer()?;
     install_python_peer()?;
     run("tests", &cargo, &["test", "--workspace"], &[])?;
@@ -187,6 +195,7 @@ fn ci() -> Result<()> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    user_ci::newest_dependencies(&cargo)?;
     eprintln!("\nxtask ci: all checks passed");
     Ok(())
 }
