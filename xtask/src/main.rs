@@ -25,7 +25,12 @@ enum Task {
         check: bool,
     },
     /// Run every check CI runs, in order, stopping at the first failure.
-    Ci,
+    Ci {
+        /// Run only one of the user-machine steps: features, msrv, package
+        /// or newest-deps.
+        #[arg(long)]
+        step: Option<String>,
+    },
     /// Measure what platos-client adds to a user's cold debug build
     /// (scratch apps under target/build-cost/).
     BuildCost {
@@ -39,7 +44,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Task::Codegen { check } => codegen(check),
-        Task::Ci => ci(),
+        Task::Ci { step: None } => ci(),
+        Task::Ci { step: Some(step) } => user_ci::step(&step, &cargo()),
         Task::BuildCost { timings } => build_cost::run(&workspace_root(), &cargo(), timings),
     };
     match result {
@@ -154,9 +160,6 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
-/// Whether `cargo package` also builds each package from its `.crate`.
-const PACKAGE_VERIFY: bool = true;
-
 fn ci() -> Result<()> {
     let cargo = cargo();
     run("format", &cargo, &["fmt", "--all", "--check"], &[])?;
@@ -177,7 +180,7 @@ fn ci() -> Result<()> {
     )?;
     user_ci::feature_matrix(&cargo)?;
     user_ci::msrv_dependencies(&cargo)?;
-    user_ci::package(&cargo, PACKAGE_VERIFY)?;
+    user_ci::package(&cargo)?;
     install_node_peer()?;
     install_python_peer()?;
     run("tests", &cargo, &["test", "--workspace"], &[])?;

@@ -24,6 +24,17 @@ const LIBRARY_CRATES: &[&str] = &["platos-client", "platos-events"];
 /// The crates published to crates.io.
 const PUBLISHED_CRATES: &[&str] = &["platos-client", "platos-events", "platos-test-server"];
 
+/// One step by name (`cargo xtask ci --step <name>`).
+pub fn step(name: &str, cargo: &str) -> Result<()> {
+    match name {
+        "features" => feature_matrix(cargo),
+        "msrv" => msrv_dependencies(cargo),
+        "package" => package(cargo),
+        "newest-deps" => newest_dependencies(cargo),
+        other => bail!("no step {other:?} (features, msrv, package, newest-deps)"),
+    }
+}
+
 /// Runs `f` and prints how long it took, for the CI log.
 fn timed(label: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     let started = Instant::now();
@@ -287,19 +298,80 @@ fn copy_tracked_files(root: &Path, to: &Path) -> Result<()> {
 }
 
 /// `cargo package` of the published crates together (cargo resolves their
-/// path dependencies on each other as one release), so a file left out of
-/// a package or a dependency without a version fails here, not at release.
-pub fn package(cargo: &str, verify: bool) -> Result<()> {
+/// path dependencies on each other as one release), so a dependency without
+/// a version or a missing readme fails here, not at release; then a `cargo
+/// check` of the packaged sources, unpacked into a scratch workspace that
+/// shares our lockfile, profiles and target dir, so a source file left out
+/// of a package fails too. (`cargo package`'s own verification builds each
+/// crate cold in a target dir of its own: minutes on 2 cores.)
+pub fn package(cargo: &str) -> Result<()> {
     timed("package", || {
-        let mut args = vec!["package", "--allow-dirty"];
-        if !verify {
-            args.push("--no-verify");
-        }
+        let root = workspace_root();
+        let mut args = vec!["package", "--allow-dirty", "--no-verify", "-q"];
         for name in PUBLISHED_CRATES {
             args.extend(["-p", name]);
         }
-        run("package", cargo, &args, &[])
+        run("package", cargo, &args, &[])?;
+
+        let version = crate_version(&root)?;
+        let scratch = root.join("target/package-check");
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch)
+                .with_context(|| format!("removing {}", scratch.display()))?;
+        }
+        std::fs::create_dir_all(&scratch)?;
+        let mut members = Vec::new();
+        let mut patches = String::new();
+        for name in PUBLISHED_CRATES {
+            let dir = format!("{name}-{version}");
+            let archive = root.join(format!("target/package/{dir}.crate"));
+            let status = Command::new("tar")
+                .arg("xzf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&scratch)
+                .status()
+                .context("starting tar")?;
+            if !status.success() {
+                bail!("unpacking {} failed", archive.display());
+            }
+            members.push(format!("{dir:?}"));
+            patches.push_str(&format!("{name} = {{ path = {dir:?} }}\n"));
+        }
+        // Our profiles too: dependencies then match the ones already built.
+        let ours = std::fs::read_to_string(root.join("Cargo.toml"))?;
+        let profiles = ours.find("\n[profile").map_or("", |at| &ours[at..]);
+        let manifest = format!(
+            "[workspace]\nresolver = \"3\"\nmembers = [{}]\n\n[patch.crates-io]\n{patches}{profiles}",
+            members.join(", ")
+        );
+        std::fs::write(scratch.join("Cargo.toml"), manifest)?;
+        std::fs::copy(root.join("Cargo.lock"), scratch.join("Cargo.lock"))?;
+        eprintln!("\n==> packaged sources: cargo check --workspace (in target/package-check)");
+        let status = Command::new(cargo)
+            .args(["check", "-q", "--workspace"])
+            .env("CARGO_TARGET_DIR", root.join("target"))
+            .current_dir(&scratch)
+            .status()
+            .with_context(|| format!("starting {cargo}"))?;
+        if !status.success() {
+            bail!("the packaged crates do not build ({status})");
+        }
+        Ok(())
     })
+}
+
+/// The workspace's `version` (every published crate inherits it).
+fn crate_version(root: &Path) -> Result<String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
+    manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[workspace.package]")
+        .find_map(|l| {
+            let value = l.trim().strip_prefix("version")?.trim().strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        })
+        .context("no version in [workspace.package]")
 }
 
 #[cfg(test)]
