@@ -41,13 +41,7 @@
 //! | V1 operator client, resumable event streams | [`v1`] (docs/v1-stream.md) |
 //! | `text/event-stream` parsing | `sse` |
 //! | generated REST client | `generated` (from `spec/openapi.yaml`, never edited) |
-//! | Cargo features and what they gate | `Cargo.toml` `[features]`, README "Install" |
-//!
-//! Cargo features (all but `mint` on by default): `realtime` (streaming
-//! turns), `v1` (the V1 operator client), `structured` (typed structured
-//! output), `mint` (session-token minting), and one TLS backend (`rustls`
-//! or `native-tls`). Without `realtime`, `v1` and `structured` the crate is
-//! the REST client alone.
+//! | Cargo features (`realtime`, `v1`, `structured` on by default; `mint`) | `Cargo.toml` `[features]`, README "Install" |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -156,16 +156,11 @@ fn path_template(operation_id: &str) -> Option<&'static str> {
     None
 }
 
-/// Whether the call is a turn streamed over the HTTP lane.
-fn is_streamed_turn(operation_id: &str) -> bool {
-    #[cfg(feature = "realtime")]
-    return operation_id == crate::realtime::HTTP_OPERATION;
-    #[cfg(not(feature = "realtime"))]
-    return {
-        let _ = operation_id;
-        false
-    };
-}
+/// The operation of a turn streamed over the HTTP lane, when compiled in.
+#[cfg(feature = "realtime")]
+const STREAMED_TURN: Option<&str> = Some(crate::realtime::HTTP_OPERATION);
+#[cfg(not(feature = "realtime"))]
+const STREAMED_TURN: Option<&str> = None;
 
 /// Records how a call ended on its span.
 pub(crate) fn record_outcome(
@@ -220,7 +215,7 @@ impl Client {
             retry::is_replay_safe(rule, request.headers().contains_key(IDEMPOTENCY_KEY));
         // A streamed turn lasts as long as the turn: its lane bounds the wait
         // for the answer's head instead (a reqwest timeout covers the body).
-        if !is_streamed_turn(info.operation_id) {
+        if STREAMED_TURN != Some(info.operation_id) {
             *request.timeout_mut() = Some(shared.timeout);
         }
 
