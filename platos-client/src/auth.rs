@@ -144,6 +144,7 @@ impl Auth {
     /// Called after `refused` was refused with `status`. Returns the token to
     /// replay with, or None when the refusal stands. Shares a refresh that
     /// failed while this caller waited for the gate.
+    #[cfg(any(test, feature = "realtime"))]
     pub(crate) async fn refresh_after(&self, refused: &Secret, status: u16) -> Option<Secret> {
         let epoch = self.session_token_with_epoch().1;
         self.refresh_after_since(refused, status, epoch).await

@@ -6,10 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{Auth, DEFAULT_REFRESH_TIMEOUT, RefreshContext, Refresher, refresher};
-use crate::config::{ReconnectConfig, RetryConfig, Scope, Secret};
+#[cfg(feature = "realtime")]
+use crate::config::ReconnectConfig;
+use crate::config::{RetryConfig, Scope, Secret};
 use crate::error::{BoxError, Error, Result};
 use crate::generated;
-use crate::net::{Net, NetOptions};
+#[cfg(feature = "realtime")]
+use crate::net::Net;
+use crate::net::NetOptions;
 use crate::proxy::ProxyChoice;
 use crate::transport::Inner;
 
@@ -18,6 +22,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The realtime namespace served by current gateways.
 pub const DEFAULT_NAMESPACE: &str = "/agent";
 /// Events buffered between the socket task and a slow consumer by default.
+#[cfg(feature = "realtime")]
 pub const DEFAULT_STREAM_BUFFER: usize = 1024;
 /// The `User-Agent` every request carries.
 pub const USER_AGENT: &str = concat!("platos-client-rust/", env!("CARGO_PKG_VERSION"));
@@ -27,16 +32,22 @@ pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) auth: Auth,
     pub(crate) retry: RetryConfig,
+    #[cfg(feature = "realtime")]
     pub(crate) reconnect: ReconnectConfig,
     /// One try of a REST call.
     pub(crate) timeout: Duration,
     pub(crate) user_agent: String,
+    #[cfg(feature = "realtime")]
     pub(crate) namespace: String,
     pub(crate) idempotency_keys: bool,
+    #[cfg(feature = "realtime")]
     pub(crate) stream_buffer: usize,
     pub(crate) max_response_bytes: u64,
+    /// The realtime lanes open their connections with these settings.
+    #[cfg(feature = "realtime")]
     pub(crate) net: Net,
     /// The realtime connections of this client and its clones.
+    #[cfg(feature = "realtime")]
     pub(crate) realtime: crate::realtime::Pool,
 }
 
@@ -150,15 +161,19 @@ pub struct PlatosClientBuilder {
     refresher: Option<Refresher>,
     refresh_timeout: Option<Duration>,
     retry: Option<RetryConfig>,
+    #[cfg(feature = "realtime")]
     reconnect: Option<ReconnectConfig>,
     timeout: Option<Duration>,
     call_timeout: Option<Duration>,
     user_agent: Option<String>,
+    #[cfg(feature = "realtime")]
     namespace: Option<String>,
     idempotency_keys: Option<bool>,
+    #[cfg(feature = "realtime")]
     stream_buffer: Option<usize>,
     max_response_bytes: Option<u64>,
     net: NetOptions,
+    #[cfg(feature = "realtime")]
     realtime: Option<crate::realtime::RealtimeConfig>,
 }
 
@@ -217,6 +232,8 @@ impl PlatosClientBuilder {
     }
 
     /// Reconnect policy for realtime streams.
+    #[cfg(feature = "realtime")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
     pub fn reconnect(mut self, reconnect: ReconnectConfig) -> Self {
         self.reconnect = Some(reconnect);
         self
@@ -248,6 +265,8 @@ impl PlatosClientBuilder {
     }
 
     /// The realtime namespace (default `/agent`).
+    #[cfg(feature = "realtime")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
     pub fn realtime_namespace(mut self, namespace: impl Into<String>) -> Self {
         self.namespace = Some(namespace.into());
         self
@@ -261,6 +280,8 @@ impl PlatosClientBuilder {
     }
 
     /// How realtime turns share connections (see [`crate::RealtimeConfig`]).
+    #[cfg(feature = "realtime")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
     pub fn realtime(mut self, config: crate::realtime::RealtimeConfig) -> Self {
         self.realtime = Some(config);
         self
@@ -268,6 +289,8 @@ impl PlatosClientBuilder {
 
     /// How many events a realtime stream buffers for a slow consumer before
     /// failing with an explicit error (default 1024).
+    #[cfg(feature = "realtime")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
     pub fn stream_buffer(mut self, events: usize) -> Self {
         self.stream_buffer = Some(events);
         self
@@ -395,9 +418,11 @@ impl PlatosClientBuilder {
         let net = self.net.build(timeout)?;
         let http = net.http.clone();
 
+        #[cfg(feature = "realtime")]
         let mut namespace = self
             .namespace
             .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+        #[cfg(feature = "realtime")]
         if !namespace.starts_with('/') {
             namespace.insert(0, '/');
         }
@@ -406,16 +431,21 @@ impl PlatosClientBuilder {
             base_url,
             auth,
             retry: self.retry.unwrap_or_default(),
+            #[cfg(feature = "realtime")]
             reconnect: self.reconnect.unwrap_or_default(),
             timeout,
             user_agent: self.user_agent.unwrap_or_else(|| USER_AGENT.to_owned()),
+            #[cfg(feature = "realtime")]
             namespace,
             idempotency_keys: self.idempotency_keys.unwrap_or(true),
+            #[cfg(feature = "realtime")]
             stream_buffer: self.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER).max(1),
             max_response_bytes: self
                 .max_response_bytes
                 .unwrap_or(crate::body::DEFAULT_MAX_RESPONSE_BYTES),
+            #[cfg(feature = "realtime")]
             net,
+            #[cfg(feature = "realtime")]
             realtime: crate::realtime::Pool::new(self.realtime.unwrap_or_default()),
         });
         let base_url = shared.base_url.clone();

@@ -221,6 +221,8 @@ impl RetryConfig {
 }
 
 /// How the realtime stream reconnects after losing its connection (docs/wire.md §4.4).
+#[cfg(feature = "realtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ReconnectConfig {
@@ -237,6 +239,7 @@ pub struct ReconnectConfig {
     pub jitter: f64,
 }
 
+#[cfg(feature = "realtime")]
 impl Default for ReconnectConfig {
     fn default() -> Self {
         ReconnectConfig {
@@ -248,6 +251,7 @@ impl Default for ReconnectConfig {
     }
 }
 
+#[cfg(feature = "realtime")]
 impl ReconnectConfig {
     /// Sets the number of reconnect attempts.
     pub fn with_max_attempts(mut self, n: u32) -> Self {

@@ -325,6 +325,7 @@ impl Error {
         }))
     }
 
+    #[cfg(any(test, feature = "realtime"))]
     pub(crate) fn stream(code: Option<String>, message: impl Into<String>) -> Self {
         Error::Stream(Box::new(StreamError {
             code,
@@ -334,6 +335,7 @@ impl Error {
     }
 
     /// A V1 event-stream protocol violation; its code is the violation's.
+    #[cfg(any(test, feature = "v1"))]
     pub(crate) fn violation(violation: StreamViolation, message: impl Into<String>) -> Self {
         Error::Stream(Box::new(StreamError {
             code: Some(violation.code().to_owned()),
@@ -370,6 +372,7 @@ impl Error {
     }
 
     /// A realtime rate-limit refusal (`error {code:"rate_limit"}` on the socket).
+    #[cfg(feature = "realtime")]
     pub(crate) fn rate_limited(
         code: Option<String>,
         message: String,
@@ -385,6 +388,7 @@ impl Error {
     }
 
     /// A realtime auth refusal (refused or expired token that refresh could not fix).
+    #[cfg(feature = "realtime")]
     pub(crate) fn auth_refused(code: Option<String>, message: String, raw: String) -> Self {
         Error::Auth(Box::new(ApiError::realtime(code, message, None, raw)))
     }
@@ -392,6 +396,7 @@ impl Error {
 
 impl ApiError {
     /// A refusal that came over the socket: no HTTP status (0), no request id.
+    #[cfg(feature = "realtime")]
     fn realtime(
         code: Option<String>,
         message: String,

@@ -4,11 +4,15 @@
 //! realtime socket's connection is opened here too (TCP, a proxy tunnel,
 //! TLS), so the two can never disagree about roots or proxies.
 
+#[cfg(feature = "realtime")]
 use std::pin::Pin;
+#[cfg(feature = "realtime")]
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+#[cfg(feature = "realtime")]
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+#[cfg(feature = "realtime")]
 use tokio::net::TcpStream;
 
 use crate::config::Secret;
@@ -70,17 +74,22 @@ impl std::fmt::Debug for NetOptions {
 /// The checked network configuration of a client.
 #[derive(Clone)]
 pub(crate) struct Net {
+    // Read by the realtime socket's dialer; REST has them in its client.
+    #[cfg_attr(not(feature = "realtime"), allow(dead_code))]
     tls: Tls,
+    #[cfg_attr(not(feature = "realtime"), allow(dead_code))]
     proxies: Proxies,
     pub(crate) http: reqwest::Client,
 }
 
 /// A connection the SDK opened itself (the realtime socket's).
+#[cfg(feature = "realtime")]
 pub(crate) enum NetStream {
     Plain(TcpStream),
     Tls(Box<crate::tls::Stream>),
 }
 
+#[cfg(feature = "realtime")]
 impl Net {
     /// Opens a connection to `host:port`, through the proxy the rules pick
     /// for `scheme://host` and with TLS when `tls` is set. Errors say which
@@ -149,6 +158,7 @@ impl Net {
     }
 }
 
+#[cfg(feature = "realtime")]
 impl AsyncRead for NetStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -162,6 +172,7 @@ impl AsyncRead for NetStream {
     }
 }
 
+#[cfg(feature = "realtime")]
 impl AsyncWrite for NetStream {
     fn poll_write(
         self: Pin<&mut Self>,

@@ -54,6 +54,7 @@ where
 }
 
 /// One page of a cursor-paged list: its items and the cursor of the next.
+#[cfg(any(test, feature = "v1"))]
 pub(crate) struct CursorPage<T> {
     pub(crate) items: Vec<T>,
     pub(crate) next: Option<String>,
@@ -62,6 +63,7 @@ pub(crate) struct CursorPage<T> {
 /// Streams every item from the page `start` names on, following each
 /// answer's next cursor. A page that names no next cursor, an empty one, or
 /// the cursor it was fetched with (a server that would loop) ends it.
+#[cfg(any(test, feature = "v1"))]
 pub(crate) fn cursor_pages<T, F, Fut>(
     start: Option<String>,
     mut fetch: F,

@@ -7,6 +7,9 @@
 //! reqwest's proxy support; the socket opens an HTTP `CONNECT` tunnel here,
 //! with Basic credentials from the proxy URL.
 
+// The socket's half (tunnels, TLS streams) is used only by the realtime lanes.
+#![cfg_attr(not(feature = "realtime"), allow(dead_code, unused_imports))]
+
 use http::HeaderValue;
 use hyper_util::client::proxy::matcher::Matcher;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -26,6 +26,7 @@ pub(crate) fn first_non_empty<T, const N: usize>(candidates: [Vec<T>; N]) -> Vec
 }
 
 /// Chainable setters for optional arguments stored as `Option` fields.
+#[cfg(feature = "realtime")]
 /// Each type must be a single token (use an alias for a path type).
 macro_rules! setters {
     ($( $(#[$doc:meta])* $field:ident : $ty:tt ),* $(,)?) => {
@@ -35,6 +36,7 @@ macro_rules! setters {
 
 /// One setter. Integers take the exact type so that a literal works:
 /// `impl Into<u64>` would leave `.limit(5)` an ambiguous `i32`.
+#[cfg(feature = "realtime")]
 macro_rules! setter {
     ($(#[$doc:meta])* $field:ident : u64) => {
         $(#[$doc])*
@@ -52,4 +54,5 @@ macro_rules! setter {
     };
 }
 
+#[cfg(feature = "realtime")]
 pub(crate) use {setter, setters};

@@ -123,8 +123,19 @@ pub(crate) fn jittered(delay: Duration, jitter: f64) -> Duration {
     if jitter <= 0.0 {
         return delay;
     }
-    let factor = rand::random_range((1.0 - jitter)..=(1.0 + jitter));
+    let factor = (1.0 - jitter) + 2.0 * jitter * unit_random();
     delay.mul_f64(factor.max(0.0))
+}
+
+/// A uniform sample of `[0, 1)` for jitter. std's `RandomState` keys are
+/// seeded from the OS once per thread and change with every `new()`, so a
+/// hash under fresh keys is a fresh sample: no RNG crate (and its build
+/// time) for a backoff delay.
+fn unit_random() -> f64 {
+    use std::hash::BuildHasher;
+    let bits = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    // The top 53 bits: every value a double represents exactly.
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Parses `Retry-After` in either form: delta-seconds or an HTTP date.
@@ -186,6 +197,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn unit_random_spreads_over_its_range() {
+        let samples: Vec<f64> = (0..4000).map(|_| unit_random()).collect();
+        assert!(samples.iter().all(|x| (0.0..1.0).contains(x)));
+        // Each tenth of the range gets its share (400 expected; a fixed or
+        // clustered source fails this).
+        let mut bins = [0u32; 10];
+        for x in &samples {
+            bins[(x * 10.0) as usize] += 1;
+        }
+        assert!(bins.iter().all(|&n| (250..=550).contains(&n)), "{bins:?}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ use crate::error::{ApiError, Error, Result};
 /// The JSON Schema of `T`, as sent in `outputSchema` (see the [module
 /// docs](self) for the dialect and how `Option`, enums and nested types
 /// come out).
+#[cfg(feature = "structured")]
+#[cfg_attr(docsrs, doc(cfg(feature = "structured")))]
 pub fn output_schema<T: schemars::JsonSchema>() -> Value {
     schemars::schema_for!(T).to_value()
 }

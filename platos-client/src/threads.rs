@@ -4,6 +4,7 @@
 use crate::Threads;
 use crate::realtime::{self, SendOptions, TurnStream};
 
+#[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
 impl Threads<'_> {
     /// Sends `message` to the thread's agent and streams the turn: tokens,
     /// tool calls, approvals, artifacts, cost, `done`.
@@ -23,6 +24,8 @@ impl Threads<'_> {
     }
 }
 
+#[cfg(feature = "structured")]
+#[cfg_attr(docsrs, doc(cfg(feature = "structured")))]
 impl Threads<'_> {
     /// Sends `message` with `T`'s JSON Schema as `outputSchema` over the
     /// HTTP lane (the only one that carries it), reads the turn to its end

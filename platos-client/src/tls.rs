@@ -11,6 +11,9 @@
 //! Roots are the platform's (corporate CAs installed on the machine count)
 //! plus any the caller adds.
 
+// The socket's half (tunnels, TLS streams) is used only by the realtime lanes.
+#![cfg_attr(not(feature = "realtime"), allow(dead_code, unused_imports))]
+
 use crate::config::Secret;
 use crate::error::{Error, Result};
 

@@ -130,13 +130,7 @@ impl ClientHooks<Inner> for Client {
 /// The span of one REST call; `status`, `attempts` and `duration_ms` are
 /// recorded as they become known.
 pub(crate) fn request_span(info: &OperationInfo, method: &reqwest::Method) -> tracing::Span {
-    let path = crate::namespaces::path_template(info.operation_id)
-        .or_else(|| crate::v1::path_template(info.operation_id))
-        .or_else(|| {
-            (info.operation_id == crate::realtime::HTTP_OPERATION)
-                .then_some(crate::realtime::HTTP_PATH_TEMPLATE)
-        })
-        .unwrap_or("");
+    let path = path_template(info.operation_id).unwrap_or("");
     tracing::info_span!(
         "platos.request",
         operation = info.operation_id,
@@ -147,6 +141,28 @@ pub(crate) fn request_span(info: &OperationInfo, method: &reqwest::Method) -> tr
         duration_ms = tracing::field::Empty,
     )
 }
+
+/// The spec's path of an operation of any compiled-in API.
+fn path_template(operation_id: &str) -> Option<&'static str> {
+    if let Some(path) = crate::namespaces::path_template(operation_id) {
+        return Some(path);
+    }
+    #[cfg(feature = "v1")]
+    if let Some(path) = crate::v1::path_template(operation_id) {
+        return Some(path);
+    }
+    #[cfg(feature = "realtime")]
+    if operation_id == crate::realtime::HTTP_OPERATION {
+        return Some(crate::realtime::HTTP_PATH_TEMPLATE);
+    }
+    None
+}
+
+/// The operation of a turn streamed over the HTTP lane, when compiled in.
+#[cfg(feature = "realtime")]
+const STREAMED_TURN: Option<&str> = Some(crate::realtime::HTTP_OPERATION);
+#[cfg(not(feature = "realtime"))]
+const STREAMED_TURN: Option<&str> = None;
 
 /// Records how a call ended on its span.
 pub(crate) fn record_outcome(
@@ -201,7 +217,7 @@ impl Client {
             retry::is_replay_safe(rule, request.headers().contains_key(IDEMPOTENCY_KEY));
         // A streamed turn lasts as long as the turn: its lane bounds the wait
         // for the answer's head instead (a reqwest timeout covers the body).
-        let streamed = info.operation_id == crate::realtime::HTTP_OPERATION;
+        let streamed = STREAMED_TURN == Some(info.operation_id);
         // Each try's reqwest timeout covers its body too, so cutting the
         // try's limit to what is left bounds the whole call, body included.
         let deadline = inner

@@ -1,6 +1,6 @@
 //! [`TurnResult`]: a whole turn as one value, as the one-shot calls
 //! (`threads().ask`, `agents().ask`) answer it and as a streamed turn
-//! collects into ([`TurnStream::collect_turn`](crate::TurnStream::collect_turn)).
+//! collects into (`TurnStream::collect_turn`, with the `realtime` feature).
 
 use platos_events::Event;
 use serde::de::DeserializeOwned;
@@ -41,6 +41,7 @@ impl TurnResult {
     /// `token` texts joined, cost, ids and usage come from the last
     /// `message_persisted`, the structured output from the last
     /// `structured_output`.
+    #[cfg(feature = "realtime")]
     pub(crate) fn from_events(thread_id: String, events: Vec<Event>) -> TurnResult {
         let text = events
             .iter()

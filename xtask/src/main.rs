@@ -1,4 +1,5 @@
-//! `cargo xtask codegen [--check]`, `cargo xtask spec-diff` and `cargo xtask ci`.
+//! `cargo xtask codegen [--check]`, `cargo xtask spec-diff`, `cargo xtask ci` and
+//! `cargo xtask build-cost`.
 
 use std::process::{Command, ExitCode};
 use std::time::Duration;
@@ -6,6 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use xtask::{generate_all, workspace_root};
+
+mod build_cost;
+mod user_ci;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "Platos Rust SDK project tasks")]
@@ -45,7 +49,19 @@ enum Task {
         timeout: u64,
     },
     /// Run every check CI runs, in order, stopping at the first failure.
-    Ci,
+    Ci {
+        /// Run only one of the user-machine steps: features, msrv, package
+        /// or newest-deps.
+        #[arg(long)]
+        step: Option<String>,
+    },
+    /// Measure what platos-client adds to a user's cold debug build
+    /// (scratch apps under target/build-cost/).
+    BuildCost {
+        /// Keep cargo's `--timings` report of each build.
+        #[arg(long)]
+        timings: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,7 +84,9 @@ fn main() -> ExitCode {
             };
             return ExitCode::from(xtask::spec_diff::main(&workspace_root(), &args));
         }
-        Task::Ci => ci(),
+        Task::Ci { step: None } => ci(),
+        Task::Ci { step: Some(step) } => user_ci::step(&step, &cargo()),
+        Task::BuildCost { timings } => build_cost::run(&workspace_root(), &cargo(), timings),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -204,8 +222,13 @@ fn consumer_checks(cargo: &str) -> Result<()> {
     )
 }
 
+/// The cargo that runs us (so `cargo +toolchain xtask` keeps its toolchain).
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
 fn ci() -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let cargo = cargo();
     run("format", &cargo, &["fmt", "--all", "--check"], &[])?;
     eprintln!("\n==> codegen drift check");
     codegen(true)?;
@@ -237,20 +260,9 @@ fn ci() -> Result<()> {
         ],
         &[],
     )?;
-    // native-tls is the one optional feature that swaps code paths.
-    run(
-        "native-tls build",
-        &cargo,
-        &[
-            "check",
-            "--package",
-            "platos-client",
-            "--no-default-features",
-            "--features",
-            "native-tls,mint",
-        ],
-        &[],
-    )?;
+    user_ci::feature_matrix(&cargo)?;
+    user_ci::msrv_dependencies(&cargo)?;
+    user_ci::package(&cargo)?;
     install_node_peer()?;
     install_python_peer()?;
     run("tests", &cargo, &["test", "--workspace"], &[])?;
@@ -269,6 +281,7 @@ fn ci() -> Result<()> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    user_ci::newest_dependencies(&cargo)?;
     eprintln!("\nxtask ci: all checks passed");
     Ok(())
 }
