@@ -85,7 +85,7 @@ pub use client::{
 pub use config::{ReconnectConfig, RetryConfig, Scope, Secret};
 pub use decision::{Decision, Verdict};
 pub use error::{
-    ApiError, BoxError, DecodeError, Error, Refusal, RefusalField, Result, StreamError,
+    ApiError, BoxError, DecodeError, Error, Refusal, RefusalField, Result, StreamCode, StreamError,
     StreamViolation, TransportError,
 };
 pub use namespaces::*;

@@ -136,7 +136,7 @@ pub(crate) use pool::Pool;
 pub use pool::RealtimeConfig;
 
 use approvals::Answer;
-use connection::ToConn;
+use connection::{ToConn, TurnCommand};
 pub(crate) use http::{OPERATION as HTTP_OPERATION, PATH_TEMPLATE as HTTP_PATH_TEMPLATE};
 use queue::Reader;
 use turn::{Item, Liveness, Turn, TurnId};
@@ -456,7 +456,10 @@ pub(crate) fn send(
         Ok((_, fallback)) => fallback,
         Err(_) => false,
     };
-    let (events, reader) = queue::queue(shared.stream_buffer);
+    let (events, reader) = queue::queue(
+        shared.stream_buffer,
+        shared.realtime.config().turn_buffer_bytes,
+    );
     let placed =
         lane.and_then(|_| namespace_of(&shared.namespace, shared.realtime.config(), &options));
     let commands = match placed {
@@ -487,6 +490,7 @@ pub(crate) fn send(
             mpsc::unbounded_channel().0
         }
     };
+    let commands = Commands::Socket(commands);
     let message_for_check = message.clone();
     let fallback = fallback.then(|| {
         Box::new(Fallback {
@@ -503,6 +507,7 @@ pub(crate) fn send(
             turn: id,
             commands,
             ack_timeout: shared.timeout,
+            client: client.clone(),
         },
         fallback,
         delivered: false,
@@ -538,8 +543,9 @@ fn send_http(
         handle: TurnHandle {
             thread_id,
             turn: id,
-            commands,
+            commands: Commands::Http(commands),
             ack_timeout: shared.timeout,
+            client: client.clone(),
         },
         fallback: None,
         delivered: false,
@@ -585,6 +591,7 @@ fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> R
 /// ```no_run
 /// # async fn demo(client: platos_client::PlatosClient) -> platos_client::Result<()> {
 /// use futures::StreamExt;
+/// use platos_client::Decision;
 /// use platos_events::Event;
 ///
 /// let mut stream = client.threads().send("thread_1", "Hello!");
@@ -592,7 +599,7 @@ fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> R
 ///     match event? {
 ///         Event::Token(token) => print!("{}", token.text),
 ///         Event::ApprovalNeeded(approval) => {
-///             stream.approval_response(approval.approval_id.clone(), true, None).await?;
+///             stream.approval_response(approval.approval_id.clone(), Decision::approve()).await?;
 ///         }
 ///         _ => {}
 ///     }
@@ -690,11 +697,13 @@ impl TurnStream {
         self.handle.stop();
     }
 
-    /// Answers an `approval_needed` event over the socket
+    /// Answers an `approval_needed` event with `decision` over the socket
     /// (`approval_response {approvalId, approved, comment?}`) and waits for
     /// the server's `approval_ack`. The same decision can be made over REST
     /// with `approvals().resolve`, which is what this call does on the HTTP
-    /// lane (the lane cannot send anything once the request is made).
+    /// lane (the lane cannot send anything once the request is made) and
+    /// for a decision with edited arguments (the socket has no field for
+    /// them).
     ///
     /// Fails with [`Error::Stream`] (code
     /// `approval_response_error`) when the server refuses it, with a
@@ -703,12 +712,9 @@ impl TurnStream {
     pub async fn approval_response(
         &self,
         approval_id: impl Into<String>,
-        approved: bool,
-        comment: Option<String>,
+        decision: crate::Decision,
     ) -> Result<()> {
-        self.handle
-            .approval_response(approval_id, approved, comment)
-            .await
+        self.handle.approval_response(approval_id, decision).await
     }
 
     /// A cloneable handle to stop the turn or answer approvals from another
@@ -760,7 +766,7 @@ impl TurnStream {
 impl Drop for TurnStream {
     fn drop(&mut self) {
         // Fails only when the connection is gone, and the turn with it.
-        let _ = self.handle.commands.send(ToConn::Dropped(self.handle.turn));
+        self.handle.command(TurnCommand::Dropped);
     }
 }
 
@@ -783,7 +789,7 @@ impl Stream for TurnStream {
         let mut item = std::task::ready!(this.events.poll_next(cx));
         if let Some(Err(e)) = &item
             && !this.delivered
-            && e.code() == Some(dial::UPGRADE_BLOCKED)
+            && e.stream_code() == Some(crate::error::StreamCode::UpgradeBlocked)
             && let Some(fallback) = this.fallback.take()
         {
             // Nothing was sent on the socket (the upgrade failed), so the
@@ -840,8 +846,8 @@ impl Stream for TurnStream {
             Ok(Item::AgentValue(payload)) => decode_agent_event(payload),
             Ok(Item::Event(event)) => Ok(*event),
             // Handled above; a second one has nothing left to check.
-            Ok(Item::Check(_)) => Err(Error::stream(
-                Some("turn_lost".into()),
+            Ok(Item::Check(_)) => Err(Error::stream_of(
+                crate::error::StreamCode::TurnLost,
                 "the turn went silent after a reconnect",
             )),
             // The terminal error, after the last event.
@@ -885,40 +891,55 @@ impl fmt::Debug for TurnStream {
 pub struct TurnHandle {
     thread_id: String,
     turn: TurnId,
-    commands: mpsc::UnboundedSender<ToConn>,
+    commands: Commands,
     ack_timeout: std::time::Duration,
+    /// For decisions that go over REST.
+    client: PlatosClient,
+}
+
+/// Where a turn's commands go: its connection (which also takes the
+/// pool's `Attach`), or its HTTP task (which takes turn commands only).
+#[derive(Clone)]
+enum Commands {
+    Socket(mpsc::UnboundedSender<ToConn>),
+    Http(mpsc::UnboundedSender<TurnCommand>),
 }
 
 impl TurnHandle {
     /// See [`TurnStream::stop`].
     pub fn stop(&self) {
         // Fails only when the turn is over, when there is nothing to stop.
-        let _ = self.commands.send(ToConn::Stop(self.turn));
+        self.command(TurnCommand::Stop);
+    }
+
+    /// Sends a command; false when the turn is over.
+    fn command(&self, command: TurnCommand) -> bool {
+        match &self.commands {
+            Commands::Socket(commands) => commands.send(ToConn::Turn(self.turn, command)).is_ok(),
+            Commands::Http(commands) => commands.send(command).is_ok(),
+        }
     }
 
     /// See [`TurnStream::approval_response`].
     pub async fn approval_response(
         &self,
         approval_id: impl Into<String>,
-        approved: bool,
-        comment: Option<String>,
+        decision: crate::Decision,
     ) -> Result<()> {
         let approval_id = approval_id.into();
-        let mut payload = Map::new();
-        payload.insert("approvalId".into(), Value::from(approval_id.as_str()));
-        payload.insert("approved".into(), Value::Bool(approved));
-        if let Some(comment) = comment {
-            payload.insert("comment".into(), Value::from(comment));
+        if decision.edited_args().is_some() {
+            return approvals::resolve_over_rest(&self.client, approval_id, &decision).await;
         }
         let (reply, answer) = oneshot::channel();
         let ended = || Error::network("the turn ended before the approval was sent", None);
-        self.commands
-            .send(ToConn::Approval(Answer {
-                approval_id,
-                payload: Value::Object(payload),
-                reply,
-            }))
-            .map_err(|_| ended())?;
+        let sent = self.command(TurnCommand::Approve(Answer {
+            approval_id,
+            decision,
+            reply,
+        }));
+        if !sent {
+            return Err(ended());
+        }
         match tokio::time::timeout(self.ack_timeout, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ended()),
@@ -977,7 +998,7 @@ impl fmt::Display for ProtocolError {
 
 impl From<ProtocolError> for Error {
     fn from(e: ProtocolError) -> Self {
-        Error::stream(Some("protocol_error".to_owned()), e.message)
+        Error::stream_of(crate::error::StreamCode::ProtocolError, e.message)
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use platos_client::{Error, PlatosClient, RealtimeConfig, SendOptions, TurnStream};
+use platos_client::{Decision, Error, PlatosClient, RealtimeConfig, SendOptions, TurnStream};
 use platos_events::Event;
 use platos_integration_tests::realtime::{collect, kinds, next};
 use platos_test_server::{SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SocketRefusal, TestServer};
@@ -101,7 +101,7 @@ async fn an_approval_on_a_shared_connection_is_answered_for_its_turn_only() {
     };
     let quiet = collect(quiet).await;
     asking
-        .approval_response(approval.approval_id.clone(), true, None)
+        .approval_response(approval.approval_id.clone(), Decision::approve())
         .await
         .unwrap();
     let rest = collect(asking).await;
@@ -189,13 +189,14 @@ async fn a_dropped_connection_reconnects_once_for_every_live_turn() {
 }
 
 #[tokio::test]
-async fn a_stalled_consumer_ends_alone_while_its_neighbour_finishes() {
+async fn a_stalled_consumer_ends_alone_after_the_grace_while_its_neighbour_finishes() {
     // Events 5 ms apart: the reading consumer keeps up with a 16-event buffer.
     let server = server_with_threads(2, Duration::from_millis(5)).await;
     let client = PlatosClient::builder()
         .base_url(server.base_url())
         .session_token(server.session_token())
         .stream_buffer(16)
+        .realtime(RealtimeConfig::default().backpressure_grace(Duration::from_millis(200)))
         .build()
         .unwrap();
     let stalled = client.threads().send("th_0", "[tokens=60]");
@@ -207,9 +208,9 @@ async fn a_stalled_consumer_ends_alone_while_its_neighbour_finishes() {
 
     let items = collect(stalled).await;
     let k = kinds(&items);
-    assert_eq!(k.len(), 17, "{k:?}");
+    assert!(k.len() >= 17, "{k:?}");
     assert_eq!(k[0], "connected");
-    assert_eq!(k[16], "Err(consumer_lagged)");
+    assert_eq!(k.last().map(String::as_str), Some("Err(consumer_lagged)"));
     assert_eq!(server.recorder().connect_count(), 1);
     // No stop: the lagging turn's result stays retrievable over REST.
     assert!(server.recorder().socket_events_named("stop").is_empty());
