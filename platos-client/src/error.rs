@@ -740,6 +740,38 @@ mod tests {
     }
 
     #[test]
+    fn sdk_stream_codes_keep_their_wire_strings() {
+        let wire: Vec<&str> = StreamCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            wire,
+            [
+                "protocol_error",
+                "payload_too_large",
+                "turn_lost",
+                "turn_failed",
+                "turn_idle",
+                "consumer_lagged",
+                "upgrade_blocked",
+                "upgrade_refused",
+                "connect_error",
+                "approval_response_error",
+            ]
+        );
+        for code in StreamCode::ALL {
+            let e = Error::stream_of(code, "x");
+            assert_eq!(e.code(), Some(code.as_str()));
+            assert_eq!(e.stream_code(), Some(code));
+        }
+        // A code the server sent is not one the SDK made.
+        assert_eq!(
+            Error::stream(Some("SESSION_EXPIRED".into()), "x").stream_code(),
+            None
+        );
+        let v = Error::violation(StreamViolation::MetaMissing, "x");
+        assert_eq!(v.stream_code(), None);
+    }
+
+    #[test]
     fn framework_shape_has_message_and_no_code() {
         let e = parse(
             404,

@@ -40,12 +40,14 @@
 //! agent's namespace `/agent/{agentId}`, the gateway's announced successor
 //! of the shared `/agent`; connections are then shared per agent.
 //!
-//! Each connection task owns its socket, so pings are answered however
-//! slowly the streams are polled. It never waits for a consumer: each turn
-//! buffers at most the client's `stream_buffer` events, and a turn whose
-//! buffer is full ends alone with an explicit `consumer_lagged` error after
-//! every event it holds, never silent loss, while the other turns of the
-//! connection read on. A dropped connection is redialed once for all its
+//! Each connection task owns its socket. A turn buffers at most
+//! [`RealtimeConfig::turn_buffer_bytes`] (and the client's `stream_buffer`
+//! events); when it is full the connection stops reading until the
+//! consumer makes room (docs/realtime.md §5): a turn alone on its
+//! connection waits as long as its consumer takes, turns that share it
+//! wait at most [`RealtimeConfig::backpressure_grace`], after which the full
+//! turn alone ends with an explicit `consumer_lagged` error after every
+//! event it holds (never silent loss). A dropped connection is redialed once for all its
 //! turns (one token refresh through the client's single flight), each live
 //! turn's thread is re-joined and each gets a `stream_gap`. `stop`,
 //! approval answers and dropping a stream act on their turn alone.
@@ -56,9 +58,9 @@
 //! (a few hundred bytes, plus the message text the stream keeps for a
 //! check after a reconnect) plus the events it buffers: each buffered
 //! `agent_event` shares the bytes of the WebSocket message it came in, so
-//! a turn holds at most `stream_buffer` messages (each at most 16 MiB, the
-//! largest message accepted; gateway events are typically a few hundred
-//! bytes). A connection adds an 8 KiB read buffer, unbuffered writes and
+//! a turn holds at most `turn_buffer_bytes` of messages (plus one message
+//! it could not fit, each at most 16 MiB, the largest accepted; gateway
+//! events are typically a few hundred bytes). A connection adds an 8 KiB read buffer, unbuffered writes and
 //! its TCP/TLS state, shared by its turns. Measured by the `realtime_scale`
 //! bench (README, "Realtime at scale"), a concurrent turn together with the
 //! task consuming it adds about 3 KB (10,000 turns) to 5 KB (1,000 turns)
@@ -94,8 +96,10 @@
 //!   ([`Error::RateLimited`] with `retry_after`), a token the server refused
 //!   that refresh could not fix ([`Error::Auth`]), reconnect budget exhausted
 //!   ([`Error::Network`]), a protocol violation, an oversize message or a
-//!   lagging consumer ([`Error::Stream`], codes `protocol_error`,
-//!   `payload_too_large`, `consumer_lagged`, `connect_error`).
+//!   consumer that stopped reading while sharing its connection
+//!   ([`Error::Stream`], with an [`Error::stream_code`] such as
+//!   `protocol_error`, `payload_too_large`, `consumer_lagged`,
+//!   `connect_error`).
 //!
 //! The stream ends (`None`) after the turn's `done` event.
 //!
@@ -103,6 +107,7 @@
 //! [`Error::Auth`]: crate::Error::Auth
 //! [`Error::Network`]: crate::Error::Network
 //! [`Error::Stream`]: crate::Error::Stream
+//! [`Error::stream_code`]: crate::Error::stream_code
 
 use std::collections::BTreeMap;
 use std::fmt;
