@@ -25,17 +25,17 @@
 //! once and its first event comes one round trip later; a cold one first
 //! pays TCP, TLS, the upgrade and the namespace connect.
 //!
-//! A connection sends a turn's `message` only while no other `message` on
-//! it is unanswered (no event of its thread yet), because the gateway's
-//! refusals (`error {code:"rate_limit"}` then `done`, `AGENT_SCOPE_MISMATCH`)
-//! carry no `threadId`: they belong to the one unanswered turn, never to a
-//! guess. Starts on one connection therefore follow each other a round trip
-//! apart; a burst of turns spreads over connections. Untagged
-//! `approval_needed` / `approval_resolved` reach every turn of their agent
+//! A connection sends its turns' `message`s at once (one live turn per
+//! thread). The gateway's refusals (`error {code:"rate_limit"}` then
+//! `done`) carry no `threadId`; a refused message hears nothing else and an
+//! accepted one always hears its events, so a refusal is attributed by
+//! elimination among the unanswered turns, never guessed (docs/realtime.md
+//! §5). Untagged `approval_needed` / `approval_resolved` reach every turn of their agent
 //! on the connection. With
 //! [`SendOptions::dedicated_connection`](SendOptions::dedicated_connection)
-//! a turn gets a connection of its own: no waiting behind other starts and
-//! no neighbours, at the price of a full handshake and a socket per turn.
+//! a turn gets a connection of its own: no neighbours to share a full
+//! buffer's grace or a refusal's attribution with,
+//! at the price of a full handshake and a socket per turn.
 //! [`RealtimeConfig::per_agent_namespace`] connects each turn to its
 //! agent's namespace `/agent/{agentId}`, the gateway's announced successor
 //! of the shared `/agent`; connections are then shared per agent.

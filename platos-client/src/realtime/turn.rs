@@ -82,8 +82,8 @@ impl Item {
 
 /// Where a turn is.
 pub(crate) enum Phase {
-    /// Its `message` waits for a ready connection, for the connection's
-    /// unanswered-message slot, and for no other live turn of its thread.
+    /// Its `message` waits for a ready connection and for no other live
+    /// turn of its thread.
     Queued { message: Value },
     /// The message went out on the current connection and nothing of the
     /// turn was heard yet. If that connection is lost, the message is sent
@@ -97,8 +97,6 @@ pub(crate) enum Phase {
     /// `stop` was asked for; `sent` once it went out on a connection. The
     /// turn ends at its `done`, or when the stop grace passes.
     Stopping { sent: bool },
-    /// A rate-limit refusal waits for the socket-level `done` after it.
-    Refused(Error),
 }
 
 /// How long a started turn may stay silent, and what silence means.

@@ -145,8 +145,16 @@ pub(crate) struct Core {
     threads: HashMap<String, TurnId>,
     /// Turns waiting to send their `message`, in arrival order.
     queued: VecDeque<TurnId>,
-    /// The turn whose `message` is unanswered, and since when.
-    unanswered: Option<(TurnId, Instant)>,
+    /// The turns whose `message` is unanswered, and since when, oldest
+    /// first: the candidates of an untagged refusal.
+    unanswered: VecDeque<(TurnId, Instant)>,
+    /// Rate-limit refusals not yet attributed (docs/realtime.md §5): they
+    /// belong to unanswered turns, and a refused turn never hears anything
+    /// else, so once as many refusals wait as turns are unanswered, those
+    /// turns are the refused ones.
+    refusals: VecDeque<Error>,
+    /// Socket-level `done`s still owed by refusals (each is followed by one).
+    dones_owed: usize,
     approvals: Approvals,
     /// Stop graces running out, earliest first.
     stops: BinaryHeap<Reverse<(Instant, TurnId)>>,
@@ -191,7 +199,9 @@ impl Core {
             turns: HashMap::new(),
             threads: HashMap::new(),
             queued: VecDeque::new(),
-            unanswered: None,
+            unanswered: VecDeque::new(),
+            refusals: VecDeque::new(),
+            dones_owed: 0,
             approvals: Approvals::default(),
             stops: BinaryHeap::new(),
             silences: BinaryHeap::new(),
@@ -247,8 +257,9 @@ impl Core {
             self.ping_due.filter(|_| self.reading()),
             grace,
             self.unanswered
+                .front()
                 .filter(|_| ready)
-                .map(|(_, since)| since + self.settings.timeout),
+                .map(|(_, since)| *since + self.settings.timeout),
             self.stops
                 .peek()
                 .filter(|_| ready)
@@ -521,10 +532,7 @@ impl Core {
         if !ready {
             return self.end(id, None);
         }
-        if matches!(
-            turn.phase,
-            Phase::Live | Phase::Sent { .. } | Phase::Refused(_)
-        ) {
+        if matches!(turn.phase, Phase::Live | Phase::Sent { .. }) {
             tracing::debug!(parent: &turn.span, "stream dropped mid-turn: sending stop");
             let thread = thread_ref(&turn.thread_id);
             self.emit("stop", &thread);
@@ -597,7 +605,9 @@ impl Core {
     /// The connection is gone: what each turn hears, and who gives up.
     fn lost(&mut self, reason: &str) {
         self.approvals.connection_lost();
-        self.unanswered = None;
+        self.unanswered.clear();
+        self.refusals.clear();
+        self.dones_owed = 0;
         self.stops.clear();
         self.attempt += 1;
         let ids: Vec<TurnId> = self.turns.keys().copied().collect();
@@ -606,11 +616,6 @@ impl Core {
                 continue;
             };
             match std::mem::replace(&mut turn.phase, Phase::Live) {
-                // The refusal explains the drop.
-                Phase::Refused(error) => {
-                    self.end(id, Some(error));
-                    continue;
-                }
                 // The stop went out; the turn is over for us.
                 Phase::Stopping { sent: true } => {
                     self.end_as(id, Ending::Stopped);
@@ -700,14 +705,14 @@ impl Core {
     }
 
     fn chores(&mut self, now: Instant) {
-        if let Some((id, since)) = self.unanswered
+        while let Some(&(id, since)) = self.unanswered.front()
             && since + self.settings.timeout <= now
         {
-            // A server that never answers must not stall the connection:
-            // the turn goes on, but a later refusal can no longer be its.
+            // The turn goes on, but a later refusal can no longer be its.
             tracing::debug!(turn = id, "no answer to `message` within the timeout");
-            self.unanswered = None;
+            self.unanswered.pop_front();
         }
+        self.attribute();
         while let Some(Reverse((at, id))) = self.stops.peek().copied() {
             if at > now {
                 break;
@@ -826,9 +831,10 @@ impl Core {
         }
     }
 
-    /// Sends the next waiting `message`, if no other is unanswered.
+    /// Sends every waiting `message` whose thread has no other live turn
+    /// here (pipelined: docs/realtime.md §5 says why attribution stays exact).
     fn start_next(&mut self, now: Instant) {
-        while self.ready() && self.unanswered.is_none() {
+        while self.ready() {
             let threads = &self.threads;
             let turns = &self.turns;
             let Some(position) = self.queued.iter().position(|id| {
@@ -876,7 +882,7 @@ impl Core {
             if let Some(at) = turn.heard(turn.silence, now) {
                 self.silences.push(Reverse((at, id)));
             }
-            self.unanswered = Some((id, now));
+            self.unanswered.push_back((id, now));
             tracing::debug!(parent: &turn.span, "message sent");
             self.out.push_back(Action::Send(frame));
         }
@@ -940,14 +946,50 @@ impl Core {
         if self.threads.get(&turn.thread_id) == Some(&id) {
             self.threads.remove(&turn.thread_id);
         }
-        if self.unanswered.is_some_and(|(waiting, _)| waiting == id) {
-            self.unanswered = None;
-        }
+        let was_unanswered = self.unanswered.len();
+        self.unanswered.retain(|(waiting, _)| *waiting != id);
         if !turn.started() {
             self.queued.retain(|queued| *queued != id);
         }
         self.load.fetch_sub(1, Ordering::AcqRel);
         turn.finish(tail);
+        if self.unanswered.len() != was_unanswered {
+            self.attribute();
+        }
+    }
+
+    /// Ends the turns a waiting refusal must belong to: when as many
+    /// refusals wait as turns are unanswered, each of those turns is
+    /// refused (a refused `message` gets nothing but its refusal, an
+    /// accepted one always gets events). Which of them gets which refusal
+    /// is not on the wire; only their `retryAfterSeconds` may differ.
+    fn attribute(&mut self) {
+        if self.refusals.is_empty() {
+            return;
+        }
+        if self.unanswered.is_empty() {
+            // Nothing sent here explains them.
+            tracing::warn!("a rate-limit refusal that answers no message");
+            let refusals: Vec<Error> = self.refusals.drain(..).collect();
+            for error in refusals {
+                let event = Event::socket_error(error.message(), error.code().map(Into::into));
+                self.broadcast(event);
+            }
+            return;
+        }
+        if self.refusals.len() < self.unanswered.len() {
+            return;
+        }
+        let refused: Vec<TurnId> = self.unanswered.drain(..).map(|(id, _)| id).collect();
+        for id in refused {
+            if let Some(error) = self.refusals.pop_front() {
+                if self.ready() {
+                    self.finish(id, Some(error));
+                } else {
+                    self.end(id, Some(error));
+                }
+            }
+        }
     }
 
     fn emit(&mut self, name: &str, data: &Value) {
@@ -1047,44 +1089,40 @@ impl Core {
             Signal::TokenRefused { code, message, raw } => {
                 return Err(Fault::AuthRefused { code, message, raw });
             }
-            Signal::RateLimited(error) => match self.unanswered {
-                Some((id, _)) => {
-                    if let Some(turn) = self.turns.get_mut(&id)
-                        && matches!(turn.phase, Phase::Live | Phase::Sent { .. })
-                    {
-                        turn.phase = Phase::Refused(error);
+            Signal::RateLimited(error) => {
+                // Its `done` follows; the refusal is the turn's ending.
+                self.dones_owed += 1;
+                self.refusals.push_back(error);
+                self.attribute();
+            }
+            Signal::SocketError(event) => match self.unanswered.len() {
+                0 => self.broadcast(event),
+                // Which unanswered turn it is about is not on the wire:
+                // each of them hears it (it does not end them).
+                _ => {
+                    let ids: Vec<TurnId> = self.unanswered.iter().map(|(id, _)| *id).collect();
+                    for id in ids {
+                        self.deliver(id, Item::made(event.clone()), false);
                     }
                 }
-                None => {
-                    tracing::warn!("a rate-limit refusal that answers no message");
-                    let event = Event::socket_error(error.message(), error.code().map(Into::into));
-                    self.broadcast(event);
-                }
-            },
-            Signal::SocketError(event) => match self.unanswered {
-                Some((id, _)) => {
-                    self.deliver(id, Item::made(event), false);
-                }
-                None => self.broadcast(event),
             },
             Signal::SocketDone(event) => {
-                let target = match self.unanswered {
-                    Some((id, _)) => Some(id),
-                    None => self.only_started(),
+                if self.dones_owed > 0 {
+                    self.dones_owed -= 1;
+                    return Ok(());
+                }
+                let target = match self.unanswered.len() {
+                    0 => self.only_started(),
+                    1 => self.unanswered.front().map(|(id, _)| *id),
+                    _ => None,
                 };
                 match target {
-                    Some(id) => match self.turns.get_mut(&id).map(|t| &mut t.phase) {
-                        Some(phase @ Phase::Refused(_)) => {
-                            if let Phase::Refused(error) = std::mem::replace(phase, Phase::Live) {
-                                self.finish(id, Some(error));
-                            }
-                        }
-                        Some(_) => {
-                            self.deliver(id, Item::made(event), true);
-                        }
-                        None => {}
-                    },
-                    None => tracing::warn!("a socket-level `done` that answers no turn; ignored"),
+                    Some(id) => {
+                        self.deliver(id, Item::made(event), true);
+                    }
+                    None => {
+                        tracing::warn!("a socket-level `done` that answers no one turn; ignored")
+                    }
                 }
             }
             Signal::ApprovalAnswer {
@@ -1157,10 +1195,12 @@ impl Core {
                 self.silences.push(Reverse((at, id)));
             }
         }
-        if self.unanswered.is_some_and(|(waiting, _)| waiting == id) {
-            self.unanswered = None;
-            self.start_next(now);
+        let before = self.unanswered.len();
+        self.unanswered.retain(|(waiting, _)| *waiting != id);
+        if self.unanswered.len() != before {
+            self.attribute();
         }
+        let _ = now;
     }
 
     /// The one started turn, if there is exactly one.
@@ -1738,8 +1778,8 @@ mod tests {
         rig.actions();
         let t2 = rig.turn(2, 5, None);
         rows.extend([
-            In(t2, &[]),
-            In(event(1, "token"), &["message th2 k2"]),
+            In(t2, &["message th2 k2"]),
+            In(event(1, "token"), &[]),
             In(event(1, "token"), &[]),
             In(event(1, "token"), &[]),
             Reading(false),
@@ -1812,22 +1852,25 @@ mod tests {
             .await;
     }
 
-    /// A rate limit answers the unanswered message: the `done` after it
-    /// ends that turn with the refusal.
+    fn rate_limit() -> Input {
+        socket(
+            "error",
+            json!({"code": "rate_limit", "message": "slow down", "retryAfterSeconds": 3}),
+        )
+    }
+
+    /// A rate limit answers the one unanswered message at once; the `done`
+    /// after it is the refusal's.
     #[tokio::test(start_paused = true)]
     async fn a_rate_limit_ends_the_unanswered_turn() {
         let (mut rig, mut rows) = started(64);
         rig.actions();
         rows.extend([
-            In(
-                socket(
-                    "error",
-                    json!({"code": "rate_limit", "message": "slow down", "retryAfterSeconds": 3}),
-                ),
-                &[],
-            ),
+            In(rate_limit(), &["retire"]),
+            // (The pool has not answered the retire yet: asked again.)
             In(socket("done", json!({"stopped": true})), &["retire"]),
             Reads(1, &["connected", "Err(rate_limit)", "end"]),
+            In(Input::Retired, &["close"]),
         ]);
         rig.run(rows).await;
     }
@@ -1909,17 +1952,21 @@ mod tests {
         assert!(matches!(answered.try_recv(), Ok(Ok(()))));
     }
 
+    /// Starts are pipelined (issue 18); an untagged refusal waits until
+    /// the turns that answer have ruled themselves out.
     #[tokio::test(start_paused = true)]
-    async fn messages_on_one_connection_go_one_unanswered_at_a_time() {
+    async fn pipelined_starts_and_refusals_attributed_by_elimination() {
         let (mut rig, mut rows) = started(64);
         rig.actions();
         let t2 = rig.turn(2, 5, None);
         let t3 = rig.turn(3, 5, None);
         rows.extend([
-            In(t2, &[]),
-            In(t3, &[]),
-            In(event(1, "token"), &["message th2 k2"]),
-            // An untagged error answers the unanswered turn alone.
+            In(t2, &["message th2 k2"]),
+            In(t3, &["message th3 k3"]),
+            // Three unanswered, one refusal: not yet known whose.
+            In(rate_limit(), &[]),
+            In(socket("done", json!({"stopped": true})), &[]),
+            // An untagged error reaches every unanswered turn, ends none.
             In(
                 socket(
                     "error",
@@ -1927,12 +1974,55 @@ mod tests {
                 ),
                 &[],
             ),
-            In(
-                socket("done", json!({})),
-                &["leave_thread th2", "message th3 k3"],
-            ),
-            Reads(2, &["connected", "socket_error", "done", "end"]),
-            Reads(1, &["connected", "token"]),
+            In(event(1, "token"), &[]),
+            Reads(2, &["connected", "socket_error"]),
+            // Turn 3 answers too: the refusal was turn 2's.
+            In(event(3, "token"), &["leave_thread th2"]),
+            Reads(2, &["Err(rate_limit)", "end"]),
+            Reads(1, &["connected", "socket_error", "token"]),
+            Reads(3, &["connected", "socket_error", "token"]),
+        ]);
+        rig.run(rows).await;
+    }
+
+    /// As many refusals as unanswered turns: each of them is refused.
+    #[tokio::test(start_paused = true)]
+    async fn as_many_refusals_as_unanswered_turns_refuse_them_all() {
+        let (mut rig, mut rows) = started(64);
+        rig.actions();
+        let t2 = rig.turn(2, 5, None);
+        rows.extend([
+            In(t2, &["message th2 k2"]),
+            In(rate_limit(), &[]),
+            In(rate_limit(), &["leave_thread th1", "retire"]),
+            In(socket("done", json!({"stopped": true})), &["retire"]),
+            In(socket("done", json!({"stopped": true})), &["retire"]),
+            Reads(1, &["connected", "Err(rate_limit)", "end"]),
+            Reads(2, &["connected", "Err(rate_limit)", "end"]),
+        ]);
+        rig.run(rows).await;
+    }
+
+    /// A turn of a thread with a live turn here waits for it: events are
+    /// routed by thread.
+    #[tokio::test(start_paused = true)]
+    async fn a_second_turn_of_a_thread_waits_for_the_first() {
+        let (mut rig, mut rows) = started(64);
+        rig.actions();
+        let (events, reader) = queue::queue(64, 1 << 20);
+        rig.readers.insert(9, reader);
+        rig.load.fetch_add(1, Ordering::AcqRel);
+        let liveness = Liveness {
+            idle: None,
+            after_reconnect: Duration::from_secs(120),
+        };
+        let again = json!({"message": "again", "threadId": "th1", "idempotencyKey": "k9"});
+        let turn = Turn::new(9, "th1".into(), None, 5, again, liveness, events);
+        rows.extend([
+            In(Input::Command(ToConn::Attach(Box::new(turn))), &[]),
+            In(event(1, "done"), &["leave_thread th1", "message th1 k9"]),
+            In(event(1, "token"), &[]),
+            Reads(9, &["connected", "token"]),
         ]);
         rig.run(rows).await;
     }

@@ -12,11 +12,13 @@
 //!
 //! - `approval_needed` / `approval_resolved` name their agent: they reach
 //!   every live turn of that agent (and turns whose agent is not known).
-//! - A socket-level `error` / `done` (a rate limit, `AGENT_SCOPE_MISMATCH`)
-//!   answers the one turn whose `message` is still unanswered: a connection
-//!   sends a `message` only when no other is waiting for its first event,
-//!   so there is at most one. With none waiting, an `error` reaches every
-//!   live turn as a `socket_error` event and a `done` ends nothing.
+//! - A rate-limit refusal (`error` then `done`) belongs to a turn whose
+//!   `message` is unanswered; messages are pipelined, so it is attributed
+//!   by elimination (docs/realtime.md §5): turns that hear an event were
+//!   not refused, and once as many refusals wait as turns are unanswered,
+//!   those turns are the refused ones. Any other socket-level `error`
+//!   reaches every unanswered turn (every live turn when none is) as a
+//!   `socket_error` event.
 //! - Other untagged events go to the connection's only started turn, and
 //!   are dropped with a warning when there are several.
 //!
