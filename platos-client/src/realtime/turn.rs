@@ -321,11 +321,14 @@ impl Turn {
         }
     }
 
-    /// The server spoke for this turn: its message is answered.
-    pub(crate) fn answered(&mut self) {
-        if matches!(self.phase, Phase::Sent { .. }) {
+    /// The server spoke for this turn: its message is answered. True when
+    /// this is the first word since it was sent.
+    pub(crate) fn answered(&mut self) -> bool {
+        let first = matches!(self.phase, Phase::Sent { .. });
+        if first {
             self.phase = Phase::Live;
         }
+        first
     }
 
     /// Whether the turn's message went out.

@@ -175,6 +175,9 @@ pub(crate) struct Core {
     /// in a long silent turn, is refreshed again.
     refresh_allowed: bool,
     pressure: Option<Pressure>,
+    /// A hand-off may have filled since backpressure was last looked at
+    /// (so the turns are scanned only then, not on every frame).
+    maybe_full: bool,
     /// Why the connection failed, for commands that still arrive.
     failed: Option<Error>,
     /// The time of the step being taken.
@@ -211,6 +214,7 @@ impl Core {
             attempt: 0,
             refresh_allowed: true,
             pressure: None,
+            maybe_full: false,
             failed: None,
             now: Instant::now(),
             out: VecDeque::from([Action::Dial]),
@@ -373,12 +377,16 @@ impl Core {
     /// long as it takes, turns that share the connection wait at most the
     /// grace, then the full ones end alone.
     fn press(&mut self, now: Instant) {
+        if !self.maybe_full && self.pressure.is_none() {
+            return;
+        }
         let full: Vec<TurnId> = self
             .turns
             .values()
             .filter(|t| t.is_full())
             .map(|t| t.id)
             .collect();
+        self.maybe_full = !full.is_empty();
         if full.is_empty() {
             if self.pressure.take().is_some() && self.ping_due.is_some() {
                 // Pings were not read meanwhile: the deadline restarts.
@@ -653,7 +661,9 @@ impl Core {
         let Some(turn) = self.turns.get_mut(&id) else {
             return false;
         };
-        match turn.push(item) {
+        let pushed = turn.push(item);
+        self.maybe_full |= turn.is_full();
+        match pushed {
             Ok(_) => true,
             Err(_gone) => {
                 self.end_as(id, Ending::Dropped);
@@ -900,7 +910,9 @@ impl Core {
                 _ => Ending::Done,
             });
         }
-        match turn.push(item) {
+        let pushed = turn.push(item);
+        self.maybe_full |= turn.is_full();
+        match pushed {
             Ok(_) if last => {
                 self.finish(id, None);
                 false
@@ -1184,8 +1196,9 @@ impl Core {
     fn answered(&mut self, id: TurnId, now: Instant) {
         self.attempt = 0;
         self.refresh_allowed = true;
+        let mut first = false;
         if let Some(turn) = self.turns.get_mut(&id) {
-            turn.answered();
+            first = turn.answered();
             let was = turn.silence;
             // A reconnected turn back to its idle limit needs an entry
             // for it; otherwise its entry stands and is moved when due.
@@ -1195,12 +1208,10 @@ impl Core {
                 self.silences.push(Reverse((at, id)));
             }
         }
-        let before = self.unanswered.len();
-        self.unanswered.retain(|(waiting, _)| *waiting != id);
-        if self.unanswered.len() != before {
+        if first {
+            self.unanswered.retain(|(waiting, _)| *waiting != id);
             self.attribute();
         }
-        let _ = now;
     }
 
     /// The one started turn, if there is exactly one.
