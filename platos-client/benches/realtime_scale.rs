@@ -184,13 +184,17 @@ async fn rust_turns(url: String, turns: usize) -> Value {
     let base_rss_kb = status_kb("VmRSS");
     let cpu0 = cpu_ms();
     let mut config = RealtimeConfig::default();
-    // Tuning knobs: REALTIME_BENCH_PER_CONNECTION, REALTIME_BENCH_CONNECTIONS.
+    // Tuning knobs: REALTIME_BENCH_PER_CONNECTION, REALTIME_BENCH_CONNECTIONS,
+    // REALTIME_BENCH_DIALS.
     let knob = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     if let Some(turns) = knob("REALTIME_BENCH_PER_CONNECTION") {
         config = config.max_turns_per_connection(turns);
     }
     if let Some(connections) = knob("REALTIME_BENCH_CONNECTIONS") {
         config = config.max_connections(connections);
+    }
+    if let Some(dials) = knob("REALTIME_BENCH_DIALS") {
+        config = config.max_concurrent_dials(dials);
     }
     let client = PlatosClient::builder()
         .base_url(url)
