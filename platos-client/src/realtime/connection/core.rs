@@ -38,7 +38,7 @@ use crate::retry;
 
 /// How long after the connect ack a server that never sends `connected`
 /// is given before the client speaks anyway.
-pub(crate) const READY_GRACE: Duration = Duration::from_millis(1000);
+const READY_GRACE: Duration = Duration::from_millis(1000);
 /// How long after `stop` the server gets to send the turn's final `done`.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
