@@ -17,7 +17,13 @@
 //! at 25 (the namespace connect and each `message` are handled 25 ms
 //! late), the time from `send()` to a turn's first event on a cold
 //! connection (a new client) and on a warm one (the same client, its
-//! connection kept by `idle_timeout`).
+//! connection kept by `idle_timeout`). `conn p99` is the turns' own time
+//! to a ready connection (the `connected` item; node: the socket's
+//! `connect`), the floor under first-token latency.
+//!
+//! Last, the burst: one turn of 100,000 tokens sent with no delay, read by
+//! a consumer that only counts, CPU time of each client process, best of
+//! three interleaved rounds (`REALTIME_BENCH_BURST_TOKENS` to change it).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -59,7 +65,7 @@ fn main() {
         .collect();
 
     println!(
-        "{:<22} {:>6} {:>9} {:>10} {:>11} {:>9} {:>9} {:>9} {:>6} {:>6}",
+        "{:<22} {:>6} {:>9} {:>10} {:>11} {:>9} {:>9} {:>12} {:>9} {:>6} {:>6}",
         "client",
         "turns",
         "peak MB",
@@ -67,6 +73,7 @@ fn main() {
         "CPU µs/ev",
         "p50 ms",
         "p99 ms",
+        "conn p99 ms",
         "wall s",
         "conns",
         "done"
@@ -78,34 +85,71 @@ fn main() {
             if rust_only && !rust {
                 continue;
             }
-            let server = NodeServer::start(
-                &node_dir,
-                &[("TOKENS", TOKENS), ("TOKEN_DELAY_MS", TOKEN_DELAY_MS)],
-            );
-            let output = if rust {
-                Command::new(std::env::current_exe().expect("exe"))
-                    .args(["--child", &server.url, &turns.to_string()])
-                    .output()
-            } else {
-                Command::new("node")
-                    .arg(node_dir.join("bench_client.js"))
-                    .args([&server.url, &turns.to_string()])
-                    .output()
-            }
-            .expect("client process");
-            let line = String::from_utf8_lossy(&output.stdout);
-            let report: Value = match line.lines().last().map(serde_json::from_str) {
-                Some(Ok(report)) => report,
-                _ => panic!(
-                    "client failed: {}\n{}",
-                    line,
-                    String::from_utf8_lossy(&output.stderr)
-                ),
-            };
-            print_row(&report, server.connections());
+            let (report, connections) = run_client(&node_dir, rust, turns, TOKENS, TOKEN_DELAY_MS);
+            print_row(&report, connections);
         }
     }
     runtime().block_on(warm_and_cold(&node_dir));
+    burst(&node_dir);
+}
+
+/// One client process against a fresh server: its report, and the
+/// connections the server saw.
+fn run_client(
+    node_dir: &std::path::Path,
+    rust: bool,
+    turns: usize,
+    tokens: &str,
+    delay_ms: &str,
+) -> (Value, usize) {
+    let server = NodeServer::start(
+        node_dir,
+        &[("TOKENS", tokens), ("TOKEN_DELAY_MS", delay_ms)],
+    );
+    let output = if rust {
+        Command::new(std::env::current_exe().expect("exe"))
+            .args(["--child", &server.url, &turns.to_string()])
+            .output()
+    } else {
+        Command::new("node")
+            .arg(node_dir.join("bench_client.js"))
+            .args([&server.url, &turns.to_string()])
+            .output()
+    }
+    .expect("client process");
+    let line = String::from_utf8_lossy(&output.stdout);
+    let report: Value = match line.lines().last().map(serde_json::from_str) {
+        Some(Ok(report)) => report,
+        _ => panic!(
+            "client failed: {}\n{}",
+            line,
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    };
+    (report, server.connections())
+}
+
+/// CPU of each client on one turn of many tokens sent back to back.
+fn burst(node_dir: &std::path::Path) {
+    let tokens = std::env::var("REALTIME_BENCH_BURST_TOKENS").unwrap_or_else(|_| "100000".into());
+    let (mut rust_ms, mut node_ms) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..3 {
+        for rust in [true, false] {
+            let (report, _) = run_client(node_dir, rust, 1, &tokens, "0");
+            assert_eq!(report["completed"].as_f64(), Some(1.0), "{report}");
+            let cpu = report["cpu_ms"].as_f64().unwrap_or(f64::NAN);
+            if rust {
+                rust_ms = rust_ms.min(cpu);
+            } else {
+                node_ms = node_ms.min(cpu);
+            }
+        }
+    }
+    println!(
+        "burst of {tokens} tokens, one turn, best of 3: CPU rust {rust_ms:.0} ms, \
+         node socket.io-client {node_ms:.0} ms ({:.2}× less)",
+        node_ms / rust_ms
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -120,7 +164,7 @@ fn print_row(r: &Value, connections: usize) {
     let turns = f("turns");
     let events = f("events").max(1.0);
     println!(
-        "{:<22} {:>6} {:>9.1} {:>10.1} {:>11.1} {:>9.0} {:>9.0} {:>9.1} {:>6} {:>6}",
+        "{:<22} {:>6} {:>9.1} {:>10.1} {:>11.1} {:>9.0} {:>9.0} {:>12.0} {:>9.1} {:>6} {:>6}",
         r["client"].as_str().unwrap_or("?"),
         turns,
         f("peak_rss_kb") / 1024.0,
@@ -128,6 +172,7 @@ fn print_row(r: &Value, connections: usize) {
         f("cpu_ms") * 1000.0 / events,
         f("first_token_p50_ms"),
         f("first_token_p99_ms"),
+        f("connected_p99_ms"),
         f("wall_ms") / 1000.0,
         connections,
         f("completed"),
@@ -139,13 +184,17 @@ async fn rust_turns(url: String, turns: usize) -> Value {
     let base_rss_kb = status_kb("VmRSS");
     let cpu0 = cpu_ms();
     let mut config = RealtimeConfig::default();
-    // Tuning knobs: REALTIME_BENCH_PER_CONNECTION, REALTIME_BENCH_CONNECTIONS.
+    // Tuning knobs: REALTIME_BENCH_PER_CONNECTION, REALTIME_BENCH_CONNECTIONS,
+    // REALTIME_BENCH_DIALS.
     let knob = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     if let Some(turns) = knob("REALTIME_BENCH_PER_CONNECTION") {
         config = config.max_turns_per_connection(turns);
     }
     if let Some(connections) = knob("REALTIME_BENCH_CONNECTIONS") {
         config = config.max_connections(connections);
+    }
+    if let Some(dials) = knob("REALTIME_BENCH_DIALS") {
+        config = config.max_concurrent_dials(dials);
     }
     let client = PlatosClient::builder()
         .base_url(url)
@@ -161,33 +210,36 @@ async fn rust_turns(url: String, turns: usize) -> Value {
             let mut stream = client.threads().send(format!("t{i}"), "hi");
             let sent = Instant::now();
             tokio::spawn(async move {
-                let (mut first, mut done, mut n) = (None, false, 0);
+                let (mut first, mut up, mut done, mut n) = (None, None, false, 0);
                 while let Some(item) = stream.next().await {
                     n += 1;
                     match item {
                         Ok(Event::Token(_)) if first.is_none() => first = Some(sent.elapsed()),
+                        Ok(Event::Connected(_)) if up.is_none() => up = Some(sent.elapsed()),
                         Ok(Event::Done(_)) => done = true,
                         _ => {}
                     }
                 }
                 events.fetch_add(n, Ordering::Relaxed);
-                (first, done)
+                (first, up, done)
             })
         })
         .collect();
     let mut firsts = Vec::with_capacity(turns);
+    let mut ups = Vec::with_capacity(turns);
     let mut completed = 0;
     for task in tasks {
-        if let Ok((first, done)) = task.await {
+        if let Ok((first, up, done)) = task.await {
             firsts.extend(first);
+            ups.extend(up);
             completed += usize::from(done);
         }
     }
     let wall = started.elapsed();
     firsts.sort();
-    let pct = |p: usize| {
-        firsts
-            .get((firsts.len() * p / 100).min(firsts.len().saturating_sub(1)))
+    ups.sort();
+    let pct = |v: &[Duration], p: usize| {
+        v.get((v.len() * p / 100).min(v.len().saturating_sub(1)))
             .map(|d| d.as_secs_f64() * 1000.0)
     };
     json!({
@@ -199,8 +251,9 @@ async fn rust_turns(url: String, turns: usize) -> Value {
         "peak_rss_kb": status_kb("VmHWM"),
         "cpu_ms": cpu_ms() - cpu0,
         "wall_ms": wall.as_secs_f64() * 1000.0,
-        "first_token_p50_ms": pct(50),
-        "first_token_p99_ms": pct(99),
+        "first_token_p50_ms": pct(&firsts, 50),
+        "first_token_p99_ms": pct(&firsts, 99),
+        "connected_p99_ms": pct(&ups, 99),
     })
 }
 

@@ -287,8 +287,11 @@ impl PlatosClientBuilder {
         self
     }
 
-    /// How many events a realtime stream buffers for a slow consumer before
-    /// failing with an explicit error (default 1024).
+    /// How many events a realtime stream buffers for its consumer (default
+    /// 1024; on the socket lane also bounded by
+    /// [`RealtimeConfig::turn_buffer_bytes`](crate::RealtimeConfig::turn_buffer_bytes)).
+    /// A full buffer slows the reading rather than losing events
+    /// (docs/realtime.md §5).
     #[cfg(feature = "realtime")]
     #[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
     pub fn stream_buffer(mut self, events: usize) -> Self {

@@ -109,7 +109,7 @@ impl Decision {
 
     /// The socket payload: `{approvalId, approved, comment?}`; `None` when
     /// the decision edits arguments, which the socket cannot carry.
-    #[allow(dead_code)]
+    #[cfg(any(test, feature = "realtime"))]
     pub(crate) fn socket_payload(&self, approval_id: &str) -> Option<Value> {
         if self.edited_args.is_some() {
             return None;

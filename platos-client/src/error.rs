@@ -184,6 +184,83 @@ impl fmt::Display for StreamViolation {
     }
 }
 
+/// A stream error the SDK itself makes (not a code the server sent), as
+/// [`Error::stream_code`] gives it. [`StreamCode::as_str`] is the
+/// [`Error::code`] of the error, the same strings as before this enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StreamCode {
+    /// A frame that is not valid Engine.IO / Socket.IO, or an answer of the
+    /// wrong media type (`protocol_error`).
+    ProtocolError,
+    /// A message larger than the server (or this SDK) accepts
+    /// (`payload_too_large`).
+    PayloadTooLarge,
+    /// A turn silent after a reconnect whose answer the thread's messages
+    /// do not hold (`turn_lost`; docs/realtime.md §6).
+    TurnLost,
+    /// A turn silent after a reconnect whose answer records a failure
+    /// (`turn_failed`).
+    TurnFailed,
+    /// No event for the turn's idle limit; the turn was stopped (`turn_idle`).
+    TurnIdle,
+    /// A consumer that read nothing while its full buffer held back the
+    /// other turns of its connection for the grace (`consumer_lagged`).
+    ConsumerLagged,
+    /// The WebSocket upgrade was answered by a proxy that will not tunnel
+    /// it (`upgrade_blocked`).
+    UpgradeBlocked,
+    /// The WebSocket upgrade was refused otherwise (`upgrade_refused`).
+    UpgradeRefused,
+    /// The namespace connect was refused without a code (`connect_error`).
+    ConnectError,
+    /// The server refused an approval answer without a code
+    /// (`approval_response_error`).
+    ApprovalResponseError,
+}
+
+impl StreamCode {
+    /// Every code, for tables and tests.
+    pub const ALL: [StreamCode; 10] = [
+        StreamCode::ProtocolError,
+        StreamCode::PayloadTooLarge,
+        StreamCode::TurnLost,
+        StreamCode::TurnFailed,
+        StreamCode::TurnIdle,
+        StreamCode::ConsumerLagged,
+        StreamCode::UpgradeBlocked,
+        StreamCode::UpgradeRefused,
+        StreamCode::ConnectError,
+        StreamCode::ApprovalResponseError,
+    ];
+
+    /// The wire string, e.g. `consumer_lagged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamCode::ProtocolError => "protocol_error",
+            StreamCode::PayloadTooLarge => "payload_too_large",
+            StreamCode::TurnLost => "turn_lost",
+            StreamCode::TurnFailed => "turn_failed",
+            StreamCode::TurnIdle => "turn_idle",
+            StreamCode::ConsumerLagged => "consumer_lagged",
+            StreamCode::UpgradeBlocked => "upgrade_blocked",
+            StreamCode::UpgradeRefused => "upgrade_refused",
+            StreamCode::ConnectError => "connect_error",
+            StreamCode::ApprovalResponseError => "approval_response_error",
+        }
+    }
+
+    fn of(code: &str) -> Option<StreamCode> {
+        StreamCode::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
+impl fmt::Display for StreamCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Error {
     /// The class of the error as a stable lower-case name (`auth`,
     /// `not_found`, `validation`, `rate_limited`, `server`, `refused`,
@@ -256,6 +333,16 @@ impl Error {
     /// The V1 error envelope of a refusal, with every member the server sent.
     pub fn refusal(&self) -> Option<&Refusal> {
         self.api().and_then(|e| e.refusal.as_deref())
+    }
+
+    /// The SDK-made stream code of this error, if it is one
+    /// ([`StreamCode`]); a code the server sent (a socket `error`'s) is
+    /// only in [`code`](Self::code).
+    pub fn stream_code(&self) -> Option<StreamCode> {
+        match self {
+            Error::Stream(e) if e.violation.is_none() => e.code.as_deref().and_then(StreamCode::of),
+            _ => None,
+        }
     }
 
     /// Which V1 event-stream rule the server broke, for a stream violation.
@@ -332,6 +419,12 @@ impl Error {
             message: message.into(),
             violation: None,
         }))
+    }
+
+    /// A stream error the SDK makes, with its code.
+    #[cfg(any(test, feature = "realtime"))]
+    pub(crate) fn stream_of(code: StreamCode, message: impl Into<String>) -> Self {
+        Error::stream(Some(code.as_str().to_owned()), message)
     }
 
     /// A V1 event-stream protocol violation; its code is the violation's.
@@ -663,6 +756,38 @@ mod tests {
             None,
             body.as_bytes(),
         ))
+    }
+
+    #[test]
+    fn sdk_stream_codes_keep_their_wire_strings() {
+        let wire: Vec<&str> = StreamCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            wire,
+            [
+                "protocol_error",
+                "payload_too_large",
+                "turn_lost",
+                "turn_failed",
+                "turn_idle",
+                "consumer_lagged",
+                "upgrade_blocked",
+                "upgrade_refused",
+                "connect_error",
+                "approval_response_error",
+            ]
+        );
+        for code in StreamCode::ALL {
+            let e = Error::stream_of(code, "x");
+            assert_eq!(e.code(), Some(code.as_str()));
+            assert_eq!(e.stream_code(), Some(code));
+        }
+        // A code the server sent is not one the SDK made.
+        assert_eq!(
+            Error::stream(Some("SESSION_EXPIRED".into()), "x").stream_code(),
+            None
+        );
+        let v = Error::violation(StreamViolation::MetaMissing, "x");
+        assert_eq!(v.stream_code(), None);
     }
 
     #[test]

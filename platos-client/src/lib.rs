@@ -99,7 +99,7 @@ pub use config::ReconnectConfig;
 pub use config::{RetryConfig, Scope, Secret};
 pub use decision::{Decision, Verdict};
 pub use error::{
-    ApiError, BoxError, DecodeError, Error, Refusal, RefusalField, Result, StreamError,
+    ApiError, BoxError, DecodeError, Error, Refusal, RefusalField, Result, StreamCode, StreamError,
     StreamViolation, TransportError,
 };
 pub use namespaces::*;

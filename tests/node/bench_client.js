@@ -19,6 +19,7 @@ let finished = 0;
 let events = 0;
 let errors = 0;
 const firstToken = [];
+const connectedAt = [];
 
 const percentile = (sorted, p) =>
   sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))];
@@ -26,6 +27,7 @@ const percentile = (sorted, p) =>
 const finish = () => {
   const cpu = process.cpuUsage(cpu0);
   const sorted = firstToken.slice().sort((a, b) => a - b);
+  const ups = connectedAt.slice().sort((a, b) => a - b);
   process.stdout.write(
     JSON.stringify({
       client: 'node socket.io-client',
@@ -39,6 +41,7 @@ const finish = () => {
       wall_ms: performance.now() - t0,
       first_token_p50_ms: percentile(sorted, 50),
       first_token_p99_ms: percentile(sorted, 99),
+      connected_p99_ms: percentile(ups, 99),
     }) + '\n',
   );
   process.exit(0);
@@ -52,7 +55,10 @@ for (let i = 0; i < turns; i++) {
     forceNew: true,
     auth: { token: 'bench' },
   });
-  socket.on('connect', () => socket.emit('message', { message: 'hi', threadId: `t${i}` }));
+  socket.on('connect', () => {
+    connectedAt.push(performance.now() - sent);
+    socket.emit('message', { message: 'hi', threadId: `t${i}` });
+  });
   socket.on('connect_error', () => errors++);
   socket.on('agent_event', (event) => {
     events++;

@@ -7,16 +7,37 @@
 
 use std::collections::VecDeque;
 
-use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::client::PlatosClient;
+use crate::decision::Decision;
 use crate::error::{Error, Result};
 
 /// One answer to send, and who waits for the server's acknowledgement.
 pub(crate) struct Answer {
     pub(crate) approval_id: String,
-    pub(crate) payload: Value,
+    pub(crate) decision: Decision,
     pub(crate) reply: oneshot::Sender<Result<()>>,
+}
+
+/// Sends `decision` over REST (`approvals().resolve`): the HTTP lane's way,
+/// and the socket lane's for a decision that edits arguments (the socket's
+/// `approval_response` has no field for them).
+pub(crate) async fn resolve_over_rest(
+    client: &PlatosClient,
+    approval_id: String,
+    decision: &Decision,
+) -> Result<()> {
+    let mut call = client
+        .approvals()
+        .resolve(approval_id, decision.is_approved());
+    if let Some(comment) = decision.comment() {
+        call = call.comment(comment);
+    }
+    if let Some(args) = decision.edited_args() {
+        call = call.edited_args(args.clone());
+    }
+    call.send().await.map(drop)
 }
 
 #[derive(Default)]

@@ -125,8 +125,8 @@ pub(crate) fn classify(name: &str, data: Value) -> Signal {
         },
         "approval_response_error" => Signal::ApprovalAnswer {
             approval_id: text(&data, "approvalId"),
-            result: Err(Error::stream(
-                Some("approval_response_error".into()),
+            result: Err(Error::stream_of(
+                crate::error::StreamCode::ApprovalResponseError,
                 text(&data, "error")
                     .unwrap_or_else(|| "the server refused the approval response".into()),
             )),
@@ -218,7 +218,7 @@ pub(crate) fn connect_refused(data: &Value) -> Fault {
         }
     } else {
         Fault::Failed(Error::stream(
-            Some(code.unwrap_or_else(|| "connect_error".into())),
+            Some(code.unwrap_or_else(|| crate::error::StreamCode::ConnectError.as_str().into())),
             format!("the server refused the namespace connect: {message}"),
         ))
     }

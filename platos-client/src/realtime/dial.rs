@@ -145,8 +145,8 @@ async fn open(
             engineio::Packet::Open(handshake) => break handshake,
             engineio::Packet::Noop => {}
             _ => {
-                return Err(Fault::Failed(Error::stream(
-                    Some("protocol_error".into()),
+                return Err(Fault::Failed(Error::stream_of(
+                    crate::error::StreamCode::ProtocolError,
                     "the server did not start with an Engine.IO open packet",
                 )));
             }
@@ -221,8 +221,8 @@ async fn next_text(ws: &mut Socket) -> Result<Utf8Bytes, Fault> {
 }
 
 pub(crate) fn binary_frame() -> Fault {
-    Fault::Failed(Error::stream(
-        Some("protocol_error".into()),
+    Fault::Failed(Error::stream_of(
+        crate::error::StreamCode::ProtocolError,
         "binary WebSocket frames are not supported",
     ))
 }
@@ -243,9 +243,6 @@ pub(crate) async fn close(mut ws: Socket, namespace: &str, grace: Duration) {
     })
     .await;
 }
-
-/// The stream error code of an upgrade refused by an intermediary.
-pub(crate) const UPGRADE_BLOCKED: &str = "upgrade_blocked";
 
 /// A failed WebSocket upgrade.
 fn upgrade_error(e: tungstenite::Error) -> Fault {
@@ -272,8 +269,8 @@ fn upgrade_error(e: tungstenite::Error) -> Fault {
                         .starts_with("text/html")
                 });
             if html {
-                return Fault::Failed(Error::stream(
-                    Some(UPGRADE_BLOCKED.into()),
+                return Fault::Failed(Error::stream_of(
+                    crate::error::StreamCode::UpgradeBlocked,
                     format!("{message} by something that is not the Platos gateway"),
                 ));
             }
@@ -284,7 +281,10 @@ fn upgrade_error(e: tungstenite::Error) -> Fault {
                     raw: body,
                 },
                 429 | 500.. => Fault::Lost(message),
-                _ => Fault::Failed(Error::stream(Some("upgrade_refused".into()), message)),
+                _ => Fault::Failed(Error::stream_of(
+                    crate::error::StreamCode::UpgradeRefused,
+                    message,
+                )),
             }
         }
         tungstenite::Error::Url(e) => Fault::Failed(Error::config(format!("realtime URL: {e}"))),
@@ -299,19 +299,19 @@ fn upgrade_error(e: tungstenite::Error) -> Fault {
 pub(crate) fn classify_ws_error(e: tungstenite::Error) -> Fault {
     use tungstenite::error::ProtocolError as Ws;
     match e {
-        tungstenite::Error::Capacity(e) => Fault::Failed(Error::stream(
-            Some("payload_too_large".into()),
+        tungstenite::Error::Capacity(e) => Fault::Failed(Error::stream_of(
+            crate::error::StreamCode::PayloadTooLarge,
             format!("the server sent a message over the {MAX_MESSAGE_BYTES}-byte limit: {e}"),
         )),
-        tungstenite::Error::Utf8(e) => Fault::Failed(Error::stream(
-            Some("protocol_error".into()),
+        tungstenite::Error::Utf8(e) => Fault::Failed(Error::stream_of(
+            crate::error::StreamCode::ProtocolError,
             format!("the server sent a text frame that is not UTF-8: {e}"),
         )),
         tungstenite::Error::Protocol(Ws::ResetWithoutClosingHandshake) => {
             Fault::Lost("the connection was reset".into())
         }
-        tungstenite::Error::Protocol(e) => Fault::Failed(Error::stream(
-            Some("protocol_error".into()),
+        tungstenite::Error::Protocol(e) => Fault::Failed(Error::stream_of(
+            crate::error::StreamCode::ProtocolError,
             format!("WebSocket protocol violation: {e}"),
         )),
         other => Fault::Lost(format!("connection error: {other}")),

@@ -34,9 +34,9 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument;
 
-use super::approvals::Answer;
+use super::approvals::{self, Answer};
 use super::classify;
-use super::connection::ToConn;
+use super::connection::TurnCommand;
 use super::turn::{Ending, Item};
 use crate::client::PlatosClient;
 use crate::error::{Error, Result};
@@ -69,7 +69,7 @@ pub(crate) struct Watch {
 }
 
 /// Starts the turn's task; the stream reads `Receiver`, the handle sends
-/// [`ToConn`] commands (`Stop`, `Dropped`, `Approval`) to the task.
+/// [`TurnCommand`]s to the task.
 pub(crate) fn start(
     client: PlatosClient,
     thread_id: &str,
@@ -77,7 +77,7 @@ pub(crate) fn start(
     key: String,
     buffer: usize,
     watch: Watch,
-) -> (Receiver, mpsc::UnboundedSender<ToConn>) {
+) -> (Receiver, mpsc::UnboundedSender<TurnCommand>) {
     let (events, reader) = mpsc::channel(buffer.max(1));
     let (commands, inbox) = mpsc::unbounded_channel();
     let url = stream_url(client.base_url(), thread_id);
@@ -115,33 +115,28 @@ enum Flow {
 }
 
 /// Acts on a command from the stream or its handles.
-fn command(client: &PlatosClient, command: Option<ToConn>) -> Flow {
+fn command(client: &PlatosClient, command: Option<TurnCommand>) -> Flow {
     match command {
-        Some(ToConn::Approval(answer)) => {
+        Some(TurnCommand::Approve(answer)) => {
             tokio::spawn(resolve(client.clone(), answer));
             Flow::Go
         }
-        Some(ToConn::Attach(_)) => Flow::Go,
-        Some(ToConn::Stop(_)) => Flow::Close(Ending::Stopped),
-        Some(ToConn::Dropped(_)) | None => Flow::Close(Ending::Dropped),
+        Some(TurnCommand::Stop) => Flow::Close(Ending::Stopped),
+        Some(TurnCommand::Dropped) | None => Flow::Close(Ending::Dropped),
     }
 }
 
-/// Sends an approval answer over REST and reports the outcome.
+/// Sends an approval's decision over REST and reports the outcome.
 async fn resolve(client: PlatosClient, answer: Answer) {
-    let approved = answer.payload["approved"].as_bool().unwrap_or(false);
-    let mut call = client.approvals().resolve(answer.approval_id, approved);
-    if let Some(comment) = answer.payload["comment"].as_str() {
-        call = call.comment(comment);
-    }
-    let _ = answer.reply.send(call.send().await.map(|_| ()));
+    let result = approvals::resolve_over_rest(&client, answer.approval_id, &answer.decision).await;
+    let _ = answer.reply.send(result);
 }
 
 /// What the turn's task owns.
 struct Task {
     client: PlatosClient,
     events: mpsc::Sender<Result<Item>>,
-    inbox: mpsc::UnboundedReceiver<ToConn>,
+    inbox: mpsc::UnboundedReceiver<TurnCommand>,
     watch: Watch,
 }
 
@@ -218,14 +213,7 @@ async fn pump(
             () = sleep_until(idle_until) => {
                 let idle = watch.idle.unwrap_or_default();
                 // Returning closes the request, which stops the server's turn.
-                let e = Error::stream(
-                    Some("turn_idle".into()),
-                    format!(
-                        "no event for {} s, the turn's idle limit; the turn was stopped",
-                        idle.as_secs_f64()
-                    ),
-                );
-                return fail(&events, e).await;
+                return fail(&events, super::turn::idle_error(idle)).await;
             }
             chunk = tokio::time::timeout(watch.silence, response.chunk()) => match chunk {
                 Ok(chunk) => chunk,
@@ -251,7 +239,10 @@ async fn pump(
             Err(e) => return fail(&events, transport_error(e)).await,
         };
         if let Err(too_large) = parser.feed(&bytes, &mut items) {
-            let e = Error::stream(Some("payload_too_large".into()), too_large.to_string());
+            let e = Error::stream_of(
+                crate::error::StreamCode::PayloadTooLarge,
+                too_large.to_string(),
+            );
             return fail(&events, e).await;
         }
         for item in items.drain(..) {
@@ -347,8 +338,8 @@ async fn open(
         .unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("text/event-stream") {
-        return Err(Error::stream(
-            Some("protocol_error".into()),
+        return Err(Error::stream_of(
+            crate::error::StreamCode::ProtocolError,
             format!("the turn was answered with {content_type:?}, not text/event-stream"),
         ));
     }

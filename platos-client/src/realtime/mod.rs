@@ -25,27 +25,29 @@
 //! once and its first event comes one round trip later; a cold one first
 //! pays TCP, TLS, the upgrade and the namespace connect.
 //!
-//! A connection sends a turn's `message` only while no other `message` on
-//! it is unanswered (no event of its thread yet), because the gateway's
-//! refusals (`error {code:"rate_limit"}` then `done`, `AGENT_SCOPE_MISMATCH`)
-//! carry no `threadId`: they belong to the one unanswered turn, never to a
-//! guess. Starts on one connection therefore follow each other a round trip
-//! apart; a burst of turns spreads over connections. Untagged
-//! `approval_needed` / `approval_resolved` reach every turn of their agent
+//! A connection sends its turns' `message`s at once (one live turn per
+//! thread). The gateway's refusals (`error {code:"rate_limit"}` then
+//! `done`) carry no `threadId`; a refused message hears nothing else and an
+//! accepted one always hears its events, so a refusal is attributed by
+//! elimination among the unanswered turns, never guessed (docs/realtime.md
+//! §5). Untagged `approval_needed` / `approval_resolved` reach every turn of their agent
 //! on the connection. With
 //! [`SendOptions::dedicated_connection`](SendOptions::dedicated_connection)
-//! a turn gets a connection of its own: no waiting behind other starts and
-//! no neighbours, at the price of a full handshake and a socket per turn.
+//! a turn gets a connection of its own: no neighbours to share a full
+//! buffer's grace or a refusal's attribution with,
+//! at the price of a full handshake and a socket per turn.
 //! [`RealtimeConfig::per_agent_namespace`] connects each turn to its
 //! agent's namespace `/agent/{agentId}`, the gateway's announced successor
 //! of the shared `/agent`; connections are then shared per agent.
 //!
-//! Each connection task owns its socket, so pings are answered however
-//! slowly the streams are polled. It never waits for a consumer: each turn
-//! buffers at most the client's `stream_buffer` events, and a turn whose
-//! buffer is full ends alone with an explicit `consumer_lagged` error after
-//! every event it holds, never silent loss, while the other turns of the
-//! connection read on. A dropped connection is redialed once for all its
+//! Each connection task owns its socket. A turn buffers at most
+//! [`RealtimeConfig::turn_buffer_bytes`] (and the client's `stream_buffer`
+//! events); when it is full the connection stops reading until the
+//! consumer makes room (docs/realtime.md §5): a turn alone on its
+//! connection waits as long as its consumer takes, turns that share it
+//! wait at most [`RealtimeConfig::backpressure_grace`], after which the full
+//! turn alone ends with an explicit `consumer_lagged` error after every
+//! event it holds (never silent loss). A dropped connection is redialed once for all its
 //! turns (one token refresh through the client's single flight), each live
 //! turn's thread is re-joined and each gets a `stream_gap`. `stop`,
 //! approval answers and dropping a stream act on their turn alone.
@@ -56,9 +58,9 @@
 //! (a few hundred bytes, plus the message text the stream keeps for a
 //! check after a reconnect) plus the events it buffers: each buffered
 //! `agent_event` shares the bytes of the WebSocket message it came in, so
-//! a turn holds at most `stream_buffer` messages (each at most 16 MiB, the
-//! largest message accepted; gateway events are typically a few hundred
-//! bytes). A connection adds an 8 KiB read buffer, unbuffered writes and
+//! a turn holds at most `turn_buffer_bytes` of messages (plus one message
+//! it could not fit, each at most 16 MiB, the largest accepted; gateway
+//! events are typically a few hundred bytes). A connection adds an 8 KiB read buffer, unbuffered writes and
 //! its TCP/TLS state, shared by its turns. Measured by the `realtime_scale`
 //! bench (README, "Realtime at scale"), a concurrent turn together with the
 //! task consuming it adds about 3 KB (10,000 turns) to 5 KB (1,000 turns)
@@ -94,8 +96,10 @@
 //!   ([`Error::RateLimited`] with `retry_after`), a token the server refused
 //!   that refresh could not fix ([`Error::Auth`]), reconnect budget exhausted
 //!   ([`Error::Network`]), a protocol violation, an oversize message or a
-//!   lagging consumer ([`Error::Stream`], codes `protocol_error`,
-//!   `payload_too_large`, `consumer_lagged`, `connect_error`).
+//!   consumer that stopped reading while sharing its connection
+//!   ([`Error::Stream`], with an [`Error::stream_code`] such as
+//!   `protocol_error`, `payload_too_large`, `consumer_lagged`,
+//!   `connect_error`).
 //!
 //! The stream ends (`None`) after the turn's `done` event.
 //!
@@ -103,6 +107,7 @@
 //! [`Error::Auth`]: crate::Error::Auth
 //! [`Error::Network`]: crate::Error::Network
 //! [`Error::Stream`]: crate::Error::Stream
+//! [`Error::stream_code`]: crate::Error::stream_code
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -136,7 +141,7 @@ pub(crate) use pool::Pool;
 pub use pool::RealtimeConfig;
 
 use approvals::Answer;
-use connection::ToConn;
+use connection::{ToConn, TurnCommand};
 pub(crate) use http::{OPERATION as HTTP_OPERATION, PATH_TEMPLATE as HTTP_PATH_TEMPLATE};
 use queue::Reader;
 use turn::{Item, Liveness, Turn, TurnId};
@@ -456,7 +461,10 @@ pub(crate) fn send(
         Ok((_, fallback)) => fallback,
         Err(_) => false,
     };
-    let (events, reader) = queue::queue(shared.stream_buffer);
+    let (events, reader) = queue::queue(
+        shared.stream_buffer,
+        shared.realtime.config().turn_buffer_bytes,
+    );
     let placed =
         lane.and_then(|_| namespace_of(&shared.namespace, shared.realtime.config(), &options));
     let commands = match placed {
@@ -487,6 +495,7 @@ pub(crate) fn send(
             mpsc::unbounded_channel().0
         }
     };
+    let commands = Commands::Socket(commands);
     let message_for_check = message.clone();
     let fallback = fallback.then(|| {
         Box::new(Fallback {
@@ -503,6 +512,7 @@ pub(crate) fn send(
             turn: id,
             commands,
             ack_timeout: shared.timeout,
+            client: client.clone(),
         },
         fallback,
         delivered: false,
@@ -538,8 +548,9 @@ fn send_http(
         handle: TurnHandle {
             thread_id,
             turn: id,
-            commands,
+            commands: Commands::Http(commands),
             ack_timeout: shared.timeout,
+            client: client.clone(),
         },
         fallback: None,
         delivered: false,
@@ -585,6 +596,7 @@ fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> R
 /// ```no_run
 /// # async fn demo(client: platos_client::PlatosClient) -> platos_client::Result<()> {
 /// use futures::StreamExt;
+/// use platos_client::Decision;
 /// use platos_events::Event;
 ///
 /// let mut stream = client.threads().send("thread_1", "Hello!");
@@ -592,7 +604,7 @@ fn namespace_of(base: &str, config: &RealtimeConfig, options: &SendOptions) -> R
 ///     match event? {
 ///         Event::Token(token) => print!("{}", token.text),
 ///         Event::ApprovalNeeded(approval) => {
-///             stream.approval_response(approval.approval_id.clone(), true, None).await?;
+///             stream.approval_response(approval.approval_id.clone(), Decision::approve()).await?;
 ///         }
 ///         _ => {}
 ///     }
@@ -690,11 +702,13 @@ impl TurnStream {
         self.handle.stop();
     }
 
-    /// Answers an `approval_needed` event over the socket
+    /// Answers an `approval_needed` event with `decision` over the socket
     /// (`approval_response {approvalId, approved, comment?}`) and waits for
     /// the server's `approval_ack`. The same decision can be made over REST
     /// with `approvals().resolve`, which is what this call does on the HTTP
-    /// lane (the lane cannot send anything once the request is made).
+    /// lane (the lane cannot send anything once the request is made) and
+    /// for a decision with edited arguments (the socket has no field for
+    /// them).
     ///
     /// Fails with [`Error::Stream`] (code
     /// `approval_response_error`) when the server refuses it, with a
@@ -703,12 +717,9 @@ impl TurnStream {
     pub async fn approval_response(
         &self,
         approval_id: impl Into<String>,
-        approved: bool,
-        comment: Option<String>,
+        decision: crate::Decision,
     ) -> Result<()> {
-        self.handle
-            .approval_response(approval_id, approved, comment)
-            .await
+        self.handle.approval_response(approval_id, decision).await
     }
 
     /// A cloneable handle to stop the turn or answer approvals from another
@@ -760,7 +771,7 @@ impl TurnStream {
 impl Drop for TurnStream {
     fn drop(&mut self) {
         // Fails only when the connection is gone, and the turn with it.
-        let _ = self.handle.commands.send(ToConn::Dropped(self.handle.turn));
+        self.handle.command(TurnCommand::Dropped);
     }
 }
 
@@ -783,7 +794,7 @@ impl Stream for TurnStream {
         let mut item = std::task::ready!(this.events.poll_next(cx));
         if let Some(Err(e)) = &item
             && !this.delivered
-            && e.code() == Some(dial::UPGRADE_BLOCKED)
+            && e.stream_code() == Some(crate::error::StreamCode::UpgradeBlocked)
             && let Some(fallback) = this.fallback.take()
         {
             // Nothing was sent on the socket (the upgrade failed), so the
@@ -840,8 +851,8 @@ impl Stream for TurnStream {
             Ok(Item::AgentValue(payload)) => decode_agent_event(payload),
             Ok(Item::Event(event)) => Ok(*event),
             // Handled above; a second one has nothing left to check.
-            Ok(Item::Check(_)) => Err(Error::stream(
-                Some("turn_lost".into()),
+            Ok(Item::Check(_)) => Err(Error::stream_of(
+                crate::error::StreamCode::TurnLost,
                 "the turn went silent after a reconnect",
             )),
             // The terminal error, after the last event.
@@ -885,40 +896,55 @@ impl fmt::Debug for TurnStream {
 pub struct TurnHandle {
     thread_id: String,
     turn: TurnId,
-    commands: mpsc::UnboundedSender<ToConn>,
+    commands: Commands,
     ack_timeout: std::time::Duration,
+    /// For decisions that go over REST.
+    client: PlatosClient,
+}
+
+/// Where a turn's commands go: its connection (which also takes the
+/// pool's `Attach`), or its HTTP task (which takes turn commands only).
+#[derive(Clone)]
+enum Commands {
+    Socket(mpsc::UnboundedSender<ToConn>),
+    Http(mpsc::UnboundedSender<TurnCommand>),
 }
 
 impl TurnHandle {
     /// See [`TurnStream::stop`].
     pub fn stop(&self) {
         // Fails only when the turn is over, when there is nothing to stop.
-        let _ = self.commands.send(ToConn::Stop(self.turn));
+        self.command(TurnCommand::Stop);
+    }
+
+    /// Sends a command; false when the turn is over.
+    fn command(&self, command: TurnCommand) -> bool {
+        match &self.commands {
+            Commands::Socket(commands) => commands.send(ToConn::Turn(self.turn, command)).is_ok(),
+            Commands::Http(commands) => commands.send(command).is_ok(),
+        }
     }
 
     /// See [`TurnStream::approval_response`].
     pub async fn approval_response(
         &self,
         approval_id: impl Into<String>,
-        approved: bool,
-        comment: Option<String>,
+        decision: crate::Decision,
     ) -> Result<()> {
         let approval_id = approval_id.into();
-        let mut payload = Map::new();
-        payload.insert("approvalId".into(), Value::from(approval_id.as_str()));
-        payload.insert("approved".into(), Value::Bool(approved));
-        if let Some(comment) = comment {
-            payload.insert("comment".into(), Value::from(comment));
+        if decision.edited_args().is_some() {
+            return approvals::resolve_over_rest(&self.client, approval_id, &decision).await;
         }
         let (reply, answer) = oneshot::channel();
         let ended = || Error::network("the turn ended before the approval was sent", None);
-        self.commands
-            .send(ToConn::Approval(Answer {
-                approval_id,
-                payload: Value::Object(payload),
-                reply,
-            }))
-            .map_err(|_| ended())?;
+        let sent = self.command(TurnCommand::Approve(Answer {
+            approval_id,
+            decision,
+            reply,
+        }));
+        if !sent {
+            return Err(ended());
+        }
         match tokio::time::timeout(self.ack_timeout, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ended()),
@@ -977,7 +1003,7 @@ impl fmt::Display for ProtocolError {
 
 impl From<ProtocolError> for Error {
     fn from(e: ProtocolError) -> Self {
-        Error::stream(Some("protocol_error".to_owned()), e.message)
+        Error::stream_of(crate::error::StreamCode::ProtocolError, e.message)
     }
 }
 

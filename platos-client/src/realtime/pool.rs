@@ -67,6 +67,16 @@ pub struct RealtimeConfig {
     /// connection counts as dead: the stream ends with a network error
     /// (default 60 s, four heartbeats).
     pub http_silence: Duration,
+    /// The bytes of received events one socket turn may hold unread
+    /// (default 1 MiB; also bounded by the client's `stream_buffer` events).
+    /// A full turn stops its connection's reading until its consumer makes
+    /// room (docs/realtime.md §5): backpressure, never loss.
+    pub turn_buffer_bytes: usize,
+    /// How long turns sharing a connection wait for one whose buffer is
+    /// full (default 10 s) before that turn alone ends with
+    /// `consumer_lagged`. A turn alone on its connection waits for its
+    /// consumer as long as it takes.
+    pub backpressure_grace: Duration,
 }
 
 impl Default for RealtimeConfig {
@@ -79,6 +89,8 @@ impl Default for RealtimeConfig {
             per_agent_namespace: false,
             turn_check_after_reconnect: Duration::from_secs(120),
             http_silence: Duration::from_secs(60),
+            turn_buffer_bytes: 1 << 20,
+            backpressure_grace: Duration::from_secs(10),
         }
     }
 }
@@ -117,6 +129,18 @@ impl RealtimeConfig {
     /// Sets [`http_silence`](Self::http_silence) (at least 1 ms).
     pub fn http_silence(mut self, silence: Duration) -> Self {
         self.http_silence = silence.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets [`turn_buffer_bytes`](Self::turn_buffer_bytes) (at least 1 KiB).
+    pub fn turn_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.turn_buffer_bytes = bytes.max(1024);
+        self
+    }
+
+    /// Sets [`backpressure_grace`](Self::backpressure_grace).
+    pub fn backpressure_grace(mut self, grace: Duration) -> Self {
+        self.backpressure_grace = grace;
         self
     }
 

@@ -54,8 +54,8 @@ pub(crate) async fn check(
     silent_for: Duration,
 ) -> Vec<Result<Event, Error>> {
     let lost = |why: &str| {
-        Error::stream(
-            Some("turn_lost".into()),
+        Error::stream_of(
+            crate::error::StreamCode::TurnLost,
             format!(
                 "no event for {} s after a reconnect, and {why}; the turn may still complete \
                  server-side: look at `threads().messages(\"{thread_id}\")` later",
@@ -99,8 +99,8 @@ pub(crate) async fn check(
             );
             vec![Ok(gap), Ok(recovered(thread_id, *message))]
         }
-        Verdict::Failed { code, message } => vec![Err(Error::stream(
-            Some("turn_failed".into()),
+        Verdict::Failed { code, message } => vec![Err(Error::stream_of(
+            crate::error::StreamCode::TurnFailed,
             format!(
                 "the turn failed server-side while the stream was reconnecting: {message}{}",
                 code.map(|c| format!(" (code {c})")).unwrap_or_default()

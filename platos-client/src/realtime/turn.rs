@@ -1,20 +1,22 @@
 //! One turn as its connection sees it: where it is in its life ([`Phase`])
 //! and the bounded hand-off to its [`TurnStream`](super::TurnStream).
 //!
-//! A connection carries many turns, so a turn's consumer may never hold the
-//! socket back: a full hand-off ends that turn alone with
-//! `consumer_lagged` (after every event it already holds), and the other
-//! turns read on.
+//! A full hand-off keeps what it could not take ([`Turn::push`]) and the
+//! connection stops reading until the consumer makes room
+//! (docs/realtime.md §5): backpressure, not loss.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use platos_events::Event;
 use serde_json::Value;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::queue::{Refused, Writer};
-use crate::error::Error;
+use super::queue::{Refused, Weigh, Writer};
+use crate::error::{Error, StreamCode};
 
 /// Identifies a turn within its client.
 pub(crate) type TurnId = u64;
@@ -43,6 +45,20 @@ pub(crate) enum Item {
     Check(Duration),
 }
 
+/// What an item a stream did not yet read is counted as: its frame's
+/// bytes, shared or not (a frame shared by several turns counts in each).
+const MADE_ITEM_BYTES: usize = 256;
+
+impl Weigh for Item {
+    fn weight(&self) -> usize {
+        match self {
+            Item::AgentJson { frame, .. } => frame.len(),
+            Item::AgentValue(_) | Item::Event(_) => MADE_ITEM_BYTES,
+            Item::Check(_) => 0,
+        }
+    }
+}
+
 impl Item {
     pub(crate) fn made(event: Event) -> Item {
         Item::Event(Box::new(event))
@@ -66,8 +82,8 @@ impl Item {
 
 /// Where a turn is.
 pub(crate) enum Phase {
-    /// Its `message` waits for a ready connection, for the connection's
-    /// unanswered-message slot, and for no other live turn of its thread.
+    /// Its `message` waits for a ready connection and for no other live
+    /// turn of its thread.
     Queued { message: Value },
     /// The message went out on the current connection and nothing of the
     /// turn was heard yet. If that connection is lost, the message is sent
@@ -81,8 +97,6 @@ pub(crate) enum Phase {
     /// `stop` was asked for; `sent` once it went out on a connection. The
     /// turn ends at its `done`, or when the stop grace passes.
     Stopping { sent: bool },
-    /// A rate-limit refusal waits for the socket-level `done` after it.
-    Refused(Error),
 }
 
 /// How long a started turn may stay silent, and what silence means.
@@ -106,12 +120,20 @@ pub(crate) enum Silence {
     Reconnected,
 }
 
-/// Why an item did not reach the stream.
-pub(crate) enum Undelivered {
-    /// The consumer dropped the stream.
-    Gone,
-    /// The consumer is a whole buffer behind: the turn ends with this.
-    Lagged(Error),
+/// The consumer dropped the stream.
+#[derive(Debug)]
+pub(crate) struct Gone;
+
+/// The stream error of a turn that heard nothing for its idle limit (on
+/// either lane; the turn is stopped).
+pub(crate) fn idle_error(limit: Duration) -> Error {
+    Error::stream_of(
+        StreamCode::TurnIdle,
+        format!(
+            "no event for {} s, the turn's idle limit; the turn was stopped",
+            limit.as_secs_f64()
+        ),
+    )
 }
 
 pub(crate) struct Turn {
@@ -134,6 +156,9 @@ pub(crate) struct Turn {
     /// kept only while a silence limit applies.
     pub(crate) heard_at: Instant,
     events: Writer<Item>,
+    /// Items the full hand-off could not take yet, in order; while any
+    /// wait, the connection reads nothing (at most one frame's worth).
+    held: VecDeque<Item>,
     /// `platos.turn` ([`span`]): open while the turn is, fields recorded as
     /// they become known.
     pub(crate) span: tracing::Span,
@@ -228,6 +253,7 @@ impl Turn {
             silence: Silence::Normal,
             heard_at: Instant::now(),
             events,
+            held: VecDeque::new(),
             span: tracing::Span::none(),
             reconnects: 0,
             delivered: 0,
@@ -272,11 +298,10 @@ impl Turn {
 
     /// The server spoke for this turn; `reconnected` starts the watch that
     /// follows a reconnect. Returns the new deadline, if any.
-    pub(crate) fn heard(&mut self, silence: Silence) -> Option<Instant> {
+    pub(crate) fn heard(&mut self, silence: Silence, now: Instant) -> Option<Instant> {
         self.silence = silence;
-        // The clock is read only for watched turns: most turns have none.
         if self.silence_limit().is_some() {
-            self.heard_at = Instant::now();
+            self.heard_at = now;
         }
         self.silent_at()
     }
@@ -296,11 +321,14 @@ impl Turn {
         }
     }
 
-    /// The server spoke for this turn: its message is answered.
-    pub(crate) fn answered(&mut self) {
-        if matches!(self.phase, Phase::Sent { .. }) {
+    /// The server spoke for this turn: its message is answered. True when
+    /// this is the first word since it was sent.
+    pub(crate) fn answered(&mut self) -> bool {
+        let first = matches!(self.phase, Phase::Sent { .. });
+        if first {
             self.phase = Phase::Live;
         }
+        first
     }
 
     /// Whether the turn's message went out.
@@ -308,25 +336,50 @@ impl Turn {
         !matches!(self.phase, Phase::Queued { .. })
     }
 
-    /// Hands one item to the stream without waiting (see the module docs).
-    pub(crate) fn push(&mut self, item: Item) -> Result<(), Undelivered> {
+    /// Hands one item to the stream without waiting; a full hand-off keeps
+    /// it (see [`is_full`](Self::is_full)).
+    pub(crate) fn push(&mut self, item: Item) -> Result<(), Gone> {
+        self.delivered += 1;
+        if !self.held.is_empty() {
+            self.held.push_back(item);
+            return Ok(());
+        }
         match self.events.try_push(item) {
             Ok(()) => {
                 self.unflushed = true;
-                self.delivered += 1;
                 Ok(())
             }
-            Err(Refused::Gone) => Err(Undelivered::Gone),
-            Err(Refused::Full(_)) => Err(Undelivered::Lagged(Error::stream(
-                Some("consumer_lagged".into()),
-                format!(
-                    "the consumer fell {} events behind; the stream was ended rather than \
-                     dropping events or holding back the other turns of its connection \
-                     (read faster, or raise the client's stream_buffer)",
-                    self.events.capacity()
-                ),
-            ))),
+            Err(Refused::Full(item)) => {
+                self.held.push_back(item);
+                Ok(())
+            }
+            Err(Refused::Gone) => Err(Gone),
         }
+    }
+
+    /// Whether items wait for room in the hand-off.
+    pub(crate) fn is_full(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Moves held items into the hand-off while it has room.
+    pub(crate) fn release(&mut self) -> Result<(), Gone> {
+        while let Some(item) = self.held.pop_front() {
+            match self.events.try_push(item) {
+                Ok(()) => self.unflushed = true,
+                Err(Refused::Full(item)) => {
+                    self.held.push_front(item);
+                    break;
+                }
+                Err(Refused::Gone) => return Err(Gone),
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the hand-off signals that it drained.
+    pub(crate) fn on_drain(&mut self, drain: Arc<Notify>) {
+        self.events.on_drain(drain);
     }
 
     /// Wakes the stream if items wait for it.
@@ -344,6 +397,10 @@ impl Turn {
             None => self.ending,
         }
         .record(&self.span, self.delivered);
+        // What was held goes in past the bound: the turn adds nothing more.
+        for item in self.held {
+            self.events.force_push(item);
+        }
         self.events.finish(tail);
     }
 }
@@ -354,7 +411,7 @@ mod tests {
     use crate::realtime::queue;
 
     fn turn(idle: Option<Duration>) -> Turn {
-        let (events, _reader) = queue::queue(4);
+        let (events, _reader) = queue::queue(4, 1 << 20);
         let liveness = Liveness {
             idle,
             after_reconnect: Duration::from_secs(120),
@@ -365,16 +422,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_an_idle_limit_only_a_reconnect_starts_a_watch() {
         let mut turn = turn(None);
-        assert_eq!(turn.heard(Silence::Normal), None);
+        assert_eq!(turn.heard(Silence::Normal, Instant::now()), None);
         tokio::time::advance(Duration::from_secs(7)).await;
         let reconnected = Instant::now();
         assert_eq!(
-            turn.heard(Silence::Reconnected),
+            turn.heard(Silence::Reconnected, Instant::now()),
             Some(reconnected + Duration::from_secs(120))
         );
         // The first event after the reconnect ends the watch.
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(turn.heard(Silence::Normal), None);
+        assert_eq!(turn.heard(Silence::Normal, Instant::now()), None);
         assert_eq!(turn.silent_at(), None);
     }
 
@@ -383,16 +440,16 @@ mod tests {
         let mut turn = turn(Some(Duration::from_secs(30)));
         let started = Instant::now();
         assert_eq!(
-            turn.heard(Silence::Normal),
+            turn.heard(Silence::Normal, Instant::now()),
             Some(started + Duration::from_secs(30))
         );
         tokio::time::advance(Duration::from_secs(20)).await;
         assert_eq!(
-            turn.heard(Silence::Normal),
+            turn.heard(Silence::Normal, Instant::now()),
             Some(started + Duration::from_secs(50))
         );
         assert_eq!(
-            turn.heard(Silence::Reconnected),
+            turn.heard(Silence::Reconnected, Instant::now()),
             Some(started + Duration::from_secs(140))
         );
         assert_eq!(turn.silence_limit(), Some(Duration::from_secs(120)));

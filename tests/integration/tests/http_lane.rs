@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use platos_client::{Error, PlatosClient, SendOptions, Transport};
+use platos_client::{Decision, Error, PlatosClient, SendOptions, Transport};
 use platos_events::Event;
 use platos_integration_tests::realtime::{DEADLINE, collect, kinds, next};
 use platos_test_server::{SEED_THREAD, TestServer};
@@ -146,7 +146,7 @@ async fn an_approval_pauses_the_http_turn_until_answered_over_rest() {
         }
     };
     stream
-        .approval_response(approval_id.clone(), false, Some("no".into()))
+        .approval_response(approval_id.clone(), Decision::reject().with_comment("no"))
         .await
         .unwrap();
     let rest = collect(stream).await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use platos_client::{Error, PlatosClient, Scope, SendOptions};
+use platos_client::{Decision, Error, PlatosClient, Scope, SendOptions};
 use platos_events::Event;
 use platos_integration_tests::realtime::{DEADLINE, collect, fast_reconnect, kinds, next};
 use platos_test_server::{HandshakeStep, RawFrame, SEED_THREAD, SocketRefusal, TestServer};
@@ -44,7 +44,7 @@ async fn a_full_turn_yields_every_event_type_and_takes_an_approval_over_the_sock
         }
     };
     stream
-        .approval_response(approval_id, true, Some("fine".into()))
+        .approval_response(approval_id, Decision::approve().with_comment("fine"))
         .await
         .unwrap();
     let rest = collect(stream).await;

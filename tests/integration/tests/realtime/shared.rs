@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use platos_client::{Error, PlatosClient, RealtimeConfig, SendOptions, TurnStream};
+use platos_client::{Decision, Error, PlatosClient, RealtimeConfig, SendOptions, TurnStream};
 use platos_events::Event;
 use platos_integration_tests::realtime::{collect, kinds, next};
 use platos_test_server::{SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SocketRefusal, TestServer};
@@ -101,7 +101,7 @@ async fn an_approval_on_a_shared_connection_is_answered_for_its_turn_only() {
     };
     let quiet = collect(quiet).await;
     asking
-        .approval_response(approval.approval_id.clone(), true, None)
+        .approval_response(approval.approval_id.clone(), Decision::approve())
         .await
         .unwrap();
     let rest = collect(asking).await;
@@ -189,13 +189,14 @@ async fn a_dropped_connection_reconnects_once_for_every_live_turn() {
 }
 
 #[tokio::test]
-async fn a_stalled_consumer_ends_alone_while_its_neighbour_finishes() {
+async fn a_stalled_consumer_ends_alone_after_the_grace_while_its_neighbour_finishes() {
     // Events 5 ms apart: the reading consumer keeps up with a 16-event buffer.
     let server = server_with_threads(2, Duration::from_millis(5)).await;
     let client = PlatosClient::builder()
         .base_url(server.base_url())
         .session_token(server.session_token())
         .stream_buffer(16)
+        .realtime(RealtimeConfig::default().backpressure_grace(Duration::from_millis(200)))
         .build()
         .unwrap();
     let stalled = client.threads().send("th_0", "[tokens=60]");
@@ -207,9 +208,9 @@ async fn a_stalled_consumer_ends_alone_while_its_neighbour_finishes() {
 
     let items = collect(stalled).await;
     let k = kinds(&items);
-    assert_eq!(k.len(), 17, "{k:?}");
+    assert!(k.len() >= 17, "{k:?}");
     assert_eq!(k[0], "connected");
-    assert_eq!(k[16], "Err(consumer_lagged)");
+    assert_eq!(k.last().map(String::as_str), Some("Err(consumer_lagged)"));
     assert_eq!(server.recorder().connect_count(), 1);
     // No stop: the lagging turn's result stays retrievable over REST.
     assert!(server.recorder().socket_events_named("stop").is_empty());
@@ -351,24 +352,19 @@ async fn answer_next(conn: &mut platos_integration_tests::realtime::RawConn) -> 
 
 #[tokio::test]
 async fn untagged_events_follow_the_rules_never_a_guess() {
-    let (tx, mut early) = platos_integration_tests::realtime::observations();
     let server = platos_integration_tests::realtime::RawServer::start(move |mut conn| {
-        let tx = tx.clone();
         async move {
             conn.handshake().await;
-            let first = conn.expect_event("message").await;
-            // No second message while the first is unanswered.
-            let _ = tx.send(
-                tokio::time::timeout(Duration::from_millis(100), conn.recv())
-                    .await
-                    .ok(),
-            );
-            let thread = first["threadId"].as_str().unwrap().to_owned();
-            conn.agent_event(json!({"type": "status", "status": "thinking", "threadId": thread}))
-                .await;
-            let mut threads = vec![thread];
-            threads.push(answer_next(&mut conn).await);
-            threads.push(answer_next(&mut conn).await);
+            // Starts are pipelined: every message comes before any answer.
+            let mut threads = Vec::new();
+            for _ in 0..3 {
+                let message = conn.expect_event("message").await;
+                threads.push(message["threadId"].as_str().unwrap().to_owned());
+            }
+            for thread in &threads {
+                conn.agent_event(json!({"type": "status", "status": "thinking", "threadId": thread}))
+                    .await;
+            }
             // An approval without threadId names its agent; an error with no
             // message unanswered concerns every turn.
             conn.agent_event(
@@ -397,11 +393,6 @@ async fn untagged_events_follow_the_rules_never_a_guess() {
         )
     };
     let (a, b, c) = tokio::join!(send("th1", "a1"), send("th2", "a1"), send("th3", "a2"));
-    assert_eq!(
-        early.recv().await.unwrap(),
-        None,
-        "a second message came early"
-    );
     let of_a1 = [
         "connected",
         "status",
