@@ -532,8 +532,10 @@ async fn an_expiring_token_gets_session_expired_then_disconnect() {
         .start()
         .await
         .expect("server");
-    // `exp` is in whole seconds: the token expires within 1-2 s.
-    let short = s.mint(&s.token_spec(s.user_id()).times(0, 1));
+    // `exp` is in whole seconds: the token expires within 2-3 s, time
+    // enough to connect on a loaded machine (with 1 s it sometimes expired
+    // before the handshake) and well inside the 5-s wait for the event.
+    let short = s.mint(&s.token_spec(s.user_id()).times(0, 3));
     let mut c = connected(&s, &short).await;
     let (n, v) = c.event(NS).await.expect("error");
     assert_eq!(
