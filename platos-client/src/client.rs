@@ -8,7 +8,6 @@ use std::time::Duration;
 use crate::auth::{Auth, DEFAULT_REFRESH_TIMEOUT, RefreshContext, Refresher, refresher};
 use crate::config::{ReconnectConfig, RetryConfig, Scope, Secret};
 use crate::error::{BoxError, Error, Result};
-use crate::generated;
 use crate::tls::Tls;
 use crate::transport::Inner;
 
@@ -34,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) stream_buffer: usize,
     pub(crate) max_response_bytes: u64,
     pub(crate) tls: Tls,
+    pub(crate) http: reqwest::Client,
     /// The realtime connections of this client and its clones.
     pub(crate) realtime: crate::realtime::Pool,
 }
@@ -54,7 +54,7 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct PlatosClient {
-    pub(crate) api: generated::Client,
+    inner: Arc<Inner>,
 }
 
 impl PlatosClient {
@@ -66,14 +66,11 @@ impl PlatosClient {
     /// A handle whose calls act in `scope` instead of the default scope.
     /// Shares everything else (connections, token, settings) with `self`.
     pub fn with_scope(&self, scope: Scope) -> Self {
-        let shared = self.shared().clone();
-        let base_url = shared.base_url.clone();
-        let inner = Inner {
-            shared,
-            scope: Some(scope),
-        };
         PlatosClient {
-            api: generated::Client::new_with_client(&base_url, self.http().clone(), inner),
+            inner: Arc::new(Inner {
+                shared: self.shared().clone(),
+                scope: Some(scope),
+            }),
         }
     }
 
@@ -93,7 +90,7 @@ impl PlatosClient {
     }
 
     pub(crate) fn inner(&self) -> &Inner {
-        progenitor_client::ClientInfo::inner(&self.api)
+        &self.inner
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -101,7 +98,7 @@ impl PlatosClient {
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
-        progenitor_client::ClientInfo::client(&self.api)
+        &self.shared().http
     }
 }
 
@@ -331,15 +328,14 @@ impl PlatosClientBuilder {
                 .max_response_bytes
                 .unwrap_or(crate::body::DEFAULT_MAX_RESPONSE_BYTES),
             tls,
+            http,
             realtime: crate::realtime::Pool::new(self.realtime.unwrap_or_default()),
         });
-        let base_url = shared.base_url.clone();
-        let inner = Inner {
-            shared,
-            scope: self.scope,
-        };
         Ok(PlatosClient {
-            api: generated::Client::new_with_client(&base_url, http, inner),
+            inner: Arc::new(Inner {
+                shared,
+                scope: self.scope,
+            }),
         })
     }
 }

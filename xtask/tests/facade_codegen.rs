@@ -54,7 +54,13 @@ components:
     assert!(after.contains("pub struct ThingsPin {"));
     assert!(after.contains("pub fn note(mut self, value: impl Into<String>) -> Self"));
     assert!(after.contains("crate::Result<crate::types::Thing>"));
-    assert!(after.contains("\"things_pin\" => Some(crate::retry::Idempotency::Once)"));
+    assert!(after.contains("rule: crate::retry::Idempotency::Once,"));
+    assert!(after.contains("method: http::Method::PUT,"));
+    assert!(after.contains("path: \"/api/things/{thingId}/pin\","));
+    // One layer: the request builds its URL and hands it to the transport.
+    assert!(after.contains("url.segment(&self.thing_id)?;"), "{after}");
+    assert!(after.contains("if let Some(value) = &self.note {"));
+    assert!(after.contains(".execute(&OPERATION, url.into_string(), body, &self.call_options)"));
 }
 
 #[test]
@@ -152,10 +158,11 @@ fn the_v1_client_is_generated_by_the_same_generator() {
     let out = facade::generate_for(v1, &facade::V1).expect("v1 generates");
     assert!(out.contains("impl crate::v1::V1Client {"), "{out}");
     assert!(out.contains("crate::Result<crate::v1::Reply<crate::v1::types::MintedTokenItem>>"));
-    assert!(out.contains("crate::v1::transport::with_key(self.idempotency_key, call.send())"));
+    assert!(out.contains("self.call_options.idempotency_key = Some(value.into());"));
     assert!(out.contains("crate::paging::cursor_pages("));
-    assert!(out.contains("\"mcp_platform_tokens_mint\" => Some(crate::v1::KeyClass::Required)"));
-    assert!(out.contains("\"mcp_platform_tokens_revoke\" => Some(crate::v1::KeyClass::Exempt)"));
+    assert!(out.contains("id: \"mcp_platform_tokens_mint\","));
+    assert!(out.contains("rule: crate::v1::KeyClass::Required,"));
+    assert!(out.contains("rule: crate::v1::KeyClass::Exempt,"));
     assert!(!out.contains("environment_streams_read"));
     assert!(!out.contains("pub fn environment_streams("));
     assert_eq!(out, facade::generate_for(v1, &facade::V1).unwrap());

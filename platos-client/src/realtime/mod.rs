@@ -137,7 +137,6 @@ pub use pool::RealtimeConfig;
 
 use approvals::Answer;
 use connection::ToConn;
-pub(crate) use http::{OPERATION as HTTP_OPERATION, PATH_TEMPLATE as HTTP_PATH_TEMPLATE};
 use queue::Reader;
 use turn::{Item, Liveness, Turn, TurnId};
 

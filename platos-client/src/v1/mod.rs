@@ -41,8 +41,6 @@ mod namespaces;
 mod stream;
 pub(crate) mod transport;
 
-pub(crate) use namespaces::path_template;
-
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,7 +70,7 @@ pub use stream::{
 /// The V1 operator client. Cheap to clone; clones share connections.
 #[derive(Clone)]
 pub struct V1Client {
-    pub(crate) api: generated::Client,
+    shared: Arc<transport::Shared>,
 }
 
 impl V1Client {
@@ -86,8 +84,8 @@ impl V1Client {
         &self.shared().base_url
     }
 
-    fn shared(&self) -> &Arc<transport::Shared> {
-        &progenitor_client::ClientInfo::inner(&self.api).shared
+    pub(crate) fn shared(&self) -> &Arc<transport::Shared> {
+        &self.shared
     }
 
     /// `environmentStreams`: read an environment's journaled event streams.
@@ -253,8 +251,8 @@ impl V1ClientBuilder {
         let tls = Tls::new(&self.extra_root_certs)?;
         let http = tls.http_client(self.connect_timeout.unwrap_or(DEFAULT_TIMEOUT))?;
         let shared = Arc::new(transport::Shared {
-            base_url: base_url.clone(),
-            http: http.clone(),
+            base_url,
+            http,
             operator_token: self.operator_token,
             user_agent,
             retry: self
@@ -265,10 +263,7 @@ impl V1ClientBuilder {
                 .max_response_bytes
                 .unwrap_or(crate::body::DEFAULT_MAX_RESPONSE_BYTES),
         });
-        let inner = transport::Inner { shared };
-        Ok(V1Client {
-            api: generated::Client::new_with_client(&base_url, http, inner),
-        })
+        Ok(V1Client { shared })
     }
 }
 

@@ -419,7 +419,7 @@ Replaces the key's credential material with `plaintext` (bring your own key). Th
             id: id.into(),
             environment_id: environment_id.into(),
             plaintext: plaintext.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -431,26 +431,73 @@ pub struct ProviderKeysRotateSecret {
     id: String,
     environment_id: String,
     plaintext: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl ProviderKeysRotateSecret {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::ProviderKeyItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.provider_keys_rotate_secret();
-        let call = call.id(crate::request::path_id(&self.id)?);
-        let call = call.body_map(|b| b.environment_id(self.environment_id));
-        let call = call.body_map(|b| b.plaintext(self.plaintext));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::ProviderKeyItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "provider_keys_rotate_secret",
+            method: http::Method::POST,
+            path: "/api/v1/agent/providers/keys/{id}/rotate-secret",
+            rule: crate::v1::KeyClass::Required,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/agent/providers/keys/");
+        url.segment(&self.id)?;
+        url.literal("/rotate-secret");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "environmentId")]
+            environment_id: &'a String,
+            #[serde(rename = "plaintext")]
+            plaintext: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    environment_id: &self.environment_id,
+                    plaintext: &self.plaintext,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for ProviderKeysRotateSecret {
@@ -471,7 +518,7 @@ impl BffMagicLink<'_> {
         BffMagicLinkStart {
             client: self.client.clone(),
             email: email.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -481,24 +528,68 @@ impl BffMagicLink<'_> {
 pub struct BffMagicLinkStart {
     client: crate::v1::V1Client,
     email: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl BffMagicLinkStart {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MagicLinkRequestItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.bff_magic_link_start();
-        let call = call.body_map(|b| b.email(self.email));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MagicLinkRequestItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "bff_magic_link_start",
+            method: http::Method::POST,
+            path: "/api/v1/bff/magic-link",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/bff/magic-link");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "email")]
+            email: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    email: &self.email,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for BffMagicLinkStart {
@@ -521,6 +612,7 @@ Spends the single-use token from the link. The session itself is put in the brow
         BffMagicLinkComplete {
             client: self.client.clone(),
             token: token.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -530,17 +622,62 @@ Spends the single-use token from the link. The session itself is put in the brow
 pub struct BffMagicLinkComplete {
     client: crate::v1::V1Client,
     token: String,
+    call_options: crate::request::CallOptions,
 }
 impl BffMagicLinkComplete {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MagicLinkSessionItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.bff_magic_link_complete();
-        let call = call.body_map(|b| b.token(self.token));
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MagicLinkSessionItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "bff_magic_link_complete",
+            method: http::Method::POST,
+            path: "/api/v1/bff/magic-link/complete",
+            rule: crate::v1::KeyClass::Exempt,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/bff/magic-link/complete");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "token")]
+            token: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    token: &self.token,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for BffMagicLinkComplete {
@@ -563,7 +700,7 @@ Authenticates the operator token in the body and answers `Set-Cookie` with the `
         BffSessionExchange {
             client: self.client.clone(),
             token: token.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -573,24 +710,68 @@ Authenticates the operator token in the body and answers `Set-Cookie` with the `
 pub struct BffSessionExchange {
     client: crate::v1::V1Client,
     token: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl BffSessionExchange {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OperatorSessionItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.bff_session_exchange();
-        let call = call.body_map(|b| b.token(self.token));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OperatorSessionItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "bff_session_exchange",
+            method: http::Method::POST,
+            path: "/api/v1/bff/session",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/bff/session");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "token")]
+            token: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    token: &self.token,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for BffSessionExchange {
@@ -610,7 +791,7 @@ Revokes the presented session on the server, then clears the cookie. 204 with no
     pub fn sign_out(&self) -> BffSessionSignOut {
         BffSessionSignOut {
             client: self.client.clone(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -619,21 +800,49 @@ Revokes the presented session on the server, then clears the cookie. 204 with no
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct BffSessionSignOut {
     client: crate::v1::V1Client,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl BffSessionSignOut {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::v1::Reply<()>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.bff_session_sign_out();
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish_unit(answer).await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "bff_session_sign_out",
+            method: http::Method::DELETE,
+            path: "/api/v1/bff/session",
+            rule: crate::v1::KeyClass::Accepted,
+            json: false,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/bff/session");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for BffSessionSignOut {
@@ -662,6 +871,7 @@ The organization, project and environment a slug triple names, the project's env
             organization_slug: organization_slug.into(),
             project_slug: project_slug.into(),
             access: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -674,6 +884,7 @@ pub struct EnvironmentScopeResolve {
     organization_slug: String,
     project_slug: String,
     access: Option<EnvironmentAccess>,
+    call_options: crate::request::CallOptions,
 }
 impl EnvironmentScopeResolve {
     ///Known values: `metadata` (the default when absent), `secret:mutate`; any other is 400 `TRANSPORT_REQUEST_INVALID`.
@@ -681,21 +892,51 @@ impl EnvironmentScopeResolve {
         self.access = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::EnvironmentScopeItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_scope_resolve();
-        let call = call.environment_slug(self.environment_slug);
-        let call = call.organization_slug(self.organization_slug);
-        let call = call.project_slug(self.project_slug);
-        let call = match self.access {
-            Some(value) => call.access(value.as_str().to_owned()),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::EnvironmentScopeItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "environment_scope_resolve",
+            method: http::Method::GET,
+            path: "/api/v1/environments/by-slugs",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
         };
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/environments/by-slugs");
+        url.query("environmentSlug", &self.environment_slug);
+        url.query("organizationSlug", &self.organization_slug);
+        url.query("projectSlug", &self.project_slug);
+        if let Some(value) = &self.access {
+            url.query("access", value.as_str());
+        }
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for EnvironmentScopeResolve {
@@ -722,6 +963,7 @@ One page of end users, cursor-paged (`page.nextCursor`, `page.total`). A refused
             limit: None,
             search: None,
             status: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -735,6 +977,7 @@ pub struct EnvironmentEndUsersList {
     limit: Option<u64>,
     search: Option<String>,
     status: Option<EndUserStatus>,
+    call_options: crate::request::CallOptions,
 }
 impl EnvironmentEndUsersList {
     ///Opaque cursor; send back a `page.nextCursor` this service issued. Absent for the first page.
@@ -757,64 +1000,83 @@ impl EnvironmentEndUsersList {
         self.status = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::EndUserCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_end_users_list();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::EndUserCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "environment_end_users_list",
+            method: http::Method::GET,
+            path: "/api/v1/environments/{environmentId}/end-users",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
         };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let call = match self.search {
-            Some(value) => call.search(value),
-            None => call,
-        };
-        let call = match self.status {
-            Some(value) => call.status(value.as_str().to_owned()),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/environments/");
+        url.segment(&self.environment_id)?;
+        url.literal("/end-users");
+        if let Some(value) = &self.cursor {
+            url.query("cursor", value);
+        }
+        if let Some(value) = &self.limit {
+            url.query("limit", &crate::request::int64("limit", *value)?);
+        }
+        if let Some(value) = &self.search {
+            url.query("search", value);
+        }
+        if let Some(value) = &self.status {
+            url.query("status", value.as_str());
+        }
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::CursorPage<crate::v1::types::EndUser>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_end_users_list();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
-        };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let call = match self.search {
-            Some(value) => call.search(value),
-            None => call,
-        };
-        let call = match self.status {
-            Some(value) => call.status(value.as_str().to_owned()),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        let envelope = crate::v1::transport::finish_envelope(answer).await?;
-        let next = match envelope.page.has_more {
-            Some(false) => None,
-            _ => envelope.page.next_cursor.clone(),
-        };
-        Ok(crate::paging::CursorPage {
-            items: crate::request::first_non_empty([envelope.data]),
-            next,
-        })
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    let envelope = crate::v1::transport::finish_envelope::<
+                        crate::v1::types::EndUserCollection,
+                    >(answer)
+                        .await?;
+                    let next = match envelope.page.has_more {
+                        Some(false) => None,
+                        _ => envelope.page.next_cursor.clone(),
+                    };
+                    Ok(crate::paging::CursorPage {
+                        items: crate::request::first_non_empty([envelope.data]),
+                        next,
+                    })
+                },
+            )
+            .await
     }
     /// Every item from this page on, following the answers'
     /// `page.nextCursor`, one request per page as the stream is polled.
@@ -852,6 +1114,7 @@ Every variable, as metadata: a `SECRET` variable's `value` is always null. Not p
         EnvironmentVariablesList {
             client: self.client.clone(),
             environment_id: environment_id.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -861,19 +1124,52 @@ Every variable, as metadata: a `SECRET` variable's `value` is always null. Not p
 pub struct EnvironmentVariablesList {
     client: crate::v1::V1Client,
     environment_id: String,
+    call_options: crate::request::CallOptions,
 }
 impl EnvironmentVariablesList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<
         crate::v1::Reply<crate::v1::types::EnvironmentVariableCollection>,
     > {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_variables_list();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::EnvironmentVariableCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "environment_variables_list",
+            method: http::Method::GET,
+            path: "/api/v1/environments/{environmentId}/variables",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/environments/");
+        url.segment(&self.environment_id)?;
+        url.literal("/variables");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for EnvironmentVariablesList {
@@ -904,7 +1200,7 @@ Upserts the variable named by `key`. The value is write-only: the answer is the 
             key: key.into(),
             value: value.into(),
             secret: None,
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -917,7 +1213,7 @@ pub struct EnvironmentVariablesSet {
     key: String,
     value: String,
     secret: Option<bool>,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl EnvironmentVariablesSet {
     ///True stores the value behind a credential. False when absent.
@@ -925,27 +1221,71 @@ impl EnvironmentVariablesSet {
         self.secret = Some(value);
         self
     }
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::EnvironmentVariableItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_variables_set();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = call.key(crate::request::path_id(&self.key)?);
-        let call = call.body_map(|b| b.value(self.value));
-        let call = match self.secret {
-            Some(value) => call.body_map(|b| b.secret(value)),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::EnvironmentVariableItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "environment_variables_set",
+            method: http::Method::PUT,
+            path: "/api/v1/environments/{environmentId}/variables/{key}",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
         };
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/environments/");
+        url.segment(&self.environment_id)?;
+        url.literal("/variables/");
+        url.segment(&self.key)?;
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "value")]
+            value: &'a String,
+            #[serde(rename = "secret", skip_serializing_if = "Option::is_none")]
+            secret: Option<&'a bool>,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    value: &self.value,
+                    secret: self.secret.as_ref(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for EnvironmentVariablesSet {
@@ -967,6 +1307,7 @@ Upstream calls this `identitySession.session()`; here it is `identity_session().
     pub fn get(&self) -> IdentitySessionGet {
         IdentitySessionGet {
             client: self.client.clone(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -975,16 +1316,48 @@ Upstream calls this `identitySession.session()`; here it is `identity_session().
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct IdentitySessionGet {
     client: crate::v1::V1Client,
+    call_options: crate::request::CallOptions,
 }
 impl IdentitySessionGet {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OperatorSessionItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.identity_session_get();
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OperatorSessionItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "identity_session_get",
+            method: http::Method::GET,
+            path: "/api/v1/identity/session",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/identity/session");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for IdentitySessionGet {
@@ -1005,7 +1378,7 @@ Spends an invitation token for the authenticated operator; the invitation's addr
         InvitationsAccept {
             client: self.client.clone(),
             token: token.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1015,24 +1388,68 @@ Spends an invitation token for the authenticated operator; the invitation's addr
 pub struct InvitationsAccept {
     client: crate::v1::V1Client,
     token: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl InvitationsAccept {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::AcceptedInvitationItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.invitations_accept();
-        let call = call.body_map(|b| b.token(self.token));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::AcceptedInvitationItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "invitations_accept",
+            method: http::Method::POST,
+            path: "/api/v1/invitations/accept",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/invitations/accept");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "token")]
+            token: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    token: &self.token,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for InvitationsAccept {
@@ -1054,6 +1471,7 @@ Not paged (the whole collection in one answer).*/
     pub fn list(&self) -> OrganizationsList {
         OrganizationsList {
             client: self.client.clone(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1062,16 +1480,48 @@ Not paged (the whole collection in one answer).*/
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct OrganizationsList {
     client: crate::v1::V1Client,
+    call_options: crate::request::CallOptions,
 }
 impl OrganizationsList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.organizations_list();
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "organizations_list",
+            method: http::Method::GET,
+            path: "/api/v1/organizations",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for OrganizationsList {
@@ -1099,7 +1549,7 @@ impl Organizations<'_> {
             client: self.client.clone(),
             name: name.into(),
             slug: slug.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1110,25 +1560,71 @@ pub struct OrganizationsCreate {
     client: crate::v1::V1Client,
     name: String,
     slug: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl OrganizationsCreate {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.organizations_create();
-        let call = call.body_map(|b| b.name(self.name));
-        let call = call.body_map(|b| b.slug(self.slug));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "organizations_create",
+            method: http::Method::POST,
+            path: "/api/v1/organizations",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "name")]
+            name: &'a String,
+            #[serde(rename = "slug")]
+            slug: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    name: &self.name,
+                    slug: &self.slug,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for OrganizationsCreate {
@@ -1155,7 +1651,7 @@ impl Invitations<'_> {
             organization_id: organization_id.into(),
             email: email.into(),
             role: None,
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1167,7 +1663,7 @@ pub struct InvitationsIssue {
     organization_id: String,
     email: String,
     role: Option<OrganizationRole>,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl InvitationsIssue {
     ///`OWNER`, `ADMIN` or `MEMBER`; `MEMBER` when absent.
@@ -1175,26 +1671,70 @@ impl InvitationsIssue {
         self.role = Some(value.into());
         self
     }
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::IssuedInvitationItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.invitations_issue();
-        let call = call.organization_id(crate::request::path_id(&self.organization_id)?);
-        let call = call.body_map(|b| b.email(self.email));
-        let call = match self.role {
-            Some(value) => call.body_map(|b| b.role(value.as_str().to_owned())),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::IssuedInvitationItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "invitations_issue",
+            method: http::Method::POST,
+            path: "/api/v1/organizations/{organizationId}/invitations",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
         };
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations/");
+        url.segment(&self.organization_id)?;
+        url.literal("/invitations");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "email")]
+            email: &'a String,
+            #[serde(rename = "role", skip_serializing_if = "Option::is_none")]
+            role: Option<&'a str>,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    email: &self.email,
+                    role: self.role.as_ref().map(|value| value.as_str()),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for InvitationsIssue {
@@ -1217,6 +1757,7 @@ Only an active OWNER or ADMIN may list. Not paged (the whole collection in one a
         OrganizationMembersList {
             client: self.client.clone(),
             organization_id: organization_id.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1226,19 +1767,52 @@ Only an active OWNER or ADMIN may list. Not paged (the whole collection in one a
 pub struct OrganizationMembersList {
     client: crate::v1::V1Client,
     organization_id: String,
+    call_options: crate::request::CallOptions,
 }
 impl OrganizationMembersList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<
         crate::v1::Reply<crate::v1::types::OrganizationMemberCollection>,
     > {
-        #[allow(unused_variables)]
-        let call = self.client.api.organization_members_list();
-        let call = call.organization_id(crate::request::path_id(&self.organization_id)?);
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationMemberCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "organization_members_list",
+            method: http::Method::GET,
+            path: "/api/v1/organizations/{organizationId}/members",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations/");
+        url.segment(&self.organization_id)?;
+        url.literal("/members");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for OrganizationMembersList {
@@ -1268,7 +1842,7 @@ A demotion ends the member's sessions in the same transaction. Removing the last
             organization_id: organization_id.into(),
             membership_id: membership_id.into(),
             role: role.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1280,26 +1854,71 @@ pub struct OrganizationMembersChangeRole {
     organization_id: String,
     membership_id: String,
     role: OrganizationRole,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl OrganizationMembersChangeRole {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MemberRoleChangeItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.organization_members_change_role();
-        let call = call.organization_id(crate::request::path_id(&self.organization_id)?);
-        let call = call.membership_id(crate::request::path_id(&self.membership_id)?);
-        let call = call.body_map(|b| b.role(self.role.as_str().to_owned()));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MemberRoleChangeItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "organization_members_change_role",
+            method: http::Method::PATCH,
+            path: "/api/v1/organizations/{organizationId}/members/{membershipId}",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations/");
+        url.segment(&self.organization_id)?;
+        url.literal("/members/");
+        url.segment(&self.membership_id)?;
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "role")]
+            role: &'a str,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    role: self.role.as_str(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for OrganizationMembersChangeRole {
@@ -1321,6 +1940,7 @@ Not paged (the whole collection in one answer).*/
     pub fn list(&self) -> ProjectsList {
         ProjectsList {
             client: self.client.clone(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1329,16 +1949,48 @@ Not paged (the whole collection in one answer).*/
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct ProjectsList {
     client: crate::v1::V1Client,
+    call_options: crate::request::CallOptions,
 }
 impl ProjectsList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::ProjectCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.projects_list();
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::ProjectCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "projects_list",
+            method: http::Method::GET,
+            path: "/api/v1/projects",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/projects");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for ProjectsList {
@@ -1370,7 +2022,7 @@ impl Projects<'_> {
             slug: slug.into(),
             environment_name: environment_name.into(),
             environment_slug: environment_slug.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1384,28 +2036,80 @@ pub struct ProjectsCreate {
     slug: String,
     environment_name: String,
     environment_slug: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl ProjectsCreate {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::CreatedProjectItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.projects_create();
-        let call = call.body_map(|b| b.organization_id(self.organization_id));
-        let call = call.body_map(|b| b.name(self.name));
-        let call = call.body_map(|b| b.slug(self.slug));
-        let call = call.body_map(|b| b.environment_name(self.environment_name));
-        let call = call.body_map(|b| b.environment_slug(self.environment_slug));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::CreatedProjectItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "projects_create",
+            method: http::Method::POST,
+            path: "/api/v1/projects",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/projects");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "organizationId")]
+            organization_id: &'a String,
+            #[serde(rename = "name")]
+            name: &'a String,
+            #[serde(rename = "slug")]
+            slug: &'a String,
+            #[serde(rename = "environmentName")]
+            environment_name: &'a String,
+            #[serde(rename = "environmentSlug")]
+            environment_slug: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    organization_id: &self.organization_id,
+                    name: &self.name,
+                    slug: &self.slug,
+                    environment_name: &self.environment_name,
+                    environment_slug: &self.environment_slug,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for ProjectsCreate {
@@ -1433,6 +2137,7 @@ One page of the entity's bearer tokens, cursor-paged. Never carries token materi
             environment_id: environment_id.into(),
             cursor: None,
             limit: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1445,6 +2150,7 @@ pub struct McpEntityTokensList {
     environment_id: String,
     cursor: Option<String>,
     limit: Option<u64>,
+    call_options: crate::request::CallOptions,
 }
 impl McpEntityTokensList {
     ///Opaque cursor; send back a `page.nextCursor` this service issued. Absent for the first page.
@@ -1457,50 +2163,78 @@ impl McpEntityTokensList {
         self.limit = Some(value);
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::BearerCredentialCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_entity_tokens_list();
-        let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
-        let call = call.environment_id(self.environment_id);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::BearerCredentialCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_entity_tokens_list",
+            method: http::Method::GET,
+            path: "/mcp/entity/{entityId}/tokens",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
         };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/entity/");
+        url.segment(&self.entity_id)?;
+        url.literal("/tokens");
+        url.query("environmentId", &self.environment_id);
+        if let Some(value) = &self.cursor {
+            url.query("cursor", value);
+        }
+        if let Some(value) = &self.limit {
+            url.query("limit", &crate::request::int64("limit", *value)?);
+        }
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::CursorPage<crate::v1::types::BearerCredential>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_entity_tokens_list();
-        let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
-        let call = call.environment_id(self.environment_id);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
-        };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        let envelope = crate::v1::transport::finish_envelope(answer).await?;
-        let next = match envelope.page.has_more {
-            Some(false) => None,
-            _ => envelope.page.next_cursor.clone(),
-        };
-        Ok(crate::paging::CursorPage {
-            items: crate::request::first_non_empty([envelope.data]),
-            next,
-        })
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    let envelope = crate::v1::transport::finish_envelope::<
+                        crate::v1::types::BearerCredentialCollection,
+                    >(answer)
+                        .await?;
+                    let next = match envelope.page.has_more {
+                        Some(false) => None,
+                        _ => envelope.page.next_cursor.clone(),
+                    };
+                    Ok(crate::paging::CursorPage {
+                        items: crate::request::first_non_empty([envelope.data]),
+                        next,
+                    })
+                },
+            )
+            .await
     }
     /// Every item from this page on, following the answers'
     /// `page.nextCursor`, one request per page as the stream is polled.
@@ -1551,7 +2285,7 @@ impl McpEntityTokens<'_> {
             scopes: scopes.into_iter().map(Into::into).collect(),
             mcp_user_id: None,
             ttl_seconds: None,
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1566,7 +2300,7 @@ pub struct McpEntityTokensMint {
     scopes: Vec<String>,
     mcp_user_id: Option<String>,
     ttl_seconds: Option<i64>,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl McpEntityTokensMint {
     ///The end user the token acts for; sent as null when not set.
@@ -1579,26 +2313,79 @@ impl McpEntityTokensMint {
         self.ttl_seconds = Some(value);
         self
     }
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MintedTokenItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_entity_tokens_mint();
-        let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
-        let call = call.body_map(|b| b.environment_id(self.environment_id));
-        let call = call.body_map(|b| b.label(self.label));
-        let call = call.body_map(|b| b.scopes(self.scopes));
-        let call = call.body_map(|b| b.mcp_user_id(self.mcp_user_id));
-        let call = call.body_map(|b| b.ttl_seconds(self.ttl_seconds));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MintedTokenItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_entity_tokens_mint",
+            method: http::Method::POST,
+            path: "/mcp/entity/{entityId}/tokens",
+            rule: crate::v1::KeyClass::Required,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/entity/");
+        url.segment(&self.entity_id)?;
+        url.literal("/tokens");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "environmentId")]
+            environment_id: &'a String,
+            #[serde(rename = "label")]
+            label: &'a String,
+            #[serde(rename = "scopes")]
+            scopes: &'a Vec<String>,
+            #[serde(rename = "mcpUserId")]
+            mcp_user_id: Option<&'a String>,
+            #[serde(rename = "ttlSeconds")]
+            ttl_seconds: Option<&'a i64>,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    environment_id: &self.environment_id,
+                    label: &self.label,
+                    scopes: &self.scopes,
+                    mcp_user_id: self.mcp_user_id.as_ref(),
+                    ttl_seconds: self.ttl_seconds.as_ref(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpEntityTokensMint {
@@ -1626,6 +2413,7 @@ Revoking is naturally repeatable: a second call answers `newlyRevoked: false` wi
             entity_id: entity_id.into(),
             token_id: token_id.into(),
             environment_id: environment_id.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1637,19 +2425,52 @@ pub struct McpEntityTokensRevoke {
     entity_id: String,
     token_id: String,
     environment_id: String,
+    call_options: crate::request::CallOptions,
 }
 impl McpEntityTokensRevoke {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::RevokedTokenItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_entity_tokens_revoke();
-        let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
-        let call = call.token_id(crate::request::path_id(&self.token_id)?);
-        let call = call.environment_id(self.environment_id);
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::RevokedTokenItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_entity_tokens_revoke",
+            method: http::Method::DELETE,
+            path: "/mcp/entity/{entityId}/tokens/{tokenId}",
+            rule: crate::v1::KeyClass::Exempt,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/entity/");
+        url.segment(&self.entity_id)?;
+        url.literal("/tokens/");
+        url.segment(&self.token_id)?;
+        url.query("environmentId", &self.environment_id);
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpEntityTokensRevoke {
@@ -1673,6 +2494,7 @@ The organization is the one the environment belongs to. Not paged: `limit` and `
         McpOrganizationPoliciesList {
             client: self.client.clone(),
             environment_id: environment_id.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1682,19 +2504,52 @@ The organization is the one the environment belongs to. Not paged: `limit` and `
 pub struct McpOrganizationPoliciesList {
     client: crate::v1::V1Client,
     environment_id: String,
+    call_options: crate::request::CallOptions,
 }
 impl McpOrganizationPoliciesList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<
         crate::v1::Reply<crate::v1::types::OrganizationPolicyCollection>,
     > {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_organization_policies_list();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationPolicyCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_organization_policies_list",
+            method: http::Method::GET,
+            path: "/mcp/platform/environments/{environmentId}/policies",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/environments/");
+        url.segment(&self.environment_id)?;
+        url.literal("/policies");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpOrganizationPoliciesList {
@@ -1724,7 +2579,7 @@ An upsert keyed by `pattern` (200, whether created or replaced). The organizatio
             environment_id: environment_id.into(),
             pattern: pattern.into(),
             state: state.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1736,26 +2591,73 @@ pub struct McpOrganizationPoliciesSet {
     environment_id: String,
     pattern: String,
     state: PolicyState,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl McpOrganizationPoliciesSet {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationPolicyItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_organization_policies_set();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = call.body_map(|b| b.pattern(self.pattern));
-        let call = call.body_map(|b| b.state(self.state.as_str().to_owned()));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationPolicyItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_organization_policies_set",
+            method: http::Method::PUT,
+            path: "/mcp/platform/environments/{environmentId}/policies",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/environments/");
+        url.segment(&self.environment_id)?;
+        url.literal("/policies");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "pattern")]
+            pattern: &'a String,
+            #[serde(rename = "state")]
+            state: &'a str,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    pattern: &self.pattern,
+                    state: self.state.as_str(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpOrganizationPoliciesSet {
@@ -1783,7 +2685,7 @@ impl McpOrganizationPolicies<'_> {
             client: self.client.clone(),
             environment_id: environment_id.into(),
             policy_id: policy_id.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1794,25 +2696,57 @@ pub struct McpOrganizationPoliciesRemove {
     client: crate::v1::V1Client,
     environment_id: String,
     policy_id: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl McpOrganizationPoliciesRemove {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::PolicyDeletionItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_organization_policies_remove();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = call.policy_id(crate::request::path_id(&self.policy_id)?);
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::PolicyDeletionItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_organization_policies_remove",
+            method: http::Method::DELETE,
+            path: "/mcp/platform/environments/{environmentId}/policies/{policyId}",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/environments/");
+        url.segment(&self.environment_id)?;
+        url.literal("/policies/");
+        url.segment(&self.policy_id)?;
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpOrganizationPoliciesRemove {
@@ -1835,6 +2769,7 @@ One page of the environment's platform tokens, cursor-paged. Never carries token
             environment_id: environment_id.into(),
             cursor: None,
             limit: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1846,6 +2781,7 @@ pub struct McpPlatformTokensList {
     environment_id: String,
     cursor: Option<String>,
     limit: Option<u64>,
+    call_options: crate::request::CallOptions,
 }
 impl McpPlatformTokensList {
     ///Opaque cursor; send back a `page.nextCursor` this service issued. Absent for the first page.
@@ -1858,48 +2794,76 @@ impl McpPlatformTokensList {
         self.limit = Some(value);
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::BearerCredentialCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_platform_tokens_list();
-        let call = call.environment_id(self.environment_id);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::BearerCredentialCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_platform_tokens_list",
+            method: http::Method::GET,
+            path: "/mcp/platform/tokens",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
         };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/tokens");
+        url.query("environmentId", &self.environment_id);
+        if let Some(value) = &self.cursor {
+            url.query("cursor", value);
+        }
+        if let Some(value) = &self.limit {
+            url.query("limit", &crate::request::int64("limit", *value)?);
+        }
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::CursorPage<crate::v1::types::BearerCredential>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_platform_tokens_list();
-        let call = call.environment_id(self.environment_id);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
-        };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        let envelope = crate::v1::transport::finish_envelope(answer).await?;
-        let next = match envelope.page.has_more {
-            Some(false) => None,
-            _ => envelope.page.next_cursor.clone(),
-        };
-        Ok(crate::paging::CursorPage {
-            items: crate::request::first_non_empty([envelope.data]),
-            next,
-        })
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    let envelope = crate::v1::transport::finish_envelope::<
+                        crate::v1::types::BearerCredentialCollection,
+                    >(answer)
+                        .await?;
+                    let next = match envelope.page.has_more {
+                        Some(false) => None,
+                        _ => envelope.page.next_cursor.clone(),
+                    };
+                    Ok(crate::paging::CursorPage {
+                        items: crate::request::first_non_empty([envelope.data]),
+                        next,
+                    })
+                },
+            )
+            .await
     }
     /// Every item from this page on, following the answers'
     /// `page.nextCursor`, one request per page as the stream is polled.
@@ -1949,7 +2913,7 @@ impl McpPlatformTokens<'_> {
             permissions: permissions.into_iter().map(Into::into).collect(),
             tier: tier.into(),
             ttl_seconds: None,
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1963,7 +2927,7 @@ pub struct McpPlatformTokensMint {
     permissions: Vec<String>,
     tier: TokenTier,
     ttl_seconds: Option<i64>,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl McpPlatformTokensMint {
     ///Lifetime in seconds (a positive whole number); null takes the server's default (90 days, capped at one year).
@@ -1971,25 +2935,77 @@ impl McpPlatformTokensMint {
         self.ttl_seconds = Some(value);
         self
     }
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MintedTokenItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_platform_tokens_mint();
-        let call = call.body_map(|b| b.environment_id(self.environment_id));
-        let call = call.body_map(|b| b.name(self.name));
-        let call = call.body_map(|b| b.permissions(self.permissions));
-        let call = call.body_map(|b| b.tier(self.tier.as_str().to_owned()));
-        let call = call.body_map(|b| b.ttl_seconds(self.ttl_seconds));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MintedTokenItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_platform_tokens_mint",
+            method: http::Method::POST,
+            path: "/mcp/platform/tokens",
+            rule: crate::v1::KeyClass::Required,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/tokens");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "environmentId")]
+            environment_id: &'a String,
+            #[serde(rename = "name")]
+            name: &'a String,
+            #[serde(rename = "permissions")]
+            permissions: &'a Vec<String>,
+            #[serde(rename = "tier")]
+            tier: &'a str,
+            #[serde(rename = "ttlSeconds")]
+            ttl_seconds: Option<&'a i64>,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    environment_id: &self.environment_id,
+                    name: &self.name,
+                    permissions: &self.permissions,
+                    tier: self.tier.as_str(),
+                    ttl_seconds: self.ttl_seconds.as_ref(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpPlatformTokensMint {
@@ -2015,6 +3031,7 @@ Revoking is naturally repeatable: a second call answers `newlyRevoked: false` wi
             client: self.client.clone(),
             id: id.into(),
             environment_id: environment_id.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -2025,18 +3042,64 @@ pub struct McpPlatformTokensRevoke {
     client: crate::v1::V1Client,
     id: String,
     environment_id: String,
+    call_options: crate::request::CallOptions,
 }
 impl McpPlatformTokensRevoke {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::RevokedTokenItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_platform_tokens_revoke();
-        let call = call.id(crate::request::path_id(&self.id)?);
-        let call = call.body_map(|b| b.environment_id(self.environment_id));
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::RevokedTokenItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_platform_tokens_revoke",
+            method: http::Method::POST,
+            path: "/mcp/platform/tokens/{id}/revoke",
+            rule: crate::v1::KeyClass::Exempt,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/tokens/");
+        url.segment(&self.id)?;
+        url.literal("/revoke");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "environmentId")]
+            environment_id: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    environment_id: &self.environment_id,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpPlatformTokensRevoke {
@@ -2047,90 +3110,5 @@ impl std::future::IntoFuture for McpPlatformTokensRevoke {
     >;
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.send())
-    }
-}
-///The idempotency rule of each operation (`x-platos-idempotency-class`).
-pub(crate) fn idempotency(operation_id: &str) -> Option<crate::v1::KeyClass> {
-    match operation_id {
-        "provider_keys_rotate_secret" => Some(crate::v1::KeyClass::Required),
-        "bff_magic_link_start" => Some(crate::v1::KeyClass::Accepted),
-        "bff_magic_link_complete" => Some(crate::v1::KeyClass::Exempt),
-        "bff_session_exchange" => Some(crate::v1::KeyClass::Accepted),
-        "bff_session_sign_out" => Some(crate::v1::KeyClass::Accepted),
-        "environment_scope_resolve" => Some(crate::v1::KeyClass::NotApplicable),
-        "environment_end_users_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "environment_variables_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "environment_variables_set" => Some(crate::v1::KeyClass::Accepted),
-        "identity_session_get" => Some(crate::v1::KeyClass::NotApplicable),
-        "invitations_accept" => Some(crate::v1::KeyClass::Accepted),
-        "organizations_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "organizations_create" => Some(crate::v1::KeyClass::Accepted),
-        "invitations_issue" => Some(crate::v1::KeyClass::Accepted),
-        "organization_members_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "organization_members_change_role" => Some(crate::v1::KeyClass::Accepted),
-        "projects_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "projects_create" => Some(crate::v1::KeyClass::Accepted),
-        "mcp_entity_tokens_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "mcp_entity_tokens_mint" => Some(crate::v1::KeyClass::Required),
-        "mcp_entity_tokens_revoke" => Some(crate::v1::KeyClass::Exempt),
-        "mcp_organization_policies_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "mcp_organization_policies_set" => Some(crate::v1::KeyClass::Accepted),
-        "mcp_organization_policies_remove" => Some(crate::v1::KeyClass::Accepted),
-        "mcp_platform_tokens_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "mcp_platform_tokens_mint" => Some(crate::v1::KeyClass::Required),
-        "mcp_platform_tokens_revoke" => Some(crate::v1::KeyClass::Exempt),
-        _ => None,
-    }
-}
-/// The path template of each operation (what a request's tracing
-/// span names: ids stay out of it).
-pub(crate) fn path_template(operation_id: &str) -> Option<&'static str> {
-    match operation_id {
-        "provider_keys_rotate_secret" => {
-            Some("/api/v1/agent/providers/keys/{id}/rotate-secret")
-        }
-        "bff_magic_link_start" => Some("/api/v1/bff/magic-link"),
-        "bff_magic_link_complete" => Some("/api/v1/bff/magic-link/complete"),
-        "bff_session_exchange" => Some("/api/v1/bff/session"),
-        "bff_session_sign_out" => Some("/api/v1/bff/session"),
-        "environment_scope_resolve" => Some("/api/v1/environments/by-slugs"),
-        "environment_end_users_list" => {
-            Some("/api/v1/environments/{environmentId}/end-users")
-        }
-        "environment_variables_list" => {
-            Some("/api/v1/environments/{environmentId}/variables")
-        }
-        "environment_variables_set" => {
-            Some("/api/v1/environments/{environmentId}/variables/{key}")
-        }
-        "identity_session_get" => Some("/api/v1/identity/session"),
-        "invitations_accept" => Some("/api/v1/invitations/accept"),
-        "organizations_list" => Some("/api/v1/organizations"),
-        "organizations_create" => Some("/api/v1/organizations"),
-        "invitations_issue" => Some("/api/v1/organizations/{organizationId}/invitations"),
-        "organization_members_list" => {
-            Some("/api/v1/organizations/{organizationId}/members")
-        }
-        "organization_members_change_role" => {
-            Some("/api/v1/organizations/{organizationId}/members/{membershipId}")
-        }
-        "projects_list" => Some("/api/v1/projects"),
-        "projects_create" => Some("/api/v1/projects"),
-        "mcp_entity_tokens_list" => Some("/mcp/entity/{entityId}/tokens"),
-        "mcp_entity_tokens_mint" => Some("/mcp/entity/{entityId}/tokens"),
-        "mcp_entity_tokens_revoke" => Some("/mcp/entity/{entityId}/tokens/{tokenId}"),
-        "mcp_organization_policies_list" => {
-            Some("/mcp/platform/environments/{environmentId}/policies")
-        }
-        "mcp_organization_policies_set" => {
-            Some("/mcp/platform/environments/{environmentId}/policies")
-        }
-        "mcp_organization_policies_remove" => {
-            Some("/mcp/platform/environments/{environmentId}/policies/{policyId}")
-        }
-        "mcp_platform_tokens_list" => Some("/mcp/platform/tokens"),
-        "mcp_platform_tokens_mint" => Some("/mcp/platform/tokens"),
-        "mcp_platform_tokens_revoke" => Some("/mcp/platform/tokens/{id}/revoke"),
-        _ => None,
     }
 }
