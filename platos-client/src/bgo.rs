@@ -1,16 +1,17 @@
 //! `client.bgo()`: the seed-era background-operation routes under
 //! `/trigger/...` (docs/wire.md, "bgo"). Current servers serve
-//! [`jobs`](crate::Jobs) instead; these stay for servers that still speak
+//! [`jobs`](crate::requests::Jobs) instead; these stay for servers that still speak
 //! them. The namespaces are generated from the spec; what lives here is the
 //! escape hatch [`Bgo::raw`] and the deprecated `trigger()` alias.
 
 use http::Method;
 
+use crate::PlatosClient;
 use crate::error::{Error, Result};
 use crate::request::Operation;
+use crate::requests::Bgo;
 use crate::retry::Idempotency;
 use crate::transport::read_json;
-use crate::{Bgo, PlatosClient};
 
 /// The REST prefix `raw` paths are relative to.
 const API_PREFIX: &str = "/api/v1/agent";

@@ -52,6 +52,17 @@ pub(crate) async fn deadline<T>(
     }
 }
 
+/// A required argument taken by a setter: sending without it is refused.
+pub(crate) fn needed<'a, T>(value: Option<&'a T>, name: &str) -> Result<&'a T> {
+    value.ok_or_else(|| Error::config(format!("`{name}` is required: set it with `.{name}(..)`")))
+}
+
+/// A hand-written type sent whole as a request body (`x-platos-body:
+/// {argument, type}` in the spec).
+pub(crate) trait RestBody {
+    fn rest_body(&self) -> serde_json::Value;
+}
+
 /// A 404 is the answer "absent".
 pub(crate) fn optional<T>(result: Result<T>) -> Result<Option<T>> {
     match result {

@@ -1,8 +1,8 @@
 //! [`Threads::send`]: a turn streamed over the realtime socket (docs/wire.md,
 //! "Realtime"). The rest of `client.threads()` is generated from the spec.
 
-use crate::Threads;
 use crate::realtime::{self, SendOptions, TurnStream};
+use crate::requests::Threads;
 
 impl Threads<'_> {
     /// Sends `message` to the thread's agent and streams the turn: tokens,

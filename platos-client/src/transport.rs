@@ -78,6 +78,31 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The headers of [`auth_headers`](Self::auth_headers), set on a request.
+    fn set_auth_headers(&self, request: &mut reqwest::Request, token: Option<&Secret>) {
+        match self.shared.auth.mode() {
+            Mode::Session => {
+                if let Some(token) = token {
+                    set_header(request, SESSION_TOKEN, token.expose());
+                }
+            }
+            Mode::ApiKey(key) => {
+                set_header(
+                    request,
+                    "authorization",
+                    &format!("Bearer {}", key.expose()),
+                );
+            }
+        }
+        if let Some(scope) = &self.scope {
+            for (name, value) in scope.headers() {
+                set_header(request, name, value);
+            }
+        }
+    }
+}
+
 fn set_header(request: &mut reqwest::Request, name: &'static str, value: &str) {
     match HeaderValue::from_str(value) {
         Ok(mut v) => {
@@ -355,15 +380,11 @@ impl PlatosClient {
                 Some(r) => r,
                 // Streaming bodies cannot be replayed: send the original once.
                 None => {
-                    for (name, value) in inner.auth_headers(token.as_ref()) {
-                        set_header(&mut request, name, &value);
-                    }
+                    inner.set_auth_headers(&mut request, token.as_ref());
                     return http.execute(request).await;
                 }
             };
-            for (name, value) in inner.auth_headers(token.as_ref()) {
-                set_header(&mut attempt, name, &value);
-            }
+            inner.set_auth_headers(&mut attempt, token.as_ref());
             tracing::debug!(
                 operation = operation.id,
                 method = %operation.method,
@@ -456,6 +477,11 @@ pub(crate) async fn read_json(response: reqwest::Response) -> Result<serde_json:
 
 /// Decodes JSON, naming the path of the first field that does not fit.
 pub(crate) fn decode<T: DeserializeOwned>(status: Option<u16>, bytes: &[u8]) -> Result<T> {
+    // The path is tracked only to explain a failure: a body that decodes
+    // pays for none of it.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -130,6 +130,8 @@ enum Ty {
     Values,
     Named(String),
     Enum(String, EnumKind),
+    /// A hand-written type (`x-platos-body: {argument, type}`).
+    Hand(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -160,11 +162,17 @@ struct Field {
     /// A required body property with a `default`: a setter, the default
     /// (JSON text) sent when not set.
     default: Option<String>,
+    /// A required argument taken by a setter (one of three or more of the
+    /// same type, which positional arguments would let a caller swap
+    /// silently): sending without it is a configuration error.
+    setter: bool,
 }
 
 enum Body {
     None,
     Whole,
+    /// One argument of a hand-written type, sent as its `RestBody`.
+    Hand,
     Fields,
 }
 
@@ -554,6 +562,7 @@ fn read_op(
             doc: str_of(p, "description").unwrap_or("").to_owned(),
             always: false,
             default: None,
+            setter: false,
         };
         if place == Place::Path || p.get("required") == Some(&Value::Bool(true)) {
             args.push(field);
@@ -575,6 +584,34 @@ fn read_op(
             );
             Body::None
         }
+        Some((_, Some(_))) if op.get("x-platos-body").is_some_and(Value::is_object) => {
+            let hand = op.get("x-platos-body");
+            match (
+                hand.and_then(|h| str_of(h, "argument")),
+                hand.and_then(|h| str_of(h, "type")),
+            ) {
+                (Some(argument), Some(ty)) => {
+                    args.push(Field {
+                        wire: "body".into(),
+                        rust: argument.to_owned(),
+                        ty: Ty::Hand(ty.to_owned()),
+                        place: Place::Body,
+                        doc: String::new(),
+                        always: false,
+                        default: None,
+                        setter: false,
+                    });
+                    Body::Hand
+                }
+                _ => {
+                    report(
+                        r,
+                        "x-platos-body as an object needs `argument` and `type`".into(),
+                    );
+                    Body::None
+                }
+            }
+        }
         Some((_, Some(name))) if str_of(op, "x-platos-body") == Some("whole") => {
             args.push(Field {
                 wire: "body".into(),
@@ -584,6 +621,7 @@ fn read_op(
                 doc: String::new(),
                 always: false,
                 default: None,
+                setter: false,
             });
             Body::Whole
         }
@@ -638,6 +676,7 @@ fn read_op(
                     ty,
                     place: Place::Body,
                     doc: str_of(prop, "description").unwrap_or("").to_owned(),
+                    setter: false,
                 };
                 if field.always && matches!(field.ty, Ty::Enum(..)) {
                     report(
@@ -755,7 +794,29 @@ fn read_op(
                 .into(),
             always: false,
             default: None,
+            setter: false,
         });
+    }
+
+    // Path parameters first, in the order the path names them.
+    let position = |f: &Field| match f.place {
+        Place::Path => path.find(&format!("{{{}}}", f.wire)).unwrap_or(0),
+        _ => usize::MAX,
+    };
+    args.sort_by_key(position);
+    // Three or more arguments of one type would be easy to swap: up to two
+    // path parameters stay positional (in path order), the rest are setters.
+    for i in 0..args.len() {
+        let same = |a: &Field| a.ty == args[i].ty;
+        let (all, paths) = (
+            args.iter().filter(|a| same(a)).count(),
+            args.iter()
+                .filter(|a| same(a) && a.place == Place::Path)
+                .count(),
+        );
+        if all >= 3 && (args[i].place != Place::Path || paths >= 3) {
+            args[i].setter = true;
+        }
     }
 
     let names: Vec<&str> = args
@@ -929,6 +990,7 @@ fn read_unwrap(
         doc: String::new(),
         always: false,
         default: None,
+        setter: false,
     })
 }
 
@@ -963,6 +1025,7 @@ impl Field {
             Ty::Strings => quote!(Vec<String>),
             Ty::Values => quote!(Vec<serde_json::Value>),
             Ty::Named(n) => ty_tokens(target, n),
+            Ty::Hand(path) => path_tokens(path),
             Ty::Enum(n, _) => {
                 let i = ident(n);
                 quote!(#i)
@@ -1051,8 +1114,17 @@ impl Model {
         for (path, doc) in self.namespaces.iter().filter(|(p, _)| used(p)) {
             out.extend(emit_namespace(target, path, doc));
         }
-        for e in &self.enums {
-            out.extend(emit_enum(e));
+        // The open enums are values callers pass: the crate re-exports them
+        // beside its client, apart from the requests.
+        let enums: TokenStream = self.enums.iter().map(emit_enum).collect();
+        if !self.enums.is_empty() {
+            out.extend(quote! {
+                /// Open enums the requests take (generated from `x-platos-enums`).
+                pub mod enums {
+                    #enums
+                }
+                pub use enums::*;
+            });
         }
         for op in &self.ops {
             out.extend(emit_op(target, op));
@@ -1216,15 +1288,31 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
         .collect();
     let takes_key = op.options.iter().any(|f| f.place == Place::Key);
 
-    let arg_names: Vec<_> = op.args.iter().map(|f| ident(&f.rust)).collect();
-    let arg_taken: Vec<_> = op.args.iter().map(|f| f.taken(target)).collect();
-    let arg_stored: Vec<_> = op.args.iter().map(|f| f.stored(target)).collect();
+    // Arguments the method takes; the rest of the required ones (three or
+    // more of one type) are setters, checked when the call is sent.
+    let positional: Vec<&Field> = op.args.iter().filter(|f| !f.setter).collect();
+    let needed: Vec<&Field> = op.args.iter().filter(|f| f.setter).collect();
+    let arg_names: Vec<_> = positional.iter().map(|f| ident(&f.rust)).collect();
+    let arg_taken: Vec<_> = positional.iter().map(|f| f.taken(target)).collect();
+    let arg_stored: Vec<_> = positional.iter().map(|f| f.stored(target)).collect();
+    let needed_names: Vec<_> = needed.iter().map(|f| ident(&f.rust)).collect();
+    let needed_stored: Vec<_> = needed.iter().map(|f| f.stored(target)).collect();
+    let setters: Vec<&Field> = needed.iter().chain(options.iter()).copied().collect();
     let opt_names: Vec<_> = options.iter().map(|f| ident(&f.rust)).collect();
-    let opt_taken: Vec<_> = options.iter().map(|f| f.taken(target)).collect();
+    let set_names: Vec<_> = setters.iter().map(|f| ident(&f.rust)).collect();
+    let opt_taken: Vec<_> = setters.iter().map(|f| f.taken(target)).collect();
     let opt_stored: Vec<_> = options.iter().map(|f| f.stored(target)).collect();
-    let opt_docs: Vec<_> = options.iter().map(|f| f.doc()).collect();
-    let arg_inits: Vec<_> = op
-        .args
+    let opt_docs: Vec<_> = setters
+        .iter()
+        .map(|f| {
+            if f.setter {
+                format!("{} Required.", f.doc())
+            } else {
+                f.doc()
+            }
+        })
+        .collect();
+    let arg_inits: Vec<_> = positional
         .iter()
         .map(|f| {
             let name = ident(&f.rust);
@@ -1236,7 +1324,20 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
             }
         })
         .collect();
-    let opt_values: Vec<_> = options.iter().map(|f| f.convert(quote!(value))).collect();
+    // Every argument as a reference, a setter's checked.
+    let locals: Vec<_> = op
+        .args
+        .iter()
+        .map(|f| {
+            let (name, rust) = (ident(&f.rust), &f.rust);
+            if f.setter {
+                quote!(let #name = crate::request::needed(self.#name.as_ref(), #rust)?;)
+            } else {
+                quote!(let #name = &self.#name;)
+            }
+        })
+        .collect();
+    let opt_values: Vec<_> = setters.iter().map(|f| f.convert(quote!(value))).collect();
     let key_setter = if takes_key {
         quote! {
             /// The idempotency key of this call, instead of one minted for it: the same
@@ -1268,8 +1369,8 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
         {
             let name = ident(&f.rust);
             url.extend(match f.ty {
-                Ty::Str => quote!(url.segment(&self.#name)?;),
-                _ => quote!(url.segment(&self.#name.to_string())?;),
+                Ty::Str => quote!(url.segment(#name)?;),
+                _ => quote!(url.segment(&#name.to_string())?;),
             });
         }
         rest = rest.get(close + 1..).unwrap_or("");
@@ -1280,9 +1381,9 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
     for f in op.args.iter().filter(|f| f.place == Place::Query) {
         let (name, wire) = (ident(&f.rust), &f.wire);
         url.extend(match f.ty {
-            Ty::Strings => quote! { for value in &self.#name { url.query(#wire, value); } },
+            Ty::Strings => quote! { for value in #name { url.query(#wire, value); } },
             _ => {
-                let value = f.query_value(quote!(self.#name), false);
+                let value = f.query_value(quote!(#name), true);
                 quote!(url.query(#wire, #value);)
             }
         });
@@ -1304,7 +1405,12 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
     // names (an unset optional one left out).
     let body = match op.body {
         Body::None => quote!(let body = None;),
-        Body::Whole => quote!(let body = Some(crate::request::json(&self.body)?);),
+        Body::Whole => quote!(let body = Some(crate::request::json(body)?);),
+        Body::Hand => {
+            let arg = op.args.iter().find(|f| f.place == Place::Body);
+            let name = ident(arg.map_or("body", |f| f.rust.as_str()));
+            quote!(let body = Some(crate::request::json(&crate::request::RestBody::rest_body(#name))?);)
+        }
         Body::Fields => {
             let mut prepare = TokenStream::new();
             let mut fields = TokenStream::new();
@@ -1324,7 +1430,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
                 };
                 let required = op.args.iter().any(|a| a.rust == f.rust);
                 let (ty, value, skip) = if required {
-                    (wire_ty, f.wire_ref(quote!(self.#name), false), false)
+                    (wire_ty, f.wire_ref(quote!(#name), true), false)
                 } else if let Some(json) = &f.default {
                     let resolved = ident(&format!("{}_default", f.rust));
                     prepare.extend(quote! {
@@ -1392,6 +1498,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
                 json: #json,
                 streams: false,
             };
+            #( #locals )*
             let mut url = crate::request::Url::new(self.client.base_url());
             #url
             #body
@@ -1571,7 +1678,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
                 #request {
                     client: self.client.clone(),
                     #( #arg_inits, )*
-                    #( #opt_names: None, )*
+                    #( #set_names: None, )*
                     call_options: crate::request::CallOptions::default(),
                 }
             }
@@ -1583,6 +1690,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
         pub struct #request {
             client: #client,
             #( #arg_names: #arg_stored, )*
+            #( #needed_names: Option<#needed_stored>, )*
             #( #opt_names: Option<#opt_stored>, )*
             call_options: crate::request::CallOptions,
         }
@@ -1590,8 +1698,8 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
         impl #request {
             #(
                 #[doc = #opt_docs]
-                pub fn #opt_names(mut self, value: #opt_taken) -> Self {
-                    self.#opt_names = Some(#opt_values);
+                pub fn #set_names(mut self, value: #opt_taken) -> Self {
+                    self.#set_names = Some(#opt_values);
                     self
                 }
             )*

@@ -135,10 +135,15 @@ fn command(client: &PlatosClient, command: Option<ToConn>) -> Flow {
 /// Sends an approval answer over REST and reports the outcome.
 async fn resolve(client: PlatosClient, answer: Answer) {
     let approved = answer.payload["approved"].as_bool().unwrap_or(false);
-    let mut call = client.approvals().resolve(answer.approval_id, approved);
+    let mut decision = crate::Decision::new(if approved {
+        crate::Verdict::Approve
+    } else {
+        crate::Verdict::Reject
+    });
     if let Some(comment) = answer.payload["comment"].as_str() {
-        call = call.comment(comment);
+        decision = decision.with_comment(comment);
     }
+    let call = client.approvals().resolve(answer.approval_id, decision);
     let _ = answer.reply.send(call.send().await.map(|_| ()));
 }
 

@@ -748,7 +748,7 @@ impl TurnStream {
 
     /// Reads the turn to its end and decodes its structured answer into `T`
     /// (see [`crate::structured`]). Send the turn with `T`'s schema, e.g.
-    /// with [`Threads::ask_structured`](crate::Threads::ask_structured).
+    /// with [`Threads::ask_structured`](crate::requests::Threads::ask_structured).
     pub async fn collect_structured<T: serde::de::DeserializeOwned>(
         self,
     ) -> Result<crate::Structured<T>> {

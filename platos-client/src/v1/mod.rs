@@ -55,7 +55,13 @@ use crate::tls::Tls;
 use crate::transport::{error_from_response, transport_error};
 
 pub use frame::{Frame, FrameType, StreamMeta};
-pub use namespaces::*;
+pub use namespaces::enums::*;
+
+/// The V1 namespaces of [`V1Client`] (`client.organizations()`, …) and the
+/// requests their methods return, generated from `spec/v1.yaml`.
+pub mod requests {
+    pub use super::namespaces::*;
+}
 pub use transport::{KeyClass, KeyFactory, Reply};
 
 /// The V1 payload types, generated from `spec/v1.yaml`.

@@ -164,261 +164,260 @@ impl crate::v1::V1Client {
         ProviderKeys { client: self }
     }
 }
-/**A filter on end users by whether they are disabled.
+/// Open enums the requests take (generated from `x-platos-enums`).
+pub mod enums {
+    /**A filter on end users by whether they are disabled.
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EndUserStatus {
-    ///`"active"`
-    Active,
-    ///`"disabled"`
-    Disabled,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl EndUserStatus {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Active => "active",
-            Self::Disabled => "disabled",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum EndUserStatus {
+        ///`"active"`
+        Active,
+        ///`"disabled"`
+        Disabled,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl EndUserStatus {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Active => "active",
+                Self::Disabled => "disabled",
+                Self::Other(v) => v,
+            }
         }
     }
-}
-impl From<&str> for EndUserStatus {
-    fn from(v: &str) -> Self {
-        match v {
-            "active" => Self::Active,
-            "disabled" => Self::Disabled,
-            other => Self::Other(other.to_owned()),
+    impl From<&str> for EndUserStatus {
+        fn from(v: &str) -> Self {
+            match v {
+                "active" => Self::Active,
+                "disabled" => Self::Disabled,
+                other => Self::Other(other.to_owned()),
+            }
         }
     }
-}
-impl From<String> for EndUserStatus {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "active" => Self::Active,
-            "disabled" => Self::Disabled,
-            _ => Self::Other(v),
+    impl From<String> for EndUserStatus {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "active" => Self::Active,
+                "disabled" => Self::Disabled,
+                _ => Self::Other(v),
+            }
         }
     }
-}
-impl std::fmt::Display for EndUserStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    impl std::fmt::Display for EndUserStatus {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
     }
-}
-/**The access level an environment scope is resolved at: `metadata` (the default) or `secret:mutate` (organization OWNER/ADMIN or project ADMIN).
+    /**The access level an environment scope is resolved at: `metadata` (the default) or `secret:mutate` (organization OWNER/ADMIN or project ADMIN).
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EnvironmentAccess {
-    ///`"metadata"`
-    Metadata,
-    ///`"secret:mutate"`
-    SecretMutate,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl EnvironmentAccess {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Metadata => "metadata",
-            Self::SecretMutate => "secret:mutate",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum EnvironmentAccess {
+        ///`"metadata"`
+        Metadata,
+        ///`"secret:mutate"`
+        SecretMutate,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl EnvironmentAccess {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Metadata => "metadata",
+                Self::SecretMutate => "secret:mutate",
+                Self::Other(v) => v,
+            }
         }
     }
-}
-impl From<&str> for EnvironmentAccess {
-    fn from(v: &str) -> Self {
-        match v {
-            "metadata" => Self::Metadata,
-            "secret:mutate" => Self::SecretMutate,
-            other => Self::Other(other.to_owned()),
+    impl From<&str> for EnvironmentAccess {
+        fn from(v: &str) -> Self {
+            match v {
+                "metadata" => Self::Metadata,
+                "secret:mutate" => Self::SecretMutate,
+                other => Self::Other(other.to_owned()),
+            }
         }
     }
-}
-impl From<String> for EnvironmentAccess {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "metadata" => Self::Metadata,
-            "secret:mutate" => Self::SecretMutate,
-            _ => Self::Other(v),
+    impl From<String> for EnvironmentAccess {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "metadata" => Self::Metadata,
+                "secret:mutate" => Self::SecretMutate,
+                _ => Self::Other(v),
+            }
         }
     }
-}
-impl std::fmt::Display for EnvironmentAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    impl std::fmt::Display for EnvironmentAccess {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
     }
-}
-/**A role in an organization.
+    /**A role in an organization.
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum OrganizationRole {
-    ///`"OWNER"`
-    Owner,
-    ///`"ADMIN"`
-    Admin,
-    ///`"MEMBER"`
-    Member,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl OrganizationRole {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Owner => "OWNER",
-            Self::Admin => "ADMIN",
-            Self::Member => "MEMBER",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum OrganizationRole {
+        ///`"OWNER"`
+        Owner,
+        ///`"ADMIN"`
+        Admin,
+        ///`"MEMBER"`
+        Member,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl OrganizationRole {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Owner => "OWNER",
+                Self::Admin => "ADMIN",
+                Self::Member => "MEMBER",
+                Self::Other(v) => v,
+            }
         }
     }
-}
-impl From<&str> for OrganizationRole {
-    fn from(v: &str) -> Self {
-        match v {
-            "OWNER" => Self::Owner,
-            "ADMIN" => Self::Admin,
-            "MEMBER" => Self::Member,
-            other => Self::Other(other.to_owned()),
+    impl From<&str> for OrganizationRole {
+        fn from(v: &str) -> Self {
+            match v {
+                "OWNER" => Self::Owner,
+                "ADMIN" => Self::Admin,
+                "MEMBER" => Self::Member,
+                other => Self::Other(other.to_owned()),
+            }
         }
     }
-}
-impl From<String> for OrganizationRole {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "OWNER" => Self::Owner,
-            "ADMIN" => Self::Admin,
-            "MEMBER" => Self::Member,
-            _ => Self::Other(v),
+    impl From<String> for OrganizationRole {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "OWNER" => Self::Owner,
+                "ADMIN" => Self::Admin,
+                "MEMBER" => Self::Member,
+                _ => Self::Other(v),
+            }
         }
     }
-}
-impl std::fmt::Display for OrganizationRole {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    impl std::fmt::Display for OrganizationRole {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
     }
-}
-/**What an MCP tool policy does with a matching tool. The organization tier stores only `auto_allow` and `block`; `require_approval` is refused there (`TOOLS_POLICY_EFFECT_UNSUPPORTED`).
+    /**What an MCP tool policy does with a matching tool. The organization tier stores only `auto_allow` and `block`; `require_approval` is refused there (`TOOLS_POLICY_EFFECT_UNSUPPORTED`).
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PolicyState {
-    ///`"auto_allow"`
-    AutoAllow,
-    ///`"require_approval"`
-    RequireApproval,
-    ///`"block"`
-    Block,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl PolicyState {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::AutoAllow => "auto_allow",
-            Self::RequireApproval => "require_approval",
-            Self::Block => "block",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum PolicyState {
+        ///`"auto_allow"`
+        AutoAllow,
+        ///`"require_approval"`
+        RequireApproval,
+        ///`"block"`
+        Block,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl PolicyState {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::AutoAllow => "auto_allow",
+                Self::RequireApproval => "require_approval",
+                Self::Block => "block",
+                Self::Other(v) => v,
+            }
         }
     }
-}
-impl From<&str> for PolicyState {
-    fn from(v: &str) -> Self {
-        match v {
-            "auto_allow" => Self::AutoAllow,
-            "require_approval" => Self::RequireApproval,
-            "block" => Self::Block,
-            other => Self::Other(other.to_owned()),
+    impl From<&str> for PolicyState {
+        fn from(v: &str) -> Self {
+            match v {
+                "auto_allow" => Self::AutoAllow,
+                "require_approval" => Self::RequireApproval,
+                "block" => Self::Block,
+                other => Self::Other(other.to_owned()),
+            }
         }
     }
-}
-impl From<String> for PolicyState {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "auto_allow" => Self::AutoAllow,
-            "require_approval" => Self::RequireApproval,
-            "block" => Self::Block,
-            _ => Self::Other(v),
+    impl From<String> for PolicyState {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "auto_allow" => Self::AutoAllow,
+                "require_approval" => Self::RequireApproval,
+                "block" => Self::Block,
+                _ => Self::Other(v),
+            }
         }
     }
-}
-impl std::fmt::Display for PolicyState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    impl std::fmt::Display for PolicyState {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
     }
-}
-/**The permission tier of an MCP platform token (`scope` is the weaker one).
+    /**The permission tier of an MCP platform token (`scope` is the weaker one).
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TokenTier {
-    ///`"scope"`
-    Scope,
-    ///`"admin"`
-    Admin,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl TokenTier {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Scope => "scope",
-            Self::Admin => "admin",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum TokenTier {
+        ///`"scope"`
+        Scope,
+        ///`"admin"`
+        Admin,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl TokenTier {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Scope => "scope",
+                Self::Admin => "admin",
+                Self::Other(v) => v,
+            }
+        }
+    }
+    impl From<&str> for TokenTier {
+        fn from(v: &str) -> Self {
+            match v {
+                "scope" => Self::Scope,
+                "admin" => Self::Admin,
+                other => Self::Other(other.to_owned()),
+            }
+        }
+    }
+    impl From<String> for TokenTier {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "scope" => Self::Scope,
+                "admin" => Self::Admin,
+                _ => Self::Other(v),
+            }
+        }
+    }
+    impl std::fmt::Display for TokenTier {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
         }
     }
 }
-impl From<&str> for TokenTier {
-    fn from(v: &str) -> Self {
-        match v {
-            "scope" => Self::Scope,
-            "admin" => Self::Admin,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-}
-impl From<String> for TokenTier {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "scope" => Self::Scope,
-            "admin" => Self::Admin,
-            _ => Self::Other(v),
-        }
-    }
-}
-impl std::fmt::Display for TokenTier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use enums::*;
 impl ProviderKeys<'_> {
     /**Rotate the secret behind a provider key
 
 Replaces the key's credential material with `plaintext` (bring your own key). The secret travels inbound only; the answer is the key's metadata and never carries material. Class *required*: an `idempotency-key` must be sent (else 400 `IDEMPOTENCY_KEY_REQUIRED`), so a retried rotation runs once and its replay answers the same body with `idempotency-replayed: true`. Needs `secret:mutate` on the environment. Success is 200.*/
-    pub fn rotate_secret(
-        &self,
-        id: impl Into<String>,
-        environment_id: impl Into<String>,
-        plaintext: impl Into<String>,
-    ) -> ProviderKeysRotateSecret {
+    pub fn rotate_secret(&self, id: impl Into<String>) -> ProviderKeysRotateSecret {
         ProviderKeysRotateSecret {
             client: self.client.clone(),
             id: id.into(),
-            environment_id: environment_id.into(),
-            plaintext: plaintext.into(),
+            environment_id: None,
+            plaintext: None,
             call_options: crate::request::CallOptions::default(),
         }
     }
@@ -429,11 +428,21 @@ Replaces the key's credential material with `plaintext` (bring your own key). Th
 pub struct ProviderKeysRotateSecret {
     client: crate::v1::V1Client,
     id: String,
-    environment_id: String,
-    plaintext: String,
+    environment_id: Option<String>,
+    plaintext: Option<String>,
     call_options: crate::request::CallOptions,
 }
 impl ProviderKeysRotateSecret {
+    ///The environment the key belongs to. Required.
+    pub fn environment_id(mut self, value: impl Into<String>) -> Self {
+        self.environment_id = Some(value.into());
+        self
+    }
+    ///The replacement secret (non-empty). Write-only. Required.
+    pub fn plaintext(mut self, value: impl Into<String>) -> Self {
+        self.plaintext = Some(value.into());
+        self
+    }
     /// The idempotency key of this call, instead of one minted for it: the same
     /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
@@ -473,9 +482,15 @@ impl ProviderKeysRotateSecret {
             json: true,
             streams: false,
         };
+        let id = &self.id;
+        let environment_id = crate::request::needed(
+            self.environment_id.as_ref(),
+            "environment_id",
+        )?;
+        let plaintext = crate::request::needed(self.plaintext.as_ref(), "plaintext")?;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/providers/keys/");
-        url.segment(&self.id)?;
+        url.segment(id)?;
         url.literal("/rotate-secret");
         #[derive(serde::Serialize)]
         struct Wire<'a> {
@@ -489,8 +504,8 @@ impl ProviderKeysRotateSecret {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    environment_id: &self.environment_id,
-                    plaintext: &self.plaintext,
+                    environment_id,
+                    plaintext,
                     _borrows: std::marker::PhantomData,
                 },
             )?,
@@ -570,6 +585,7 @@ impl BffMagicLinkStart {
             json: true,
             streams: false,
         };
+        let email = &self.email;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/bff/magic-link");
         #[derive(serde::Serialize)]
@@ -582,7 +598,7 @@ impl BffMagicLinkStart {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    email: &self.email,
+                    email,
                     _borrows: std::marker::PhantomData,
                 },
             )?,
@@ -658,6 +674,7 @@ impl BffMagicLinkComplete {
             json: true,
             streams: false,
         };
+        let token = &self.token;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/bff/magic-link/complete");
         #[derive(serde::Serialize)]
@@ -670,7 +687,7 @@ impl BffMagicLinkComplete {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    token: &self.token,
+                    token,
                     _borrows: std::marker::PhantomData,
                 },
             )?,
@@ -752,6 +769,7 @@ impl BffSessionExchange {
             json: true,
             streams: false,
         };
+        let token = &self.token;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/bff/session");
         #[derive(serde::Serialize)]
@@ -764,7 +782,7 @@ impl BffSessionExchange {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    token: &self.token,
+                    token,
                     _borrows: std::marker::PhantomData,
                 },
             )?,
@@ -859,17 +877,12 @@ impl EnvironmentScope<'_> {
     /**Resolve an environment by its organization, project and environment slugs
 
 The organization, project and environment a slug triple names, the project's environments, and the operator's roles, authorized at the requested access level. 404 `TENANCY_NOT_FOUND` when no live environment has these slugs, 403 `TENANCY_ENVIRONMENT_FORBIDDEN` when one does and the operator may not act on it at that level.*/
-    pub fn resolve(
-        &self,
-        environment_slug: impl Into<String>,
-        organization_slug: impl Into<String>,
-        project_slug: impl Into<String>,
-    ) -> EnvironmentScopeResolve {
+    pub fn resolve(&self) -> EnvironmentScopeResolve {
         EnvironmentScopeResolve {
             client: self.client.clone(),
-            environment_slug: environment_slug.into(),
-            organization_slug: organization_slug.into(),
-            project_slug: project_slug.into(),
+            environment_slug: None,
+            organization_slug: None,
+            project_slug: None,
             access: None,
             call_options: crate::request::CallOptions::default(),
         }
@@ -880,13 +893,28 @@ The organization, project and environment a slug triple names, the project's env
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct EnvironmentScopeResolve {
     client: crate::v1::V1Client,
-    environment_slug: String,
-    organization_slug: String,
-    project_slug: String,
+    environment_slug: Option<String>,
+    organization_slug: Option<String>,
+    project_slug: Option<String>,
     access: Option<EnvironmentAccess>,
     call_options: crate::request::CallOptions,
 }
 impl EnvironmentScopeResolve {
+    ///`environmentSlug`. Required.
+    pub fn environment_slug(mut self, value: impl Into<String>) -> Self {
+        self.environment_slug = Some(value.into());
+        self
+    }
+    ///`organizationSlug`. Required.
+    pub fn organization_slug(mut self, value: impl Into<String>) -> Self {
+        self.organization_slug = Some(value.into());
+        self
+    }
+    ///`projectSlug`. Required.
+    pub fn project_slug(mut self, value: impl Into<String>) -> Self {
+        self.project_slug = Some(value.into());
+        self
+    }
     ///Known values: `metadata` (the default when absent), `secret:mutate`; any other is 400 `TRANSPORT_REQUEST_INVALID`.
     pub fn access(mut self, value: impl Into<EnvironmentAccess>) -> Self {
         self.access = Some(value.into());
@@ -925,11 +953,23 @@ impl EnvironmentScopeResolve {
             json: true,
             streams: false,
         };
+        let environment_slug = crate::request::needed(
+            self.environment_slug.as_ref(),
+            "environment_slug",
+        )?;
+        let organization_slug = crate::request::needed(
+            self.organization_slug.as_ref(),
+            "organization_slug",
+        )?;
+        let project_slug = crate::request::needed(
+            self.project_slug.as_ref(),
+            "project_slug",
+        )?;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/environments/by-slugs");
-        url.query("environmentSlug", &self.environment_slug);
-        url.query("organizationSlug", &self.organization_slug);
-        url.query("projectSlug", &self.project_slug);
+        url.query("environmentSlug", environment_slug);
+        url.query("organizationSlug", organization_slug);
+        url.query("projectSlug", project_slug);
         if let Some(value) = &self.access {
             url.query("access", value.as_str());
         }
@@ -1033,9 +1073,10 @@ impl EnvironmentEndUsersList {
             json: true,
             streams: false,
         };
+        let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/environments/");
-        url.segment(&self.environment_id)?;
+        url.segment(environment_id)?;
         url.literal("/end-users");
         if let Some(value) = &self.cursor {
             url.query("cursor", value);
@@ -1162,9 +1203,10 @@ impl EnvironmentVariablesList {
             json: true,
             streams: false,
         };
+        let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/environments/");
-        url.segment(&self.environment_id)?;
+        url.segment(environment_id)?;
         url.literal("/variables");
         let body = None;
         self.client
@@ -1192,13 +1234,12 @@ Upserts the variable named by `key`. The value is write-only: the answer is the 
         &self,
         environment_id: impl Into<String>,
         key: impl Into<String>,
-        value: impl Into<String>,
     ) -> EnvironmentVariablesSet {
         EnvironmentVariablesSet {
             client: self.client.clone(),
             environment_id: environment_id.into(),
             key: key.into(),
-            value: value.into(),
+            value: None,
             secret: None,
             call_options: crate::request::CallOptions::default(),
         }
@@ -1211,11 +1252,16 @@ pub struct EnvironmentVariablesSet {
     client: crate::v1::V1Client,
     environment_id: String,
     key: String,
-    value: String,
+    value: Option<String>,
     secret: Option<bool>,
     call_options: crate::request::CallOptions,
 }
 impl EnvironmentVariablesSet {
+    ///The value (write-only; a secret one is never shown again). Required.
+    pub fn value(mut self, value: impl Into<String>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
     ///True stores the value behind a credential. False when absent.
     pub fn secret(mut self, value: bool) -> Self {
         self.secret = Some(value);
@@ -1260,11 +1306,14 @@ impl EnvironmentVariablesSet {
             json: true,
             streams: false,
         };
+        let environment_id = &self.environment_id;
+        let key = &self.key;
+        let value = crate::request::needed(self.value.as_ref(), "value")?;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/environments/");
-        url.segment(&self.environment_id)?;
+        url.segment(environment_id)?;
         url.literal("/variables/");
-        url.segment(&self.key)?;
+        url.segment(key)?;
         #[derive(serde::Serialize)]
         struct Wire<'a> {
             #[serde(rename = "value")]
@@ -1277,7 +1326,7 @@ impl EnvironmentVariablesSet {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    value: &self.value,
+                    value,
                     secret: self.secret.as_ref(),
                     _borrows: std::marker::PhantomData,
                 },
@@ -1430,6 +1479,7 @@ impl InvitationsAccept {
             json: true,
             streams: false,
         };
+        let token = &self.token;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/invitations/accept");
         #[derive(serde::Serialize)]
@@ -1442,7 +1492,7 @@ impl InvitationsAccept {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    token: &self.token,
+                    token,
                     _borrows: std::marker::PhantomData,
                 },
             )?,
@@ -1602,6 +1652,8 @@ impl OrganizationsCreate {
             json: true,
             streams: false,
         };
+        let name = &self.name;
+        let slug = &self.slug;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/organizations");
         #[derive(serde::Serialize)]
@@ -1616,8 +1668,8 @@ impl OrganizationsCreate {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    name: &self.name,
-                    slug: &self.slug,
+                    name,
+                    slug,
                     _borrows: std::marker::PhantomData,
                 },
             )?,
@@ -1710,9 +1762,11 @@ impl InvitationsIssue {
             json: true,
             streams: false,
         };
+        let organization_id = &self.organization_id;
+        let email = &self.email;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/organizations/");
-        url.segment(&self.organization_id)?;
+        url.segment(organization_id)?;
         url.literal("/invitations");
         #[derive(serde::Serialize)]
         struct Wire<'a> {
@@ -1726,7 +1780,7 @@ impl InvitationsIssue {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    email: &self.email,
+                    email,
                     role: self.role.as_ref().map(|value| value.as_str()),
                     _borrows: std::marker::PhantomData,
                 },
@@ -1805,9 +1859,10 @@ impl OrganizationMembersList {
             json: true,
             streams: false,
         };
+        let organization_id = &self.organization_id;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/organizations/");
-        url.segment(&self.organization_id)?;
+        url.segment(organization_id)?;
         url.literal("/members");
         let body = None;
         self.client
@@ -1896,11 +1951,14 @@ impl OrganizationMembersChangeRole {
             json: true,
             streams: false,
         };
+        let organization_id = &self.organization_id;
+        let membership_id = &self.membership_id;
+        let role = &self.role;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/organizations/");
-        url.segment(&self.organization_id)?;
+        url.segment(organization_id)?;
         url.literal("/members/");
-        url.segment(&self.membership_id)?;
+        url.segment(membership_id)?;
         #[derive(serde::Serialize)]
         struct Wire<'a> {
             #[serde(rename = "role")]
@@ -1911,7 +1969,7 @@ impl OrganizationMembersChangeRole {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    role: self.role.as_str(),
+                    role: role.as_str(),
                     _borrows: std::marker::PhantomData,
                 },
             )?,
@@ -2007,21 +2065,14 @@ impl Projects<'_> {
     /**Create a project with its first environment
 
 201 Created. Creates the project, its first environment and the operator's project membership in one step.*/
-    pub fn create(
-        &self,
-        organization_id: impl Into<String>,
-        name: impl Into<String>,
-        slug: impl Into<String>,
-        environment_name: impl Into<String>,
-        environment_slug: impl Into<String>,
-    ) -> ProjectsCreate {
+    pub fn create(&self) -> ProjectsCreate {
         ProjectsCreate {
             client: self.client.clone(),
-            organization_id: organization_id.into(),
-            name: name.into(),
-            slug: slug.into(),
-            environment_name: environment_name.into(),
-            environment_slug: environment_slug.into(),
+            organization_id: None,
+            name: None,
+            slug: None,
+            environment_name: None,
+            environment_slug: None,
             call_options: crate::request::CallOptions::default(),
         }
     }
@@ -2031,14 +2082,39 @@ impl Projects<'_> {
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct ProjectsCreate {
     client: crate::v1::V1Client,
-    organization_id: String,
-    name: String,
-    slug: String,
-    environment_name: String,
-    environment_slug: String,
+    organization_id: Option<String>,
+    name: Option<String>,
+    slug: Option<String>,
+    environment_name: Option<String>,
+    environment_slug: Option<String>,
     call_options: crate::request::CallOptions,
 }
 impl ProjectsCreate {
+    ///`organizationId`. Required.
+    pub fn organization_id(mut self, value: impl Into<String>) -> Self {
+        self.organization_id = Some(value.into());
+        self
+    }
+    ///`name`. Required.
+    pub fn name(mut self, value: impl Into<String>) -> Self {
+        self.name = Some(value.into());
+        self
+    }
+    ///`slug`. Required.
+    pub fn slug(mut self, value: impl Into<String>) -> Self {
+        self.slug = Some(value.into());
+        self
+    }
+    ///The name of the project's first environment. Required.
+    pub fn environment_name(mut self, value: impl Into<String>) -> Self {
+        self.environment_name = Some(value.into());
+        self
+    }
+    ///The slug of the project's first environment. Required.
+    pub fn environment_slug(mut self, value: impl Into<String>) -> Self {
+        self.environment_slug = Some(value.into());
+        self
+    }
     /// The idempotency key of this call, instead of one minted for it: the same
     /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
@@ -2078,6 +2154,20 @@ impl ProjectsCreate {
             json: true,
             streams: false,
         };
+        let organization_id = crate::request::needed(
+            self.organization_id.as_ref(),
+            "organization_id",
+        )?;
+        let name = crate::request::needed(self.name.as_ref(), "name")?;
+        let slug = crate::request::needed(self.slug.as_ref(), "slug")?;
+        let environment_name = crate::request::needed(
+            self.environment_name.as_ref(),
+            "environment_name",
+        )?;
+        let environment_slug = crate::request::needed(
+            self.environment_slug.as_ref(),
+            "environment_slug",
+        )?;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/projects");
         #[derive(serde::Serialize)]
@@ -2098,11 +2188,11 @@ impl ProjectsCreate {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    organization_id: &self.organization_id,
-                    name: &self.name,
-                    slug: &self.slug,
-                    environment_name: &self.environment_name,
-                    environment_slug: &self.environment_slug,
+                    organization_id,
+                    name,
+                    slug,
+                    environment_name,
+                    environment_slug,
                     _borrows: std::marker::PhantomData,
                 },
             )?,
@@ -2196,11 +2286,13 @@ impl McpEntityTokensList {
             json: true,
             streams: false,
         };
+        let entity_id = &self.entity_id;
+        let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/mcp/entity/");
-        url.segment(&self.entity_id)?;
+        url.segment(entity_id)?;
         url.literal("/tokens");
-        url.query("environmentId", &self.environment_id);
+        url.query("environmentId", environment_id);
         if let Some(value) = &self.cursor {
             url.query("cursor", value);
         }
@@ -2273,16 +2365,14 @@ impl McpEntityTokens<'_> {
     pub fn mint(
         &self,
         entity_id: impl Into<String>,
-        environment_id: impl Into<String>,
-        label: impl Into<String>,
         scopes: impl IntoIterator<Item = impl Into<String>>,
     ) -> McpEntityTokensMint {
         McpEntityTokensMint {
             client: self.client.clone(),
             entity_id: entity_id.into(),
-            environment_id: environment_id.into(),
-            label: label.into(),
             scopes: scopes.into_iter().map(Into::into).collect(),
+            environment_id: None,
+            label: None,
             mcp_user_id: None,
             ttl_seconds: None,
             call_options: crate::request::CallOptions::default(),
@@ -2295,14 +2385,24 @@ impl McpEntityTokens<'_> {
 pub struct McpEntityTokensMint {
     client: crate::v1::V1Client,
     entity_id: String,
-    environment_id: String,
-    label: String,
     scopes: Vec<String>,
+    environment_id: Option<String>,
+    label: Option<String>,
     mcp_user_id: Option<String>,
     ttl_seconds: Option<i64>,
     call_options: crate::request::CallOptions,
 }
 impl McpEntityTokensMint {
+    ///The environment the entity belongs to. Required.
+    pub fn environment_id(mut self, value: impl Into<String>) -> Self {
+        self.environment_id = Some(value.into());
+        self
+    }
+    ///`label`. Required.
+    pub fn label(mut self, value: impl Into<String>) -> Self {
+        self.label = Some(value.into());
+        self
+    }
     ///The end user the token acts for; sent as null when not set.
     pub fn mcp_user_id(mut self, value: impl Into<String>) -> Self {
         self.mcp_user_id = Some(value.into());
@@ -2352,9 +2452,16 @@ impl McpEntityTokensMint {
             json: true,
             streams: false,
         };
+        let entity_id = &self.entity_id;
+        let environment_id = crate::request::needed(
+            self.environment_id.as_ref(),
+            "environment_id",
+        )?;
+        let label = crate::request::needed(self.label.as_ref(), "label")?;
+        let scopes = &self.scopes;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/mcp/entity/");
-        url.segment(&self.entity_id)?;
+        url.segment(entity_id)?;
         url.literal("/tokens");
         #[derive(serde::Serialize)]
         struct Wire<'a> {
@@ -2374,9 +2481,9 @@ impl McpEntityTokensMint {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    environment_id: &self.environment_id,
-                    label: &self.label,
-                    scopes: &self.scopes,
+                    environment_id,
+                    label,
+                    scopes,
                     mcp_user_id: self.mcp_user_id.as_ref(),
                     ttl_seconds: self.ttl_seconds.as_ref(),
                     _borrows: std::marker::PhantomData,
@@ -2406,13 +2513,12 @@ Revoking is naturally repeatable: a second call answers `newlyRevoked: false` wi
         &self,
         entity_id: impl Into<String>,
         token_id: impl Into<String>,
-        environment_id: impl Into<String>,
     ) -> McpEntityTokensRevoke {
         McpEntityTokensRevoke {
             client: self.client.clone(),
             entity_id: entity_id.into(),
             token_id: token_id.into(),
-            environment_id: environment_id.into(),
+            environment_id: None,
             call_options: crate::request::CallOptions::default(),
         }
     }
@@ -2424,10 +2530,15 @@ pub struct McpEntityTokensRevoke {
     client: crate::v1::V1Client,
     entity_id: String,
     token_id: String,
-    environment_id: String,
+    environment_id: Option<String>,
     call_options: crate::request::CallOptions,
 }
 impl McpEntityTokensRevoke {
+    ///The environment the token belongs to (refused by name when absent). Required.
+    pub fn environment_id(mut self, value: impl Into<String>) -> Self {
+        self.environment_id = Some(value.into());
+        self
+    }
     /// A deadline for the whole call: every try, the waits between
     /// them and reading the answer. Past it the call fails with a
     /// timeout error (`Error::Timeout`).
@@ -2461,12 +2572,18 @@ impl McpEntityTokensRevoke {
             json: true,
             streams: false,
         };
+        let entity_id = &self.entity_id;
+        let token_id = &self.token_id;
+        let environment_id = crate::request::needed(
+            self.environment_id.as_ref(),
+            "environment_id",
+        )?;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/mcp/entity/");
-        url.segment(&self.entity_id)?;
+        url.segment(entity_id)?;
         url.literal("/tokens/");
-        url.segment(&self.token_id)?;
-        url.query("environmentId", &self.environment_id);
+        url.segment(token_id)?;
+        url.query("environmentId", environment_id);
         let body = None;
         self.client
             .execute(&OPERATION, url.into_string(), body, &self.call_options)
@@ -2542,9 +2659,10 @@ impl McpOrganizationPoliciesList {
             json: true,
             streams: false,
         };
+        let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/mcp/platform/environments/");
-        url.segment(&self.environment_id)?;
+        url.segment(environment_id)?;
         url.literal("/policies");
         let body = None;
         self.client
@@ -2633,9 +2751,12 @@ impl McpOrganizationPoliciesSet {
             json: true,
             streams: false,
         };
+        let environment_id = &self.environment_id;
+        let pattern = &self.pattern;
+        let state = &self.state;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/mcp/platform/environments/");
-        url.segment(&self.environment_id)?;
+        url.segment(environment_id)?;
         url.literal("/policies");
         #[derive(serde::Serialize)]
         struct Wire<'a> {
@@ -2649,8 +2770,8 @@ impl McpOrganizationPoliciesSet {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    pattern: &self.pattern,
-                    state: self.state.as_str(),
+                    pattern,
+                    state: state.as_str(),
                     _borrows: std::marker::PhantomData,
                 },
             )?,
@@ -2738,11 +2859,13 @@ impl McpOrganizationPoliciesRemove {
             json: true,
             streams: false,
         };
+        let environment_id = &self.environment_id;
+        let policy_id = &self.policy_id;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/mcp/platform/environments/");
-        url.segment(&self.environment_id)?;
+        url.segment(environment_id)?;
         url.literal("/policies/");
-        url.segment(&self.policy_id)?;
+        url.segment(policy_id)?;
         let body = None;
         self.client
             .execute(&OPERATION, url.into_string(), body, &self.call_options)
@@ -2827,9 +2950,10 @@ impl McpPlatformTokensList {
             json: true,
             streams: false,
         };
+        let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/mcp/platform/tokens");
-        url.query("environmentId", &self.environment_id);
+        url.query("environmentId", environment_id);
         if let Some(value) = &self.cursor {
             url.query("cursor", value);
         }
@@ -2974,6 +3098,10 @@ impl McpPlatformTokensMint {
             json: true,
             streams: false,
         };
+        let environment_id = &self.environment_id;
+        let name = &self.name;
+        let permissions = &self.permissions;
+        let tier = &self.tier;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/mcp/platform/tokens");
         #[derive(serde::Serialize)]
@@ -2994,10 +3122,10 @@ impl McpPlatformTokensMint {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    environment_id: &self.environment_id,
-                    name: &self.name,
-                    permissions: &self.permissions,
-                    tier: self.tier.as_str(),
+                    environment_id,
+                    name,
+                    permissions,
+                    tier: tier.as_str(),
                     ttl_seconds: self.ttl_seconds.as_ref(),
                     _borrows: std::marker::PhantomData,
                 },
@@ -3078,9 +3206,11 @@ impl McpPlatformTokensRevoke {
             json: true,
             streams: false,
         };
+        let id = &self.id;
+        let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/mcp/platform/tokens/");
-        url.segment(&self.id)?;
+        url.segment(id)?;
         url.literal("/revoke");
         #[derive(serde::Serialize)]
         struct Wire<'a> {
@@ -3092,7 +3222,7 @@ impl McpPlatformTokensRevoke {
         let body = Some(
             crate::request::json(
                 &Wire {
-                    environment_id: &self.environment_id,
+                    environment_id,
                     _borrows: std::marker::PhantomData,
                 },
             )?,

@@ -361,3 +361,40 @@ async fn delete_is_retried_without_a_key() {
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(|r| r.header("idempotency-key").is_none()));
 }
+
+/// `.timeout(d)` on a request bounds the whole call: tries and the waits
+/// between them. Past it the call is a timeout, and no try starts after it.
+#[tokio::test(start_paused = true)]
+async fn a_calls_timeout_bounds_its_retries_and_waits() {
+    let recorder = Recorder::start().await;
+    recorder.push_n(2, unavailable());
+    let client = builder(&recorder.url())
+        .retry(
+            RetryConfig::default()
+                .with_jitter(0.0)
+                .with_delays(Duration::from_millis(400), Duration::from_secs(10)),
+        )
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let e = client
+        .agents()
+        .list()
+        .timeout(Duration::from_millis(1000))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout(_)), "{e:?}");
+    assert_eq!(started.elapsed(), Duration::from_millis(1000));
+    // Tries at 0, 400 and 1200 ms: the third falls after the deadline.
+    assert_eq!(recorder.count(), 2);
+
+    // Within its deadline a call is untouched.
+    recorder.push(Answer::json(200, json!({"agents": []})));
+    let agents = client
+        .agents()
+        .list()
+        .timeout(Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(agents.is_empty());
+}

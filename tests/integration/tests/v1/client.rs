@@ -244,3 +244,22 @@ async fn collections_page_by_cursor_and_items_come_whole() {
     let session = v1.identity_session().get().await.unwrap();
     assert!(session.body().meta.contract_version.is_some());
 }
+
+/// Three slugs would be easy to swap positionally: they are setters, and a
+/// call without one is refused by name before anything is sent.
+#[tokio::test]
+async fn a_missing_required_setter_is_refused_unsent() {
+    let server = TestServer::builder().start().await.expect("server");
+    let v1 = client(&server);
+    let before = requests(&server, "/by-slugs").len();
+    let e = v1
+        .environment_scope()
+        .resolve()
+        .organization_slug("acme")
+        .project_slug("web")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(e.message().contains("environment_slug"), "{e}");
+    assert_eq!(requests(&server, "/by-slugs").len(), before, "nothing sent");
+}
