@@ -185,3 +185,29 @@ impl Drop for ForwardProxy {
         let _ = self.child.wait();
     }
 }
+
+/// REST (`threads().create`) and a WebSocket turn (no reconnects) through
+/// `client` both fail; their errors, in that order.
+pub async fn both_lanes_fail(
+    client: &platos_client::PlatosClient,
+    thread_id: &str,
+) -> [platos_client::Error; 2] {
+    let rest = client
+        .threads()
+        .create(platos_test_server::SEED_AGENT_SUPPORT)
+        .await
+        .expect_err("REST call succeeded");
+    let socket = client
+        .threads()
+        .send_with(
+            thread_id,
+            "hi",
+            platos_client::SendOptions::default()
+                .transport(platos_client::Transport::WebSocket)
+                .reconnect_attempts(0),
+        )
+        .collect_turn()
+        .await
+        .expect_err("socket turn succeeded");
+    [rest, socket]
+}
