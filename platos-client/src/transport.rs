@@ -268,6 +268,8 @@ impl Client {
 
             let (result, asked) = match result {
                 Ok(response) => {
+                    let path = path_template(info.operation_id).unwrap_or("");
+                    crate::deprecation::note(info.operation_id, path, response.headers());
                     let status = response.status().as_u16();
                     if status == 401 || status == 403 {
                         let refused = token.as_ref().filter(|_| shared.auth.can_refresh());
@@ -296,6 +298,10 @@ impl Client {
                     }
                     note_status(status);
                     if (200..300).contains(&status) {
+                        if crate::errors_in_200::applies(path) {
+                            return crate::errors_in_200::lift(response, shared.max_response_bytes)
+                                .await;
+                        }
                         return Ok(crate::body::limit_body(response, shared.max_response_bytes));
                     }
                     if !retry::is_retryable_status(status) {
