@@ -17,8 +17,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::Attachments;
 use crate::error::{Error, Result, UploadError, UploadFailure};
+use crate::namespaces::Attachments;
 
 const CHUNK: usize = 64 * 1024;
 
@@ -223,7 +223,11 @@ impl Upload<'_> {
         }
         let mime = mime_type.unwrap_or_else(|| "application/octet-stream".to_owned());
         let bytes = i64::try_from(len).unwrap_or(i64::MAX);
-        let mut presign = attachments.presign(agent_id, thread_id, mime.clone(), bytes);
+        let mut presign = attachments
+            .presign(bytes)
+            .agent_id(agent_id)
+            .thread_id(thread_id)
+            .mime_type(mime.clone());
         if let Some(name) = filename {
             presign = presign.filename(name);
         }

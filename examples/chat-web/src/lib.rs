@@ -212,7 +212,8 @@ async fn edit(State(app): Shared, Json(e): Json<Edit>) -> Response {
     let edited = app
         .client
         .threads()
-        .edit_and_rerun(&e.thread_id, &e.message_id, e.content)
+        .edit_and_rerun(&e.thread_id, &e.message_id)
+        .content(e.content)
         .await;
     match edited {
         Ok(m) => Json(json!({"message": m})).into_response(),

@@ -134,7 +134,8 @@ async fn rename_pin_tag_fork_edit_and_retry_a_thread() {
     // Edit-and-rerun rewrites the user message and drops what followed.
     let edited = client
         .threads()
-        .edit_and_rerun(&thread.id, &messages[2].id, "second question, rephrased")
+        .edit_and_rerun(&thread.id, &messages[2].id)
+        .content("second question, rephrased")
         .await
         .unwrap();
     assert_eq!(
@@ -157,7 +158,8 @@ async fn rename_pin_tag_fork_edit_and_retry_a_thread() {
     // Bad input is a typed refusal, not a panic.
     let empty = client
         .threads()
-        .edit_and_rerun(&thread.id, &messages[0].id, "")
+        .edit_and_rerun(&thread.id, &messages[0].id)
+        .content("")
         .await;
     assert!(matches!(empty, Err(Error::Validation(_))), "{empty:?}");
     let missing = client
