@@ -191,6 +191,7 @@ const OPERATION_IDS: &[&str] = &[
     "tools_test",
     "tools_execute",
     // What a chat app needs (issue 21).
+    "threads_update",
     "threads_rename",
     "threads_pin",
     "threads_set_tags",

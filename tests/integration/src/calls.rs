@@ -123,6 +123,11 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
         "threads.archive" => json(client.threads().archive(s(args, "threadId")).await?),
         "threads.unarchive" => json(client.threads().unarchive(s(args, "threadId")).await?),
         "threads.delete" => json(client.threads().delete(s(args, "threadId")).await?),
+        "threads.update" => {
+            let mut b = client.threads().update(s(args, "threadId"));
+            b = opts!(b, args, str: ["title" => title, "status" => status], u64: []);
+            json(b.await?)
+        }
         "threads.rename" => {
             let mut b = client.threads().rename(s(args, "threadId"));
             if let Some(t) = opt_s(args, "title") {

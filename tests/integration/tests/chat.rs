@@ -97,6 +97,13 @@ async fn rename_pin_tag_fork_edit_and_retry_a_thread() {
         .await
         .unwrap();
     assert_eq!(renamed.title.as_deref(), Some("Trip plans"));
+    let updated = client
+        .threads()
+        .update(&thread.id)
+        .title("Trips")
+        .await
+        .unwrap();
+    assert_eq!(updated.title.as_deref(), Some("Trips"));
     let pinned = client.threads().pin(&thread.id).await.unwrap();
     assert!(
         pinned.pinned_at.is_some(),

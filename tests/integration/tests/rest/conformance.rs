@@ -28,6 +28,7 @@ const CALLS: &[&str] = &[
     "threads.fork",
     "threads.pin",
     "threads.rename",
+    "threads.update",
     "threads.replies",
     "threads.reply_counts",
     "threads.retry",

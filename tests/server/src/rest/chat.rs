@@ -42,6 +42,23 @@ pub(super) async fn rename(State(s): S, h: HeaderMap, Path(id): Path<String>, bo
     ok(st.threads[i].clone())
 }
 
+pub(super) async fn update(State(s): S, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Res {
+    let c = auth(&s, &h)?;
+    let b = body_object(&body)?;
+    let mut st = s.store();
+    let i = thread_index(&st, &id, &c).ok_or_else(super::threads::thread_not_found)?;
+    let t = &mut st.threads[i];
+    for key in ["title", "status"] {
+        match b.get(key) {
+            None => {}
+            Some(Value::String(v)) => t[key] = json!(v),
+            Some(_) => return Err(bad_request(&format!("{key} must be a string"))),
+        }
+    }
+    t["updatedAt"] = json!(now_iso());
+    ok(t.clone())
+}
+
 pub(super) async fn pin(State(s): S, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Res {
     let c = auth(&s, &h)?;
     let b = body_object(&body)?;

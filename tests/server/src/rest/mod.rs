@@ -62,6 +62,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .get("/threads/{thread_id}/artifacts", threads::artifacts)
         .post("/threads/{thread_id}/archive", threads::archive)
         .post("/threads/{thread_id}/unarchive", threads::unarchive)
+        .patch("/threads/{thread_id}", chat::update)
         .patch("/threads/{thread_id}/rename", chat::rename)
         .post("/threads/{thread_id}/pin", chat::pin)
         .post("/threads/{thread_id}/tags", chat::set_tags)
