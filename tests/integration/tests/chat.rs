@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use platos_client::mint::{MintOptions, mint_session_token};
 use platos_client::types::SessionTokenRequest;
 use platos_client::{Error, PlatosClient, Scope, UploadFailure, UploadSource};
-use platos_test_server::{SEED_AGENT_SUPPORT, TestServer, UploadFault};
+use platos_test_server::{RestFault, SEED_AGENT_SUPPORT, TestServer, UploadFault};
 use serde_json::json;
 
 fn token_for(server: &TestServer, user: &str) -> String {
@@ -478,6 +478,35 @@ async fn an_upload_fails_with_a_typed_error_for_each_way_it_can_fail() {
         Some(UploadFailure::Invalid),
         "{bad_mime:?}"
     );
+
+    // A presign answer without uploadUrl: nothing is sent anywhere.
+    let presigned = |body| RestFault::new(200, body).path_contains("/attachments/presigned");
+    server
+        .faults()
+        .fail_next_rest(presigned(json!({"attachmentId": "att_x", "maxBytes": 100})));
+    let no_url = upload(UploadSource::bytes(vec![1u8; 10]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        no_url.upload_failure(),
+        Some(UploadFailure::MissingUploadUrl),
+        "{no_url:?}"
+    );
+    // Over the answer's maxBytes: refused before a byte goes to storage (a
+    // PUT to this unreserved URL would have failed as StorageRefused, 404).
+    let url = format!("{}/storage/uploads/att_x", server.base_url());
+    server.faults().fail_next_rest(presigned(
+        json!({"attachmentId": "att_x", "uploadUrl": url, "maxBytes": 5, "headers": {}}),
+    ));
+    let over = upload(UploadSource::bytes(vec![1u8; 10]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        over.upload_failure(),
+        Some(UploadFailure::TooLarge),
+        "{over:?}"
+    );
+    assert_eq!(over.status(), None, "the client refused it, not a server");
 
     // A network failure mid-PUT is retried once with the source read again.
     server.set_max_attachment_bytes(20 * 1024 * 1024);
