@@ -10,8 +10,6 @@ use crate::auth::{Auth, DEFAULT_REFRESH_TIMEOUT, RefreshContext, Refresher, refr
 use crate::config::ReconnectConfig;
 use crate::config::{RetryConfig, Scope, Secret};
 use crate::error::{BoxError, Error, Result};
-#[cfg(feature = "realtime")]
-use crate::net::Net;
 use crate::net::NetOptions;
 use crate::proxy::ProxyChoice;
 use crate::transport::Inner;
@@ -29,29 +27,22 @@ pub const USER_AGENT: &str = concat!("platos-client-rust/", env!("CARGO_PKG_VERS
 /// Settings shared by every handle of one client and by its streams.
 pub(crate) struct Shared {
     pub(crate) base_url: String,
-    pub(crate) auth: Auth,
+    /// Shared with the realtime lanes: a refresh by either serves both.
+    pub(crate) auth: Arc<Auth>,
     pub(crate) retry: RetryConfig,
-    #[cfg(feature = "realtime")]
-    pub(crate) reconnect: ReconnectConfig,
     /// One try of a REST call.
     pub(crate) timeout: Duration,
     pub(crate) user_agent: String,
-    #[cfg(feature = "realtime")]
-    pub(crate) namespace: String,
     pub(crate) idempotency_keys: bool,
-    #[cfg(feature = "realtime")]
-    pub(crate) stream_buffer: usize,
     pub(crate) max_response_bytes: u64,
-    /// The realtime lanes open their connections with these settings.
-    #[cfg(feature = "realtime")]
-    pub(crate) net: Net,
     /// The REST lane's client (the SDK's own, or the one the caller handed in).
     pub(crate) http: reqwest::Client,
     /// The proxy REST calls go through, for error messages.
     pub(crate) proxy_shown: Option<String>,
-    /// The realtime connections of this client and its clones.
+    /// What the realtime lanes take from the client (their settings, the
+    /// same credentials, the connections of this client and its clones).
     #[cfg(feature = "realtime")]
-    pub(crate) realtime: crate::realtime::Pool,
+    pub(crate) realtime: Arc<crate::realtime::Shared>,
 }
 
 /// A Platos client. Cheap to clone; clones share connections, settings and
@@ -428,28 +419,34 @@ impl PlatosClientBuilder {
             namespace.insert(0, '/');
         }
 
+        let auth = Arc::new(auth);
+        let user_agent = self.user_agent.unwrap_or_else(|| USER_AGENT.to_owned());
+        #[cfg(feature = "realtime")]
+        let realtime = Arc::new(crate::realtime::Shared {
+            base_url: base_url.clone(),
+            user_agent: user_agent.clone(),
+            timeout,
+            reconnect: self.reconnect.unwrap_or_default(),
+            namespace,
+            stream_buffer: self.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER).max(1),
+            net,
+            auth: auth.clone(),
+            pool: crate::realtime::Pool::new(self.realtime.unwrap_or_default()),
+        });
         let shared = Arc::new(Shared {
             base_url,
             auth,
             retry: self.retry.unwrap_or_default(),
-            #[cfg(feature = "realtime")]
-            reconnect: self.reconnect.unwrap_or_default(),
             timeout,
-            user_agent: self.user_agent.unwrap_or_else(|| USER_AGENT.to_owned()),
-            #[cfg(feature = "realtime")]
-            namespace,
+            user_agent,
             idempotency_keys: self.idempotency_keys.unwrap_or(true),
-            #[cfg(feature = "realtime")]
-            stream_buffer: self.stream_buffer.unwrap_or(DEFAULT_STREAM_BUFFER).max(1),
             max_response_bytes: self
                 .max_response_bytes
                 .unwrap_or(crate::body::DEFAULT_MAX_RESPONSE_BYTES),
-            #[cfg(feature = "realtime")]
-            net,
             http,
             proxy_shown,
             #[cfg(feature = "realtime")]
-            realtime: crate::realtime::Pool::new(self.realtime.unwrap_or_default()),
+            realtime,
         });
         Ok(PlatosClient {
             inner: Arc::new(Inner {

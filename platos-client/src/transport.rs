@@ -25,7 +25,7 @@ use crate::error::{ApiError, Error, Result};
 use crate::request::{CallOptions, Operation};
 use crate::retry::{self, Idempotency};
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
-const SESSION_TOKEN: &str = "x-platos-session-token";
+pub(crate) const SESSION_TOKEN: &str = "x-platos-session-token";
 
 /// The state the generated client carries: shared settings plus the scope
 /// of this handle (a per-call scope makes a new handle, not a new client).
@@ -57,27 +57,6 @@ impl Inner {
             ));
         }
         Ok(())
-    }
-
-    /// The auth and scope headers for a request or a WebSocket upgrade, with
-    /// `token` as the session token in session mode.
-    #[cfg(feature = "realtime")]
-    pub(crate) fn auth_headers(&self, token: Option<&Secret>) -> Vec<(&'static str, String)> {
-        let mut headers = Vec::new();
-        match self.shared.auth.mode() {
-            Mode::Session => {
-                if let Some(token) = token {
-                    headers.push((SESSION_TOKEN, token.expose().to_owned()));
-                }
-            }
-            Mode::ApiKey(key) => {
-                headers.push(("authorization", format!("Bearer {}", key.expose())));
-            }
-        }
-        if let Some(scope) = &self.scope {
-            headers.extend(scope.headers().map(|(k, v)| (k, v.to_owned())));
-        }
-        headers
     }
 }
 

@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 
 use tokio::sync::oneshot;
 
-use crate::client::PlatosClient;
 use crate::decision::Decision;
 use crate::error::{Error, Result};
 
@@ -24,16 +23,14 @@ pub(crate) struct Answer {
 /// and the socket lane's for a decision that edits arguments (the socket's
 /// `approval_response` has no field for them).
 pub(crate) async fn resolve_over_rest(
-    client: &PlatosClient,
+    client: &super::Context,
     approval_id: String,
     decision: &Decision,
 ) -> Result<()> {
     client
-        .approvals()
-        .resolve(approval_id, decision.clone())
-        .send()
+        .rest
+        .resolve_approval(approval_id, decision.clone())
         .await
-        .map(drop)
 }
 
 #[derive(Default)]

@@ -14,10 +14,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
+use super::Context;
 use super::classify::{self, Fault, Signal};
 use super::engineio::{self, Handshake};
 use super::socketio;
-use crate::client::PlatosClient;
 use crate::config::Secret;
 use crate::error::Error;
 
@@ -48,7 +48,7 @@ pub(crate) struct Conn {
 /// Opens the WebSocket of `client` and joins `namespace` with `token`,
 /// within the client's timeout.
 pub(crate) async fn dial(
-    client: &PlatosClient,
+    client: &Context,
     namespace: &str,
     token: Option<&Secret>,
 ) -> Result<Conn, Fault> {
@@ -62,7 +62,7 @@ pub(crate) async fn dial(
     if let Ok(ua) = HeaderValue::from_str(&shared.user_agent) {
         headers.insert("user-agent", ua);
     }
-    for (name, value) in client.inner().auth_headers(token) {
+    for (name, value) in client.auth_headers(token) {
         match HeaderValue::from_str(&value) {
             Ok(mut value) => {
                 value.set_sensitive(true);
@@ -85,12 +85,12 @@ pub(crate) async fn dial(
 
 /// The CONNECT auth payload (docs/realtime.md §1–§2): the token, and the scope
 /// for gateways that read it from there.
-fn auth_payload(client: &PlatosClient, token: Option<&Secret>) -> Value {
+fn auth_payload(client: &Context, token: Option<&Secret>) -> Value {
     let mut auth = Map::new();
     if let Some(token) = token {
         auth.insert("token".into(), Value::from(token.expose()));
     }
-    if let Some(scope) = &client.inner().scope {
+    if let Some(scope) = &client.scope {
         auth.insert(
             "organizationId".into(),
             Value::from(scope.organization_id.as_str()),

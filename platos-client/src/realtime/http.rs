@@ -34,27 +34,14 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument;
 
+use super::Context;
 use super::approvals::{self, Answer};
 use super::classify;
 use super::connection::TurnCommand;
 use super::turn::{Ending, Item};
-use crate::client::PlatosClient;
 use crate::error::{Error, Result};
 use crate::sse;
-use crate::transport::{IDEMPOTENCY_KEY, error_from_response, transport_error};
-
-/// The operation the transport sends this lane as (`threads_stream` in
-/// spec/openapi.yaml): no per-try time limit on it (a turn streams for as
-/// long as it runs), retried with its idempotency key.
-static OPERATION: crate::request::Operation<crate::retry::Idempotency> =
-    crate::request::Operation {
-        id: "threads_stream",
-        method: reqwest::Method::POST,
-        path: "/api/v1/agent/threads/{threadId}/stream",
-        rule: crate::retry::Idempotency::Key,
-        json: false,
-        streams: true,
-    };
+use crate::transport::{IDEMPOTENCY_KEY, transport_error};
 
 /// The largest event (or line) accepted: the socket lane's message cap.
 const MAX_EVENT_BYTES: usize = super::dial::MAX_MESSAGE_BYTES;
@@ -76,7 +63,7 @@ pub(crate) struct Watch {
 /// Starts the turn's task; the stream reads `Receiver`, the handle sends
 /// [`TurnCommand`]s to the task.
 pub(crate) fn start(
-    client: PlatosClient,
+    client: Context,
     thread_id: &str,
     body: Value,
     key: String,
@@ -85,7 +72,7 @@ pub(crate) fn start(
 ) -> (Receiver, mpsc::UnboundedSender<TurnCommand>) {
     let (events, reader) = mpsc::channel(buffer.max(1));
     let (commands, inbox) = mpsc::unbounded_channel();
-    let url = stream_url(client.base_url(), thread_id);
+    let url = stream_url(&client.shared().base_url, thread_id);
     let span = super::turn::span(thread_id, "http");
     let task = Task {
         client,
@@ -120,7 +107,7 @@ enum Flow {
 }
 
 /// Acts on a command from the stream or its handles.
-fn command(client: &PlatosClient, command: Option<TurnCommand>) -> Flow {
+fn command(client: &Context, command: Option<TurnCommand>) -> Flow {
     match command {
         Some(TurnCommand::Approve(answer)) => {
             tokio::spawn(resolve(client.clone(), answer));
@@ -132,14 +119,14 @@ fn command(client: &PlatosClient, command: Option<TurnCommand>) -> Flow {
 }
 
 /// Sends an approval's decision over REST and reports the outcome.
-async fn resolve(client: PlatosClient, answer: Answer) {
+async fn resolve(client: Context, answer: Answer) {
     let result = approvals::resolve_over_rest(&client, answer.approval_id, &answer.decision).await;
     let _ = answer.reply.send(result);
 }
 
 /// What the turn's task owns.
 struct Task {
-    client: PlatosClient,
+    client: Context,
     events: mpsc::Sender<Result<Item>>,
     inbox: mpsc::UnboundedReceiver<TurnCommand>,
     watch: Watch,
@@ -308,13 +295,15 @@ async fn sleep_until(at: Option<Instant>) {
 /// Makes the request (auth, refresh and retries of the REST transport; the
 /// idempotency key makes a retry safe) and checks it answers a stream.
 async fn open(
-    client: &PlatosClient,
+    client: &Context,
     url: url::Url,
     body: &Value,
     key: &str,
 ) -> Result<reqwest::Response> {
     let request = client
-        .http()
+        .shared()
+        .net
+        .http
         .post(url)
         .header(IDEMPOTENCY_KEY, key)
         .header(reqwest::header::ACCEPT, "text/event-stream")
@@ -322,13 +311,9 @@ async fn open(
         .build()
         .map_err(|e| Error::config(format!("building the request: {e}")))?;
     let limit = client.shared().timeout;
-    let response = tokio::time::timeout(limit, client.exec_raw(request, &OPERATION))
+    let response = tokio::time::timeout(limit, client.rest.open_stream(request))
         .await
         .map_err(|_| Error::timeout(format!("no answer to the turn within {limit:?}"), None))??;
-    if !response.status().is_success() {
-        let proxy = client.shared().proxy_shown.as_deref();
-        return Err(error_from_response(response).await.via_proxy(proxy));
-    }
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)

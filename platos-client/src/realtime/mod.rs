@@ -113,7 +113,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use futures::Stream;
 use futures::future::BoxFuture;
@@ -121,13 +121,13 @@ use platos_events::Event;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::client::PlatosClient;
 use crate::config::Scope;
 use crate::error::{Error, Result};
 
 mod approvals;
 mod classify;
 mod connection;
+mod context;
 mod dial;
 pub(crate) mod engineio;
 mod http;
@@ -137,6 +137,7 @@ mod reconcile;
 pub(crate) mod socketio;
 mod turn;
 
+pub(crate) use context::{Context, Rest, Shared};
 pub(crate) use pool::Pool;
 pub use pool::RealtimeConfig;
 
@@ -351,8 +352,8 @@ impl LaneMemory {
 }
 
 /// The lane a turn takes, from its options and what the client remembers.
-fn lane_of(client: &PlatosClient, options: &SendOptions) -> Result<(Transport, bool)> {
-    let auto_http = client.shared().realtime.lanes().http();
+fn lane_of(client: &Context, options: &SendOptions) -> Result<(Transport, bool)> {
+    let auto_http = client.shared().pool.lanes().http();
     match (options.transport, &options.output_schema) {
         (Some(Transport::WebSocket), Some(_)) => Err(Error::config(
             "outputSchema travels only on the HTTP lane: use Transport::Http or Transport::Auto",
@@ -432,7 +433,7 @@ fn message_payload(thread_id: &str, message: &str, options: &SendOptions) -> Val
 /// docs](self#connections)); called outside a Tokio runtime, the stream
 /// yields one configuration error.
 pub(crate) fn send(
-    client: &PlatosClient,
+    client: &Context,
     thread_id: String,
     message: String,
     options: SendOptions,
@@ -448,7 +449,7 @@ pub(crate) fn send(
         None => client.clone(),
     };
     let shared = client.shared();
-    let id = shared.realtime.next_turn_id();
+    let id = shared.pool.next_turn_id();
     let lane = match tokio::runtime::Handle::try_current() {
         Err(_) => Err(Error::config(
             "threads.send needs a Tokio runtime (call it from within one)",
@@ -460,12 +461,9 @@ pub(crate) fn send(
         Ok((_, fallback)) => fallback,
         Err(_) => false,
     };
-    let (events, reader) = queue::queue(
-        shared.stream_buffer,
-        shared.realtime.config().turn_buffer_bytes,
-    );
-    let placed =
-        lane.and_then(|_| namespace_of(&shared.namespace, shared.realtime.config(), &options));
+    let (events, reader) =
+        queue::queue(shared.stream_buffer, shared.pool.config().turn_buffer_bytes);
+    let placed = lane.and_then(|_| namespace_of(&shared.namespace, shared.pool.config(), &options));
     let commands = match placed {
         Ok(namespace) => {
             let payload = message_payload(&thread_id, &message, &options);
@@ -480,13 +478,13 @@ pub(crate) fn send(
                 payload,
                 Liveness {
                     idle: options.idle_limit,
-                    after_reconnect: shared.realtime.config().turn_check_after_reconnect,
+                    after_reconnect: shared.pool.config().turn_check_after_reconnect,
                 },
                 events,
             )
             .with_span(turn::span(&thread_id, "websocket"));
             let dedicated = options.dedicated_connection == Some(true);
-            shared.realtime.place(&client, namespace, turn, dedicated)
+            shared.pool.place(&client, namespace, turn, dedicated)
         }
         Err(error) => {
             events.finish(Some(error));
@@ -520,7 +518,7 @@ pub(crate) fn send(
 
 /// Starts the turn on the HTTP lane.
 fn send_http(
-    client: &PlatosClient,
+    client: &Context,
     id: TurnId,
     thread_id: String,
     message: &str,
@@ -530,7 +528,7 @@ fn send_http(
     let (body, key) = http_body(message_payload(&thread_id, message, options), options);
     let watch = http::Watch {
         idle: options.idle_limit,
-        silence: shared.realtime.config().http_silence,
+        silence: shared.pool.config().http_silence,
     };
     let (reader, commands) = http::start(
         client.clone(),
@@ -558,7 +556,7 @@ fn send_http(
 
 /// What an automatic turn needs to move to the HTTP lane.
 struct Fallback {
-    client: PlatosClient,
+    client: Context,
     message: String,
     options: SendOptions,
 }
@@ -629,7 +627,7 @@ enum Source {
 }
 
 impl Source {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Item>>> {
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Result<Item>>> {
         match self {
             Source::Socket(reader) => reader.poll_pop(cx),
             Source::Http(reader) => reader.poll_recv(cx),
@@ -655,7 +653,7 @@ impl Source {
 enum Check {
     /// Not needed so far; what it would need.
     Armed {
-        client: PlatosClient,
+        client: Context,
         message: String,
         /// When the turn was asked for, by this machine's clock.
         sent_at: chrono::DateTime<chrono::Utc>,
@@ -669,7 +667,7 @@ enum Check {
 
 impl Check {
     /// Not needed yet: what a check would need, stamped now.
-    fn armed(client: &PlatosClient, message: String) -> Self {
+    fn armed(client: &Context, message: String) -> Self {
         Check::Armed {
             client: client.clone(),
             message,
@@ -777,7 +775,10 @@ impl Drop for TurnStream {
 impl Stream for TurnStream {
     type Item = Result<Event>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
             match &mut this.check {
@@ -803,7 +804,7 @@ impl Stream for TurnStream {
                 "WebSocket refused; the turn goes over HTTP"
             );
             let client = &fallback.client;
-            client.shared().realtime.lanes().remember_http();
+            client.shared().pool.lanes().remember_http();
             let mut replacement = send_http(
                 client,
                 this.handle.turn,
@@ -898,7 +899,7 @@ pub struct TurnHandle {
     commands: Commands,
     ack_timeout: std::time::Duration,
     /// For decisions that go over REST.
-    client: PlatosClient,
+    client: Context,
 }
 
 /// Where a turn's commands go: its connection (which also takes the
@@ -1106,11 +1107,12 @@ mod tests {
 
     #[test]
     fn the_lane_follows_the_options_and_what_the_client_remembers() {
-        let client = PlatosClient::builder()
+        let client = crate::PlatosClient::builder()
             .base_url("http://127.0.0.1:9")
             .session_token("t")
             .build()
-            .unwrap();
+            .unwrap()
+            .realtime_context();
         let lane = |options: SendOptions| lane_of(&client, &options).map_err(|e| e.to_string());
         let schema = || json!({"type": "object"});
         assert_eq!(lane(SendOptions::new()), Ok((Transport::WebSocket, false)));
@@ -1126,7 +1128,7 @@ mod tests {
         let ws = SendOptions::new().transport(Transport::WebSocket);
         assert!(lane(ws.output_schema(schema())).is_err());
         // After a fallback, every clone goes straight to HTTP.
-        client.clone().shared().realtime.lanes().remember_http();
+        client.clone().shared().pool.lanes().remember_http();
         assert_eq!(lane(auto), Ok((Transport::Http, false)));
     }
 
@@ -1156,11 +1158,12 @@ mod tests {
 
     #[test]
     fn a_stream_without_a_runtime_yields_one_config_error() {
-        let client = PlatosClient::builder()
+        let client = crate::PlatosClient::builder()
             .base_url("http://127.0.0.1:9")
             .session_token("t")
             .build()
-            .unwrap();
+            .unwrap()
+            .realtime_context();
         let stream = send(&client, "t1".into(), "hi".into(), SendOptions::new());
         let items: Vec<_> = futures::executor::block_on_stream(stream).collect();
         assert_eq!(items.len(), 1);

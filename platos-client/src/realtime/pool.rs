@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
 
+use super::Context;
 use super::connection::{Connection, Seat, ToConn};
 use super::turn::{Turn, TurnId};
-use crate::client::PlatosClient;
 
 /// How the realtime lane uses connections; set with
 /// [`PlatosClientBuilder::realtime`](crate::PlatosClientBuilder::realtime).
@@ -211,7 +211,7 @@ impl Pool {
     /// runtime.
     pub(crate) fn place(
         &self,
-        client: &PlatosClient,
+        client: &Context,
         namespace: String,
         turn: Turn,
         dedicated: bool,
@@ -270,7 +270,7 @@ impl Pool {
     fn spawn(
         &self,
         id: u64,
-        client: &PlatosClient,
+        client: &Context,
         namespace: String,
         seat: Box<dyn Seat>,
         idle: Duration,
@@ -313,9 +313,9 @@ fn attach(
 
 /// Connections are shared per namespace and scope (user token included,
 /// hashed: it is never kept in the clear twice).
-fn key(client: &PlatosClient, namespace: &str) -> String {
+fn key(client: &Context, namespace: &str) -> String {
     let mut key = namespace.to_owned();
-    if let Some(scope) = &client.inner().scope {
+    if let Some(scope) = &client.scope {
         for part in [
             scope.organization_id.as_str(),
             scope.project_id.as_str(),

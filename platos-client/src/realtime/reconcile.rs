@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use platos_events::{Event, RecoveredMessageEvent};
 use serde_json::{Map, Value};
 
-use crate::client::PlatosClient;
+use super::Context;
 use crate::error::Error;
 use crate::types::Message;
 
@@ -47,7 +47,7 @@ pub(crate) enum Verdict {
 /// Reads the thread's messages and says what became of the turn whose
 /// user message was `sent`: the items the stream yields, last.
 pub(crate) async fn check(
-    client: &PlatosClient,
+    client: &Context,
     thread_id: &str,
     sent: &str,
     sent_at: DateTime<Utc>,
@@ -66,11 +66,8 @@ pub(crate) async fn check(
     let mut messages = Vec::new();
     for page in 1..=MAX_PAGES {
         match client
-            .threads()
-            .messages(thread_id)
-            .limit(PAGE)
-            .page(page)
-            .send()
+            .rest
+            .thread_messages(thread_id.to_owned(), page, PAGE)
             .await
         {
             Ok(items) => {

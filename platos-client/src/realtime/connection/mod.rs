@@ -50,8 +50,8 @@ use super::approvals::Answer;
 use super::classify::Fault;
 use super::dial::{self, Conn};
 use super::turn::{Turn, TurnId};
-use crate::client::PlatosClient;
 use crate::config::Secret;
+use crate::realtime::Context;
 
 /// Frames handled back to back before the streams are woken and commands
 /// are looked at.
@@ -88,7 +88,7 @@ pub(crate) trait Seat: Send + Sync + 'static {
 pub(crate) struct Connection {
     /// The client's number for this connection (in logs and turn spans).
     id: u64,
-    client: PlatosClient,
+    client: Context,
     namespace: String,
     seat: Box<dyn Seat>,
     /// Paces handshakes across the client.
@@ -105,7 +105,7 @@ impl Connection {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: u64,
-        client: PlatosClient,
+        client: Context,
         namespace: String,
         idle: Duration,
         seat: Box<dyn Seat>,
@@ -118,7 +118,7 @@ impl Connection {
             idle,
             timeout: shared.timeout,
             reconnect: shared.reconnect.clone(),
-            grace: shared.realtime.config().backpressure_grace,
+            grace: shared.pool.config().backpressure_grace,
         };
         let drain = Arc::new(Notify::new());
         let core = Core::new(namespace.clone(), settings, load, drain.clone());
