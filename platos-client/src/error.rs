@@ -58,6 +58,46 @@ pub enum Error {
     /// A realtime stream failed in a way that is not one of the above
     /// (protocol violation, consumer too slow, server refused the namespace).
     Stream(Box<StreamError>),
+    /// An attachment upload failed ([`Error::upload_failure`] says how).
+    Upload(Box<UploadError>),
+}
+
+/// How an attachment upload failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UploadFailure {
+    /// The server refused the metadata (`ATTACHMENT_INVALID`, 400), or the source is empty.
+    Invalid,
+    /// Larger than the server accepts: over the presign answer's `maxBytes`
+    /// (nothing was sent), `ATTACHMENT_TOO_LARGE` (413), or a 413 from storage.
+    TooLarge,
+    /// The organization's attachment quota is used up (`ATTACHMENT_QUOTA_EXCEEDED`, 413).
+    QuotaExceeded,
+    /// The server has no storage to upload to (`ATTACHMENT_STORAGE_UNAVAILABLE`, 503).
+    StorageUnavailable,
+    /// The thread is not the caller's, or not the agent's (`THREAD_NOT_FOUND`, 404).
+    ThreadNotFound,
+    /// The presign answer had no `uploadUrl` (or no `attachmentId`).
+    MissingUploadUrl,
+    /// The storage refused the URL (403): it expired, or the PUT did not match what was signed.
+    UrlExpired,
+    /// The storage answered another failure status.
+    StorageRefused,
+    /// The source yielded more or fewer bytes than its declared length; the PUT was abandoned.
+    LengthMismatch,
+    /// The source could not be read (a path that does not open).
+    Source,
+    /// The PUT failed below HTTP (after its one retry, when the source allowed one).
+    Network,
+}
+
+/// An attachment upload's failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadError {
+    pub(crate) failure: UploadFailure,
+    pub(crate) message: String,
+    pub(crate) status: Option<u16>,
+    pub(crate) code: Option<String>,
 }
 
 /// What the server said when it refused a call.
@@ -280,6 +320,7 @@ impl Error {
             Error::Decode(_) => "decode",
             Error::Config(_) => "config",
             Error::Stream(_) => "stream",
+            Error::Upload(_) => "upload",
         }
     }
 
@@ -287,6 +328,7 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Decode(e) => e.status,
+            Error::Upload(e) => e.status,
             _ => self.api().map(|e| e.status).filter(|s| *s != 0),
         }
     }
@@ -297,6 +339,7 @@ impl Error {
     pub fn code(&self) -> Option<&str> {
         match self {
             Error::Stream(e) => e.code.as_deref(),
+            Error::Upload(e) => e.code.as_deref(),
             _ => self.api().and_then(|e| e.code.as_deref()),
         }
     }
@@ -308,6 +351,7 @@ impl Error {
             Error::Decode(e) => &e.message,
             Error::Config(m) => m,
             Error::Stream(e) => &e.message,
+            Error::Upload(e) => &e.message,
             _ => self.api().map_or("", |e| &e.message),
         }
     }
@@ -341,6 +385,14 @@ impl Error {
     pub fn stream_code(&self) -> Option<StreamCode> {
         match self {
             Error::Stream(e) if e.violation.is_none() => e.code.as_deref().and_then(StreamCode::of),
+            _ => None,
+        }
+    }
+
+    /// How an attachment upload failed, for an upload error.
+    pub fn upload_failure(&self) -> Option<UploadFailure> {
+        match self {
+            Error::Upload(e) => Some(e.failure),
             _ => None,
         }
     }
@@ -714,6 +766,7 @@ impl fmt::Display for Error {
                 Some(code) => write!(f, "stream error ({code}): {}", e.message),
                 None => write!(f, "stream error: {}", e.message),
             },
+            Error::Upload(e) => write!(f, "upload failed ({:?}): {}", e.failure, e.message),
         }
     }
 }

@@ -86,7 +86,9 @@ mod body;
 mod client;
 mod config;
 mod decision;
+mod deprecation;
 mod error;
+mod errors_in_200;
 #[cfg(all(feature = "realtime", any(test, feature = "fuzzing")))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -109,6 +111,7 @@ mod threads;
 mod tls;
 mod transport;
 mod turn_result;
+mod upload;
 #[cfg(feature = "v1")]
 #[cfg_attr(docsrs, doc(cfg(feature = "v1")))]
 pub mod v1;
@@ -124,7 +127,7 @@ pub use config::{RetryConfig, Scope, Secret};
 pub use decision::{Decision, Verdict};
 pub use error::{
     ApiError, BoxError, DecodeError, Error, Refusal, RefusalField, Result, StreamCode, StreamError,
-    StreamViolation, TransportError,
+    StreamViolation, TransportError, UploadError, UploadFailure,
 };
 pub use namespaces::enums::*;
 pub use paging::DEFAULT_PAGE_SIZE;
@@ -136,6 +139,7 @@ pub use realtime::{RealtimeConfig, SendOptions, Transport, TurnHandle, TurnStrea
 pub use structured::output_schema;
 pub use structured::{Structured, StructuredOutput};
 pub use turn_result::TurnResult;
+pub use upload::{Progress, UploadSource, Uploaded};
 
 /// A JSON object, as bodies such as `editedArgs` and `payload` take it.
 pub type JsonObject = serde_json::Map<String, serde_json::Value>;
@@ -145,6 +149,7 @@ pub type JsonObject = serde_json::Map<String, serde_json::Value>;
 /// request is a builder: set options, then `.await` it or call `.send()`.
 pub mod requests {
     pub use crate::namespaces::*;
+    pub use crate::upload::Upload;
 }
 
 /// The REST payload types, generated from `spec/openapi.yaml`.

@@ -53,7 +53,6 @@ pub(crate) async fn deadline<T>(
 }
 
 /// A required argument taken by a setter: sending without it is refused.
-#[cfg(feature = "v1")]
 pub(crate) fn needed<'a, T>(value: Option<&'a T>, name: &str) -> Result<&'a T> {
     value.ok_or_else(|| Error::config(format!("`{name}` is required: set it with `.{name}(..)`")))
 }

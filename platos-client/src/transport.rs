@@ -239,6 +239,15 @@ impl PlatosClient {
             .exec_within(request, operation, limit)
             .await
             .map_err(|e| transport_error(e).via_proxy(proxy))?;
+        // Routes that answer refusals with HTTP 200 get the status their body names.
+        let response =
+            if response.status().is_success() && crate::errors_in_200::applies(operation.path) {
+                crate::errors_in_200::lift(response, shared.max_response_bytes)
+                    .await
+                    .map_err(|e| transport_error(e).via_proxy(proxy))?
+            } else {
+                response
+            };
         if !response.status().is_success() {
             return Err(error_from_response(response).await.via_proxy(proxy));
         }
@@ -408,6 +417,7 @@ impl PlatosClient {
 
             let (result, asked) = match result {
                 Ok(response) => {
+                    crate::deprecation::note(operation.id, operation.path, response.headers());
                     let status = response.status().as_u16();
                     if status == 401 || status == 403 {
                         let refused = token.as_ref().filter(|_| shared.auth.can_refresh());

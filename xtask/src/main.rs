@@ -165,6 +165,22 @@ fn install_node_peer() -> Result<()> {
     )
 }
 
+/// The browser the chat-web example is tested in (examples/chat-web/tests/browser.rs):
+/// Debian's headless-capable Chromium, installed with apt when `/usr/bin/chromium`
+/// is missing (CI runs as root).
+fn install_browser_peer() -> Result<()> {
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        return Ok(());
+    }
+    run("apt update", "apt-get", &["update", "-q"], &[])?;
+    run(
+        "browser peer",
+        "apt-get",
+        &["install", "-y", "-q", "chromium", "chromium-driver"],
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )
+}
+
 /// The published Python SDK is a test peer too (tests/integration/tests/parity_python.rs):
 /// a venv in tests/parity/.venv, created once, with the pinned requirements installed
 /// (pip makes that a no-op when they already are).
@@ -320,6 +336,7 @@ fn ci() -> Result<()> {
     user_ci::msrv_dependencies(&cargo)?;
     user_ci::package(&cargo)?;
     install_node_peer()?;
+    install_browser_peer()?;
     install_python_peer()?;
     run("tests", &cargo, &["test", "--workspace"], &[])?;
     consumer_checks(&cargo)?;

@@ -1024,6 +1024,7 @@ pub(crate) fn replicate(error: &Error) -> Error {
         Error::Decode(e) => Error::Decode(e.clone()),
         Error::Config(message) => Error::Config(message.clone()),
         Error::Stream(e) => Error::Stream(e.clone()),
+        Error::Upload(e) => Error::Upload(e.clone()),
     }
 }
 

@@ -123,6 +123,105 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
         "threads.archive" => json(client.threads().archive(s(args, "threadId")).await?),
         "threads.unarchive" => json(client.threads().unarchive(s(args, "threadId")).await?),
         "threads.delete" => json(client.threads().delete(s(args, "threadId")).await?),
+        "threads.update" => {
+            let mut b = client.threads().update(s(args, "threadId"));
+            b = opts!(b, args, str: ["title" => title, "status" => status], u64: []);
+            json(b.await?)
+        }
+        "threads.rename" => {
+            let mut b = client.threads().rename(s(args, "threadId"));
+            if let Some(t) = opt_s(args, "title") {
+                b = b.title(t);
+            }
+            json(b.await?)
+        }
+        "threads.pin" => {
+            let mut b = client.threads().pin(s(args, "threadId"));
+            if let Some(p) = args.get("pinned") {
+                b = b.pinned(p.as_bool().expect("pinned is a bool"));
+            }
+            json(b.await?)
+        }
+        "threads.set_tags" => {
+            let tags: Vec<String> = serde_json::from_value(args["tags"].clone()).expect("tags");
+            json(client.threads().set_tags(s(args, "threadId"), tags).await?)
+        }
+        "threads.fork" => {
+            let mut b = client
+                .threads()
+                .fork(s(args, "threadId"), s(args, "upToMessageId"));
+            if let Some(t) = opt_s(args, "title") {
+                b = b.title(t);
+            }
+            json(b.await?)
+        }
+        "threads.edit_and_rerun" => json(
+            client
+                .threads()
+                .edit_and_rerun(s(args, "threadId"), s(args, "messageId"))
+                .content(s(args, "content"))
+                .await?,
+        ),
+        "threads.retry" => json(
+            client
+                .threads()
+                .retry(s(args, "threadId"), s(args, "messageId"))
+                .await?,
+        ),
+        "threads.replies" => json(
+            client
+                .threads()
+                .replies(s(args, "threadId"), s(args, "messageId"))
+                .await?,
+        ),
+        "threads.reply_counts" => json(
+            client
+                .threads()
+                .reply_counts(s(args, "threadId"), s(args, "messageIds"))
+                .await?,
+        ),
+        "attachments.presign" => {
+            let bytes = opt_i(args, "bytes").expect("bytes");
+            let mut b = client
+                .attachments()
+                .presign(bytes)
+                .agent_id(s(args, "agentId"))
+                .thread_id(s(args, "threadId"))
+                .mime_type(s(args, "mimeType"));
+            b = opts!(b, args, str: ["filename" => filename, "kind" => kind], u64: []);
+            json(b.await?)
+        }
+        "tokens.guest" => {
+            let mut b = client.tokens().guest(s(args, "agentId"));
+            b = opts!(b, args, str: ["environmentId" => environment_id], u64: []);
+            json(b.await?)
+        }
+        "tokens.session" => {
+            let body = serde_json::from_value(args["body"].clone()).expect("a SessionTokenRequest");
+            json(client.tokens().session(s(args, "entityId"), body).await?)
+        }
+        "memory.list" => {
+            let mut b = client.memory().list();
+            b = opts!(b, args, str: ["userId" => user_id, "kind" => kind, "agentId" => agent_id],
+                u64: ["limit" => limit, "offset" => offset]);
+            json(b.await?)
+        }
+        "memory.create" => {
+            let mut b = client.memory().create(s(args, "content"));
+            b = opts!(b, args, str: ["kind" => kind, "userId" => user_id, "agentId" => agent_id], u64: []);
+            json(b.await?)
+        }
+        "memory.update" => {
+            let mut b = client.memory().update(s(args, "id"));
+            b = opts!(b, args, str: ["content" => content, "kind" => kind], u64: []);
+            json(b.await?)
+        }
+        "memory.search" => {
+            let mut b = client.memory().search(s(args, "q"));
+            b = opts!(b, args, str: ["kind" => kind], u64: ["limit" => limit]);
+            json(b.await?)
+        }
+        "memory.delete" => json(client.memory().delete(s(args, "id")).await?),
         "approvals.list" => {
             let mut b = client.approvals().list();
             b = opts!(b, args,

@@ -240,3 +240,45 @@ fn each_turn_has_a_span_with_its_thread_connection_reconnects_and_outcome() {
         "the message leaks:\n{logs}"
     );
 }
+
+/// An answer carrying `Deprecation` is logged at WARN with its sunset date,
+/// once per route however many calls get it.
+#[test]
+fn a_deprecated_route_is_logged_once_at_warn_with_its_sunset() {
+    let capture = Capture::default();
+    let logs = capture.0.clone();
+    let _guard = tracing::subscriber::set_default(capture);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let recorder = Recorder::start().await;
+        let deprecated = || {
+            Answer::json(200, json!({"memories": [], "total": 0}))
+                .header("deprecation", "true")
+                .header("sunset", "Wed, 30 Jun 2027 00:00:00 GMT")
+                .header("link", "</api/v1/memory>; rel=\"successor-version\"")
+        };
+        recorder
+            .push(deprecated())
+            .push(deprecated())
+            .push(deprecated());
+        let client = api_key_client(&recorder.url());
+        for _ in 0..3 {
+            client.memory().list().await.unwrap();
+        }
+    });
+    let logs = logs.lock().unwrap().clone();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.starts_with("WARN") && l.contains("deprecated"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once per route:\n{logs}");
+    assert!(
+        warnings[0].contains("sunset=Wed, 30 Jun 2027 00:00:00 GMT"),
+        "{logs}"
+    );
+    assert!(warnings[0].contains("operation=\"memory_list\""), "{logs}");
+    assert!(warnings[0].contains("successor-version"), "{logs}");
+}

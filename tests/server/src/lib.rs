@@ -282,6 +282,7 @@ mod routes;
 mod schema;
 mod script;
 mod socket;
+mod storage;
 mod store;
 mod v1;
 mod v1_stream;
@@ -295,7 +296,7 @@ use axum::response::IntoResponse;
 use tokio::sync::watch;
 
 pub use auth::{TokenSpec, mint_token};
-pub use faults::{Faults, HandshakeStep, RawFrame, RestFault, Restart, SocketRefusal};
+pub use faults::{Faults, HandshakeStep, RawFrame, RestFault, Restart, SocketRefusal, UploadFault};
 pub use record::{RecordedConnect, RecordedRequest, RecordedSocketEvent, Recorder};
 pub use store::{
     SEED_AGENT_RESEARCH, SEED_AGENT_SUPPORT, SEED_APPROVAL_APPROVED, SEED_APPROVAL_PENDING,
@@ -826,6 +827,24 @@ impl TestServer {
             o.extend(store::scope_fields(scope));
         }
         self.shared.store().agents.push(agent);
+    }
+
+    /// Sets the largest attachment `/attachments/presigned` accepts (upstream's
+    /// default is 20 MiB).
+    pub fn set_max_attachment_bytes(&self, max: u64) {
+        self.shared.store().attachment_max_bytes = Some(max);
+    }
+
+    /// What the storage received for an attachment: its size and the FNV-1a
+    /// hash of its bytes (hex), once a PUT completed.
+    pub fn uploaded(&self, attachment_id: &str) -> Option<(u64, String)> {
+        let st = self.shared.store();
+        let a = st
+            .attachments
+            .iter()
+            .find(|a| a["attachment"]["id"] == attachment_id)?;
+        let r = &a["received"];
+        Some((r["bytes"].as_u64()?, r["fnv1a"].as_str()?.to_owned()))
     }
 
     /// Adds a thread of `agent_id`, owned by the server's user, to the primary

@@ -102,6 +102,14 @@ pub(crate) struct Store {
     pub message_keys: std::collections::HashSet<(String, String)>,
     /// Scopes that already received their copy of the seed data.
     pub provisioned: Vec<Scope>,
+    /// Memories of `/api/v1/memory`, scoped, one owner each.
+    pub memories: Vec<Value>,
+    /// Reserved attachments (`/attachments/presigned`) and what their PUT received.
+    pub attachments: Vec<Value>,
+    /// The largest attachment `/attachments/presigned` accepts (`None`: upstream's 20 MiB).
+    pub attachment_max_bytes: Option<u64>,
+    /// Guest tokens minted per client address (`/api/v1/public/guest-token`).
+    pub guest_tokens: HashMap<String, u32>,
     pub seed: bool,
 }
 

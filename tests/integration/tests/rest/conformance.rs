@@ -18,6 +18,23 @@ use serde_json::Value;
 /// Every call the SDK exposes over REST (the list). Each must have
 /// at least one entry.
 const CALLS: &[&str] = &[
+    "attachments.presign",
+    "memory.create",
+    "memory.delete",
+    "memory.list",
+    "memory.search",
+    "memory.update",
+    "threads.edit_and_rerun",
+    "threads.fork",
+    "threads.pin",
+    "threads.rename",
+    "threads.update",
+    "threads.replies",
+    "threads.reply_counts",
+    "threads.retry",
+    "threads.set_tags",
+    "tokens.guest",
+    "tokens.session",
     "agents.list",
     "agents.get",
     "agents.list_versions",

@@ -11,6 +11,7 @@ mod rest;
 mod restart;
 mod socket;
 mod tcp;
+mod upload;
 
 pub use rest::RestFault;
 pub use restart::Restart;
@@ -19,6 +20,7 @@ pub use socket::SocketRefusal;
 pub(crate) use tcp::FaultListener;
 use tcp::{ConnAction, ConnCtl, ConnMode, Milestone};
 pub use tcp::{HandshakeStep, RawFrame};
+pub use upload::UploadFault;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +39,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct FaultsInner {
     rest: Mutex<VecDeque<RestFault>>,
     rest_delay: Mutex<Duration>,
+    uploads: Mutex<VecDeque<upload::UploadFault>>,
     trigger: Mutex<Option<(u64, ConnAction)>>,
     step_drop: Mutex<Option<HandshakeStep>>,
     conns: Mutex<Vec<Weak<ConnCtl>>>,
@@ -82,6 +85,7 @@ impl Faults {
             inner: Arc::new(FaultsInner {
                 rest: Mutex::default(),
                 rest_delay: Mutex::default(),
+                uploads: Mutex::default(),
                 trigger: Mutex::default(),
                 step_drop: Mutex::default(),
                 conns: Mutex::default(),

@@ -29,11 +29,14 @@ mod agents;
 mod approvals;
 mod bgo;
 mod budgets;
+mod chat;
 mod jobs;
+mod memory;
 mod messages;
 mod monitoring;
 mod stream;
 mod threads;
+mod tokens;
 mod tools;
 mod turns;
 
@@ -59,6 +62,25 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .get("/threads/{thread_id}/artifacts", threads::artifacts)
         .post("/threads/{thread_id}/archive", threads::archive)
         .post("/threads/{thread_id}/unarchive", threads::unarchive)
+        .patch("/threads/{thread_id}", chat::update)
+        .patch("/threads/{thread_id}/rename", chat::rename)
+        .post("/threads/{thread_id}/pin", chat::pin)
+        .post("/threads/{thread_id}/tags", chat::set_tags)
+        .post("/threads/{thread_id}/fork", chat::fork)
+        .post(
+            "/threads/{thread_id}/messages/{message_id}/edit-and-rerun",
+            chat::edit_and_rerun,
+        )
+        .post(
+            "/threads/{thread_id}/messages/{message_id}/retry",
+            chat::retry,
+        )
+        .get(
+            "/threads/{thread_id}/messages/{message_id}/replies",
+            chat::replies,
+        )
+        .get("/threads/{thread_id}/reply-counts", chat::reply_counts)
+        .post("/attachments/presigned", chat::presign)
         .get("/monitoring/approvals", approvals::list)
         .get("/monitoring/approvals/{approval_id}", approvals::get)
         .post("/approvals/{approval_id}/resolve", approvals::resolve)
@@ -108,7 +130,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .get("/trigger/batches/{id}", bgo::batches_get)
         .post("/trigger/batches/{id}", bgo::batches_trigger);
-    api.merge(crate::v1_stream::routes())
+    let others = Routes::new("/api/v1")
+        .get("/memory", memory::list)
+        .post("/memory", memory::create)
+        .get("/memory/search", memory::search)
+        .post("/memory/{id}", memory::update)
+        .delete("/memory/{id}", memory::delete)
+        .post("/public/guest-token", tokens::guest)
+        .post("/entities/{entity_id}/session-tokens", tokens::session);
+    api.merge(others)
+        .merge(crate::v1_stream::routes())
         .merge(crate::v1::routes())
         .with_listing()
         .fallback(not_found_route)
@@ -116,6 +147,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             shared.clone(),
             rest_layer,
         ))
+        .merge(crate::storage::routes())
         .with_state(shared)
 }
 
