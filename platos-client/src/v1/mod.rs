@@ -85,7 +85,7 @@ impl V1Client {
         &self.shared().base_url
     }
 
-    fn shared(&self) -> &Arc<transport::Shared> {
+    pub(crate) fn shared(&self) -> &Arc<transport::Shared> {
         &progenitor_client::ClientInfo::inner(&self.api).shared
     }
 
