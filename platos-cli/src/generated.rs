@@ -40,7 +40,7 @@ pub static NAMESPACES: &[Namespace] = &[
     Namespace { api: Api::V1, path: &["mcp-platform-tokens"], about: "MCP platform tokens that act as the operator who minted them." },
 ];
 
-/// Every operation, in spec order.
+/// Every operation, by path.
 pub static OPERATIONS: &[Op] = &[
     Op {
         api: Api::Agent,

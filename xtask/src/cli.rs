@@ -91,7 +91,7 @@ pub fn generate(agent_yaml: &str, v1_yaml: &str) -> Result<String> {
             );
         }
     }
-    out.push_str("];\n\n/// Every operation, in spec order.\npub static OPERATIONS: &[Op] = &[\n");
+    out.push_str("];\n\n/// Every operation, by path.\npub static OPERATIONS: &[Op] = &[\n");
     for (api, (_, ops)) in [(Api::Agent, &agent), (Api::V1, &v1)] {
         for op in ops {
             emit_op(&mut out, api, op);
