@@ -54,11 +54,24 @@ pub fn items<'a>(value: &'a Value, keys: &[&str]) -> Option<&'a Vec<Value>> {
 
 /// At most this many columns: a table wider than a terminal helps nobody.
 const MAX_COLUMNS: usize = 5;
+/// Members shown first when a row has them: what tells rows apart.
+const PREFERRED: &[&str] = &[
+    "id",
+    "key",
+    "name",
+    "title",
+    "displayName",
+    "status",
+    "action",
+    "role",
+    "agentId",
+    "createdAt",
+];
 /// Cells longer than this are cut.
 const MAX_CELL: usize = 40;
 
-/// A table of `rows`: the id first, then the first scalar members of the
-/// first row, one line per row; `(none)` for an empty list.
+/// A table of `rows`: the [`PREFERRED`] members the first row has, then
+/// its other scalar members, one line per row; `(none)` for an empty list.
 pub fn table(rows: &[Value]) -> String {
     if rows.is_empty() {
         return "(none)\n".to_owned();
@@ -66,9 +79,9 @@ pub fn table(rows: &[Value]) -> String {
     let mut columns: Vec<String> = Vec::new();
     for row in rows.iter().take(1) {
         if let Some(obj) = row.as_object() {
-            for key in ["id", "name"] {
-                if obj.get(key).is_some_and(is_scalar) {
-                    columns.push(key.to_owned());
+            for key in PREFERRED {
+                if columns.len() < MAX_COLUMNS && obj.get(*key).is_some_and(is_scalar) {
+                    columns.push((*key).to_owned());
                 }
             }
             for (key, value) in obj {

@@ -164,6 +164,14 @@ async fn turn(
     }
     let mut cost = None;
     let mut out = std::io::stdout();
+    // Whether tokens left the terminal's cursor mid-line: a note then starts a new one.
+    let mut mid_line = false;
+    let note = |mid_line: &mut bool, text: &str| {
+        if std::mem::take(mid_line) {
+            eprintln!();
+        }
+        eprintln!("{text}");
+    };
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
@@ -173,7 +181,7 @@ async fn turn(
                 }
                 stopping = true;
                 handle.stop();
-                eprintln!("\n[stopping the turn; Ctrl-C again quits]");
+                note(&mut mid_line, "[stopping the turn; Ctrl-C again quits]");
                 continue;
             }
         };
@@ -186,19 +194,26 @@ async fn turn(
             Event::Token(token) => {
                 let _ = out.write_all(token.text.as_bytes());
                 let _ = out.flush();
+                mid_line = !token.text.ends_with('\n');
             }
-            Event::ToolCall(call) => eprintln!("\n[tool call: {}]", call.name),
+            Event::ToolCall(call) => note(&mut mid_line, &format!("[tool call: {}]", call.name)),
             Event::ApprovalNeeded(approval) => {
                 let approve = if yes {
                     true
                 } else {
-                    eprint!("\n[approval needed: {}] approve? [y/N] ", approval.action);
+                    if std::mem::take(&mut mid_line) {
+                        eprintln!();
+                    }
+                    eprint!("[approval needed: {}] approve? [y/N] ", approval.action);
+                    // A piped answer is not echoed: the prompt's line is still open.
+                    mid_line = !std::io::stdin().is_terminal();
                     let answer = tokio::select! {
                         answer = lines.recv() => answer,
                         () = interrupts.next() => {
                             stopping = true;
                             handle.stop();
-                            eprintln!("\n[stopping the turn; Ctrl-C again quits]");
+                            eprintln!();
+                            eprintln!("[stopping the turn; Ctrl-C again quits]");
                             continue;
                         }
                     };
@@ -219,28 +234,33 @@ async fn turn(
                 handle
                     .approval_response(approval.approval_id.clone(), decision)
                     .await?;
-                eprintln!(
-                    "\n[approval {}: {}]",
-                    approval.action,
-                    if approve { "approved" } else { "rejected" }
+                let verdict = if approve { "approved" } else { "rejected" };
+                note(
+                    &mut mid_line,
+                    &format!("[approval {}: {verdict}]", approval.action),
                 );
             }
-            Event::Error(error) => eprintln!(
-                "\n[error: {}{}]",
-                error.message,
-                error.code.map(|c| format!(" ({c})")).unwrap_or_default()
+            Event::Error(error) => note(
+                &mut mid_line,
+                &format!(
+                    "[error: {}{}]",
+                    error.message,
+                    error.code.map(|c| format!(" ({c})")).unwrap_or_default()
+                ),
             ),
             Event::MessagePersisted(persisted) => cost = Some(persisted),
             Event::Done(done) => {
                 if done.stopped == Some(true) {
-                    eprintln!("\n[stopped]");
+                    note(&mut mid_line, "[stopped]");
                 }
                 break;
             }
             _ => {}
         }
     }
-    let _ = writeln!(out);
+    if mid_line {
+        let _ = writeln!(out);
+    }
     match cost {
         Some(m) => eprintln!(
             "[cost: {:.4} cents, {} input + {} output tokens]",
