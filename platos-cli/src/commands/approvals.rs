@@ -53,6 +53,10 @@ pub async fn run(m: &ArgMatches, settings: &Settings) -> Result<ExitCode> {
             .cloned()
             .unwrap_or_default();
         for row in rows {
+            // A server that ignores the filter still lists only what is pending here.
+            if row["status"].as_str().is_some_and(|s| s != "pending") {
+                continue;
+            }
             let Some(id) = row["id"].as_str().map(str::to_owned) else {
                 continue;
             };
