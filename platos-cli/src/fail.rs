@@ -74,6 +74,15 @@ impl From<Error> for Failure {
             },
             None => e.message().to_owned(),
         };
+        // A V1 refusal names each refused input: say which.
+        if let Some(refusal) = e.refusal().filter(|r| !r.fields.is_empty()) {
+            let fields: Vec<String> = refusal
+                .fields
+                .iter()
+                .map(|f| format!("{}: {}", f.field, f.message))
+                .collect();
+            message.push_str(&format!(" [{}]", fields.join("; ")));
+        }
         if let Some(hint) = hint(&e) {
             message.push_str("; hint: ");
             message.push_str(hint);

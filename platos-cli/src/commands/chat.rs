@@ -70,7 +70,16 @@ pub async fn run(m: &ArgMatches, settings: &Settings) -> Result<ExitCode> {
     let yes = m.get_flag("yes");
     let mut interrupts = Interrupts::install()?;
     let thread = match m.get_one::<String>("thread") {
-        Some(thread) => thread.clone(),
+        Some(thread) => {
+            // Refused here, as one line and exit 1, rather than as a turn's error event.
+            client
+                .raw("GET", "/api/v1/agent/threads/{threadId}")
+                .operation("threads_get")
+                .param("threadId", thread.clone())
+                .send()
+                .await?;
+            thread.clone()
+        }
         None => {
             let agent = match m.get_one::<String>("agent") {
                 Some(agent) => agent.clone(),
@@ -163,6 +172,7 @@ async fn turn(
         eprint!("…");
     }
     let mut cost = None;
+    let mut failed = false;
     let mut out = std::io::stdout();
     // Whether tokens left the terminal's cursor mid-line: a note then starts a new one.
     let mut mid_line = false;
@@ -240,14 +250,11 @@ async fn turn(
                     &format!("[approval {}: {verdict}]", approval.action),
                 );
             }
-            Event::Error(error) => note(
-                &mut mid_line,
-                &format!(
-                    "[error: {}{}]",
-                    error.message,
-                    error.code.map(|c| format!(" ({c})")).unwrap_or_default()
-                ),
-            ),
+            Event::Error(error) => {
+                failed = true;
+                let code = error.code.map(|c| format!(" ({c})")).unwrap_or_default();
+                note(&mut mid_line, &format!("[error: {}{code}]", error.message));
+            }
             Event::MessagePersisted(persisted) => cost = Some(persisted),
             Event::Done(done) => {
                 if done.stopped == Some(true) {
@@ -268,7 +275,7 @@ async fn turn(
             m.input_tokens.unwrap_or(0),
             m.output_tokens.unwrap_or(0)
         ),
-        None if !stopping => eprintln!("[cost: not reported by the server]"),
+        None if !stopping && !failed => eprintln!("[cost: not reported by the server]"),
         None => {}
     }
     Ok(Next::Continue)

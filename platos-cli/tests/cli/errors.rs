@@ -91,3 +91,38 @@ async fn missing_configuration_is_usage() {
     .await;
     assert!(out.failed(2).contains("PLATOS_OPERATOR_TOKEN"), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_what_was_refused() {
+    let server = TestServer::start().await.expect("server");
+    // A thread that does not exist: refused before any turn, not as a turn's error.
+    let out = run(
+        platos(&server, &["chat", "--thread", "thr_missing"]),
+        "hello\n",
+    )
+    .await;
+    assert!(out.failed(1).contains("404"), "{out:?}");
+    assert!(server.recorder().socket_events_named("message").is_empty());
+
+    // A V1 refusal names the refused input.
+    let out = run(
+        platos(
+            &server,
+            &[
+                "v1",
+                "environment-end-users",
+                "list",
+                "env_test",
+                "--limit",
+                "1000",
+            ],
+        ),
+        "",
+    )
+    .await;
+    let line = out.failed(1);
+    assert!(
+        line.contains("INVALID_REQUEST") && line.contains("query.limit"),
+        "{line}"
+    );
+}
