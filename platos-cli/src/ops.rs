@@ -247,6 +247,9 @@ impl Call {
                 let mut request = client
                     .raw(self.op.method, self.op.path)
                     .operation(self.op.operation_id);
+                if self.op.once {
+                    request = request.once();
+                }
                 for (k, v) in &self.path {
                     request = request.param(*k, v.clone());
                 }

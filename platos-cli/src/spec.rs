@@ -34,6 +34,8 @@ pub struct Op {
     /// Positional (`required`) parameters first, in order; then the flags.
     pub params: &'static [Param],
     pub list: Option<List>,
+    /// `x-platos-idempotency: once`: sent once, never retried.
+    pub once: bool,
 }
 
 /// Where a parameter goes on the wire.

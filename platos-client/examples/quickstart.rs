@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use futures::StreamExt;
 use platos_client::mint::{MintOptions, mint_session_token};
-use platos_client::{Event, PlatosClient, Rating, Scope};
+use platos_client::{Decision, Event, PlatosClient, Rating, Scope};
 use platos_test_server::{SEED_AGENT_SUPPORT, TestServer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,8 +64,10 @@ async fn run() -> Result<(), BoxError> {
                 println!("\n[approval needed: {}] approving", approval.action);
                 client
                     .approvals()
-                    .resolve(&approval.approval_id, true)
-                    .comment("approved by the quick start")
+                    .resolve(
+                        &approval.approval_id,
+                        Decision::approve().with_comment("approved by the quick start"),
+                    )
                     .await?;
             }
             Event::MessagePersisted(persisted) => {

@@ -1,15 +1,17 @@
 //! `client.bgo()`: the seed-era background-operation routes under
 //! `/trigger/...` (docs/wire.md, "bgo"). Current servers serve
-//! [`jobs`](crate::Jobs) instead; these stay for servers that still speak
+//! [`jobs`](crate::requests::Jobs) instead; these stay for servers that still speak
 //! them. The namespaces are generated from the spec; what lives here is the
 //! escape hatch [`Bgo::raw`] and the deprecated `trigger()` alias.
 
 use http::Method;
-use progenitor_client::{ClientHooks, OperationInfo};
 
+use crate::PlatosClient;
 use crate::error::{Error, Result};
-use crate::transport::{read_json, transport_error};
-use crate::{Bgo, PlatosClient};
+use crate::request::Operation;
+use crate::requests::Bgo;
+use crate::retry::Idempotency;
+use crate::transport::read_json;
 
 /// The REST prefix `raw` paths are relative to.
 const API_PREFIX: &str = "/api/v1/agent";
@@ -33,7 +35,6 @@ impl Bgo<'_> {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value> {
-        self.client.inner().check_scope()?;
         let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
             .map_err(|_| Error::config(format!("`{method}` is not an HTTP method")))?;
         let path = if path.starts_with("/api/") {
@@ -42,6 +43,15 @@ impl Bgo<'_> {
             format!("{API_PREFIX}/{}", path.trim_start_matches('/'))
         };
         let url = format!("{}{}", self.client.base_url(), path);
+        // Retried by the rule of its method, as any call.
+        let operation = Operation {
+            id: "bgo_raw",
+            rule: Idempotency::of_method(&method),
+            method: method.clone(),
+            path: "",
+            json: true,
+            streams: false,
+        };
         let mut request = self.client.http().request(method, url);
         if let Some(body) = body {
             request = request.json(&body);
@@ -49,15 +59,7 @@ impl Bgo<'_> {
         let request = request
             .build()
             .map_err(|e| Error::config(format!("building the request: {e}")))?;
-        let info = OperationInfo {
-            operation_id: "bgo_raw",
-        };
-        let response = self
-            .client
-            .api
-            .exec(request, &info)
-            .await
-            .map_err(transport_error)?;
+        let response = self.client.exec_raw(request, &operation).await?;
         read_json(response).await
     }
 }

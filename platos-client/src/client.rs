@@ -10,7 +10,6 @@ use crate::auth::{Auth, DEFAULT_REFRESH_TIMEOUT, RefreshContext, Refresher, refr
 use crate::config::ReconnectConfig;
 use crate::config::{RetryConfig, Scope, Secret};
 use crate::error::{BoxError, Error, Result};
-use crate::generated;
 #[cfg(feature = "realtime")]
 use crate::net::Net;
 use crate::net::NetOptions;
@@ -46,6 +45,8 @@ pub(crate) struct Shared {
     /// The realtime lanes open their connections with these settings.
     #[cfg(feature = "realtime")]
     pub(crate) net: Net,
+    /// The REST lane's client (the SDK's own, or the one the caller handed in).
+    pub(crate) http: reqwest::Client,
     /// The realtime connections of this client and its clones.
     #[cfg(feature = "realtime")]
     pub(crate) realtime: crate::realtime::Pool,
@@ -67,7 +68,7 @@ pub(crate) struct Shared {
 /// ```
 #[derive(Clone)]
 pub struct PlatosClient {
-    pub(crate) api: generated::Client,
+    inner: Arc<Inner>,
 }
 
 impl PlatosClient {
@@ -79,15 +80,12 @@ impl PlatosClient {
     /// A handle whose calls act in `scope` instead of the default scope.
     /// Shares everything else (connections, token, settings) with `self`.
     pub fn with_scope(&self, scope: Scope) -> Self {
-        let shared = self.shared().clone();
-        let base_url = shared.base_url.clone();
-        let inner = Inner {
-            shared,
-            scope: Some(scope),
-            call_timeout: self.inner().call_timeout,
-        };
         PlatosClient {
-            api: generated::Client::new_with_client(&base_url, self.http().clone(), inner),
+            inner: Arc::new(Inner {
+                shared: self.shared().clone(),
+                scope: Some(scope),
+                call_timeout: self.inner().call_timeout,
+            }),
         }
     }
 
@@ -95,19 +93,16 @@ impl PlatosClient {
     /// and waits between tries included: a call still unanswered then fails
     /// with [`Error::Timeout`]. Overrides the builder's
     /// [`call_timeout`](PlatosClientBuilder::call_timeout) for the calls made
-    /// through the returned handle; shares everything else with `self`.
-    /// Streams (turns) are not REST calls: their limits are in
-    /// [`RealtimeConfig`](crate::RealtimeConfig).
+    /// through the returned handle (a call's own `.timeout(..)` still wins);
+    /// shares everything else with `self`. Streams (turns) are not REST
+    /// calls: their limits are in [`RealtimeConfig`](crate::RealtimeConfig).
     pub fn with_call_timeout(&self, timeout: Duration) -> Self {
-        let shared = self.shared().clone();
-        let base_url = shared.base_url.clone();
-        let inner = Inner {
-            shared,
-            scope: self.inner().scope.clone(),
-            call_timeout: Some(timeout),
-        };
         PlatosClient {
-            api: generated::Client::new_with_client(&base_url, self.http().clone(), inner),
+            inner: Arc::new(Inner {
+                shared: self.shared().clone(),
+                scope: self.inner().scope.clone(),
+                call_timeout: Some(timeout),
+            }),
         }
     }
 
@@ -127,7 +122,7 @@ impl PlatosClient {
     }
 
     pub(crate) fn inner(&self) -> &Inner {
-        progenitor_client::ClientInfo::inner(&self.api)
+        &self.inner
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -135,7 +130,7 @@ impl PlatosClient {
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
-        progenitor_client::ClientInfo::client(&self.api)
+        &self.shared().http
     }
 }
 
@@ -448,17 +443,16 @@ impl PlatosClientBuilder {
                 .unwrap_or(crate::body::DEFAULT_MAX_RESPONSE_BYTES),
             #[cfg(feature = "realtime")]
             net,
+            http,
             #[cfg(feature = "realtime")]
             realtime: crate::realtime::Pool::new(self.realtime.unwrap_or_default()),
         });
-        let base_url = shared.base_url.clone();
-        let inner = Inner {
-            shared,
-            scope: self.scope,
-            call_timeout: self.call_timeout,
-        };
         Ok(PlatosClient {
-            api: generated::Client::new_with_client(&base_url, http, inner),
+            inner: Arc::new(Inner {
+                shared,
+                scope: self.scope,
+                call_timeout: self.call_timeout,
+            }),
         })
     }
 }

@@ -92,21 +92,6 @@ impl Decision {
         self.edited_args.as_ref()
     }
 
-    /// The REST body: `{approved, comment?, editedArgs?}`.
-    // The lanes switch to these in the realtime-core and REST-API changes.
-    #[allow(dead_code)]
-    pub(crate) fn rest_body(&self) -> Value {
-        let mut body = Map::new();
-        body.insert("approved".into(), Value::Bool(self.is_approved()));
-        if let Some(comment) = &self.comment {
-            body.insert("comment".into(), Value::String(comment.clone()));
-        }
-        if let Some(args) = &self.edited_args {
-            body.insert("editedArgs".into(), Value::Object(args.clone()));
-        }
-        Value::Object(body)
-    }
-
     /// The socket payload: `{approvalId, approved, comment?}`; `None` when
     /// the decision edits arguments, which the socket cannot carry.
     #[cfg(any(test, feature = "realtime"))]
@@ -124,11 +109,27 @@ impl Decision {
     }
 }
 
+/// The REST body of `approvals().resolve`: `{approved, comment?, editedArgs?}`.
+impl crate::request::RestBody for Decision {
+    fn rest_body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("approved".into(), Value::Bool(self.is_approved()));
+        if let Some(comment) = &self.comment {
+            body.insert("comment".into(), Value::String(comment.clone()));
+        }
+        if let Some(args) = &self.edited_args {
+            body.insert("editedArgs".into(), Value::Object(args.clone()));
+        }
+        Value::Object(body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::request::RestBody;
 
     #[test]
     fn wire_forms() {

@@ -4,20 +4,25 @@
 //! for tools that are driven by the spec rather than by types (the `platos`
 //! command line sends every generated command through it).
 //!
+//! A raw call is retried by the rule of its method, like any call: POST and
+//! PATCH carry an idempotency key minted once per call (V1: every write
+//! does; routes that do not key ignore it), unless [`RawRequest::once`]
+//! says a repeat could act twice.
+//!
 //! The path is a template: each `{name}` is filled by [`RawRequest::param`]
 //! with the value percent-encoded as one segment, so an id holding `/` or
 //! `?` cannot address another route. A template left with an unfilled
 //! `{name}` is refused before anything is sent.
 
 use http::Method;
-use progenitor_client::{ClientHooks, OperationInfo};
 
 use crate::PlatosClient;
 use crate::error::{Error, Result};
-use crate::transport::{read_json, transport_error};
+use crate::request::Operation;
+use crate::retry::Idempotency;
+use crate::transport::read_json;
 
-/// What a raw call is named in spans and idempotency rules when the caller
-/// does not name a spec operation.
+/// What a raw call is named in spans when the caller does not name it.
 const RAW_OPERATION: &str = "raw";
 
 /// One raw call, built by [`PlatosClient::raw`] (or `V1Client::raw`) and
@@ -32,6 +37,7 @@ pub struct RawRequest<C> {
     query: Vec<(String, String)>,
     body: Option<serde_json::Value>,
     operation: &'static str,
+    once: bool,
 }
 
 impl<C> RawRequest<C> {
@@ -44,6 +50,7 @@ impl<C> RawRequest<C> {
             query: Vec::new(),
             body: None,
             operation: RAW_OPERATION,
+            once: false,
         }
     }
 
@@ -66,10 +73,8 @@ impl<C> RawRequest<C> {
         self
     }
 
-    /// Names the spec operation (`threads_create`) this call is: its
-    /// idempotency rule applies and spans carry its name. Without it the
-    /// call is `raw` and follows its method's default rule (POST and PATCH
-    /// carry a key minted once per call).
+    /// Names the call in spans and logs (the spec's `operationId`, such
+    /// as `threads_create`); `raw` otherwise.
     pub fn operation(mut self, operation_id: &'static str) -> Self {
         self.operation = operation_id;
         self
@@ -105,14 +110,37 @@ impl<C> RawRequest<C> {
             .map_err(|_| Error::config(format!("`{}` is not an HTTP method", self.method)))
     }
 
-    fn build(&self, http: &reqwest::Client, base_url: &str) -> Result<reqwest::Request> {
-        let url = format!("{base_url}{}", self.path()?);
-        let mut request = http.request(self.method()?, url);
+    /// The URL: the filled path, then the query (a space spelled `%20`,
+    /// as on every other call).
+    fn url(&self, base_url: &str) -> Result<String> {
+        let mut url = format!("{base_url}{}", self.path()?);
         if !self.query.is_empty() {
-            request = request.query(&self.query);
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&self.query)
+                .finish();
+            // The serializer spells a space `+` and a literal `+` `%2B`: the swap is exact.
+            url.push('?');
+            url.push_str(&query.replace('+', "%20"));
         }
-        if let Some(body) = &self.body {
-            request = request.json(body);
+        Ok(url)
+    }
+
+    fn body_bytes(&self) -> Result<Option<Vec<u8>>> {
+        self.body
+            .as_ref()
+            .map(|body| {
+                serde_json::to_vec(body)
+                    .map_err(|e| Error::config(format!("encoding the body: {e}")))
+            })
+            .transpose()
+    }
+
+    fn build(&self, http: &reqwest::Client, base_url: &str) -> Result<reqwest::Request> {
+        let mut request = http.request(self.method()?, self.url(base_url)?);
+        if let Some(body) = self.body_bytes()? {
+            request = request
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
         request
             .build()
@@ -164,19 +192,34 @@ impl PlatosClient {
 }
 
 impl RawRequest<&PlatosClient> {
+    /// Sends the call once, without an idempotency key, and never again:
+    /// for routes where a repeat could act twice and the server does not
+    /// de-duplicate (`x-platos-idempotency: once` in the spec, such as a
+    /// tool's test call). (Agent API: every V1 write may be repeated.)
+    pub fn once(mut self) -> Self {
+        self.once = true;
+        self
+    }
+
     /// Sends the call.
     pub async fn send(self) -> Result<serde_json::Value> {
         let client = self.client;
-        client.inner().check_scope()?;
-        let request = self.build(client.http(), client.base_url())?;
-        let info = OperationInfo {
-            operation_id: self.operation,
+        let method = self.method()?;
+        let rule = if self.once {
+            Idempotency::Once
+        } else {
+            Idempotency::of_method(&method)
         };
-        let response = client
-            .api
-            .exec(request, &info)
-            .await
-            .map_err(transport_error)?;
+        let operation = Operation {
+            id: self.operation,
+            method,
+            path: "",
+            rule,
+            json: true,
+            streams: false,
+        };
+        let request = self.build(client.http(), client.base_url())?;
+        let response = client.exec_raw(request, &operation).await?;
         read_json(response).await
     }
 }
@@ -186,8 +229,9 @@ impl crate::v1::V1Client {
     /// Escape hatch: `method` on `path` (a template under the base URL, such
     /// as `/api/v1/organizations/{organizationId}/members`) with the operator
     /// credential, retries and errors of this client; answers the raw JSON
-    /// envelope (`null` for a 204). Name the spec operation with
-    /// [`RawRequest::operation`] to send the idempotency key its class asks for.
+    /// envelope (`null` for a 204). Every write carries an idempotency key
+    /// minted once per call and reused on every retry (routes that do not
+    /// key ignore it), so every call may be retried, as the V1 contract says.
     pub fn raw(&self, method: &str, path: &str) -> RawRequest<&crate::v1::V1Client> {
         RawRequest::new(self, method, path)
     }
@@ -197,22 +241,30 @@ impl crate::v1::V1Client {
 impl RawRequest<&crate::v1::V1Client> {
     /// Sends the call.
     pub async fn send(self) -> Result<serde_json::Value> {
+        use crate::v1::KeyClass;
         let client = self.client;
-        let mut request = self.build(&client.shared().http, client.base_url())?;
-        let info = OperationInfo {
-            operation_id: self.operation,
+        let method = self.method()?;
+        // A key on every write: routes that key de-duplicate on it, the
+        // others do not read it.
+        let rule = if method == Method::GET || method == Method::HEAD {
+            KeyClass::NotApplicable
+        } else {
+            KeyClass::Accepted
         };
-        client
-            .api
-            .pre::<()>(&mut request, &info)
-            .await
-            .map_err(|e| Error::config(e.to_string()))?;
-        let response = client
-            .api
-            .exec(request, &info)
-            .await
-            .map_err(transport_error)?;
-        read_json(response).await
+        let operation = Operation {
+            id: self.operation,
+            method,
+            path: "",
+            rule,
+            json: true,
+            streams: false,
+        };
+        let url = self.url(client.base_url())?;
+        let body = self.body_bytes()?;
+        let answer = client
+            .execute(&operation, url, body, &Default::default())
+            .await?;
+        answer.finish_json().await
     }
 }
 
@@ -243,6 +295,15 @@ mod tests {
             assert!(matches!(err, Error::Config(_)), "{bad:?}");
         }
         assert!(request("/x/{id").param("id", "1").path().is_err());
+    }
+
+    #[test]
+    fn spells_a_space_in_the_query_as_percent_20() {
+        let url = request("/x")
+            .query("q", "a b+c")
+            .url("http://h")
+            .expect("url");
+        assert_eq!(url, "http://h/x?q=a%20b%2Bc");
     }
 
     #[test]

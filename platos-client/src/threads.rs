@@ -1,8 +1,8 @@
 //! [`Threads::send`]: a turn streamed over the realtime socket (docs/wire.md,
 //! "Realtime"). The rest of `client.threads()` is generated from the spec.
 
-use crate::Threads;
 use crate::realtime::{self, SendOptions, TurnStream};
+use crate::requests::Threads;
 
 #[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
 impl Threads<'_> {

@@ -1,29 +1,29 @@
 //! Every REST wire decision, in one place.
 //!
-//! The generated client builds each request (path, query, body) and hands it
-//! to [`ClientHooks::exec`] here, which adds the headers of docs/wire.md §1.1,
-//! mints the idempotency key of §2, retries per §2 and refreshes the token
-//! per §1.3. What comes back is turned into SDK values or a classified
-//! [`Error`] by [`finish`] and its siblings. Namespaces never touch HTTP.
+//! A generated request builds its URL and body and hands them to
+//! [`PlatosClient::execute`] here, which adds the headers of docs/wire.md
+//! §1.1, mints the idempotency key of §2, retries per §2 and refreshes the
+//! token per §1.3, all within the call's [`CallOptions`]. The [`Answer`] it
+//! returns is read into SDK values (or a decode error keeping the status)
+//! by its `finish` methods; a refusal is a classified [`Error`]. Namespaces
+//! never touch HTTP.
 
-use std::cell::Cell;
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
+use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use crate::PlatosClient;
 use crate::auth::Mode;
 use crate::client::Shared;
 use crate::config::{Scope, Secret};
 use crate::error::{ApiError, Error, Result};
-use crate::generated::Client;
+use crate::request::{CallOptions, Operation};
 use crate::retry::{self, Idempotency};
-
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const SESSION_TOKEN: &str = "x-platos-session-token";
 
@@ -61,6 +61,7 @@ impl Inner {
 
     /// The auth and scope headers for a request or a WebSocket upgrade, with
     /// `token` as the session token in session mode.
+    #[cfg(feature = "realtime")]
     pub(crate) fn auth_headers(&self, token: Option<&Secret>) -> Vec<(&'static str, String)> {
         let mut headers = Vec::new();
         match self.shared.auth.mode() {
@@ -80,6 +81,32 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The auth and scope headers, set on a request (without collecting them
+    /// first: this runs on every try).
+    fn set_auth_headers(&self, request: &mut reqwest::Request, token: Option<&Secret>) {
+        match self.shared.auth.mode() {
+            Mode::Session => {
+                if let Some(token) = token {
+                    set_header(request, SESSION_TOKEN, token.expose());
+                }
+            }
+            Mode::ApiKey(key) => {
+                set_header(
+                    request,
+                    "authorization",
+                    &format!("Bearer {}", key.expose()),
+                );
+            }
+        }
+        if let Some(scope) = &self.scope {
+            for (name, value) in scope.headers() {
+                set_header(request, name, value);
+            }
+        }
+    }
+}
+
 fn set_header(request: &mut reqwest::Request, name: &'static str, value: &str) {
     match HeaderValue::from_str(value) {
         Ok(mut v) => {
@@ -96,44 +123,218 @@ fn set_header(request: &mut reqwest::Request, name: &'static str, value: &str) {
     }
 }
 
-impl ClientHooks<Inner> for Client {
-    /// Api-key mode cannot act without a scope; a handle made with
-    /// `with_scope` may carry an incomplete one, so refuse before sending.
-    async fn pre<E>(
-        &self,
-        _request: &mut reqwest::Request,
-        _info: &OperationInfo,
-    ) -> std::result::Result<(), progenitor_client::Error<E>> {
-        self.inner()
-            .check_scope()
-            .map_err(|e| progenitor_client::Error::Custom(e.message().to_owned()))
+/// What a call came back with: a 2xx answer, its body not yet read.
+pub(crate) struct Answer {
+    response: reqwest::Response,
+    limit: u64,
+}
+
+impl Answer {
+    pub(crate) fn new(response: reqwest::Response, limit: u64) -> Self {
+        Answer { response, limit }
     }
 
-    /// One `platos.request` span per call (operation, method, path template,
-    /// then status, attempts and duration): never a header, never an id.
-    async fn exec(
+    pub(crate) fn status(&self) -> u16 {
+        self.response.status().as_u16()
+    }
+
+    #[cfg(feature = "v1")]
+    pub(crate) fn headers(&self) -> &reqwest::header::HeaderMap {
+        self.response.headers()
+    }
+
+    /// The body, up to the client's `max_response_bytes`.
+    async fn bytes(self) -> Result<(u16, Bytes)> {
+        let status = self.status();
+        let too_large = || {
+            let big = crate::body::BodyTooLarge {
+                limit: self.limit,
+                status,
+            };
+            Error::decode(Some(status), ".", big.to_string(), b"")
+        };
+        if self
+            .response
+            .content_length()
+            .is_some_and(|n| n > self.limit)
+        {
+            return Err(too_large());
+        }
+        let mut response = self.response;
+        let mut first: Option<Bytes> = None;
+        let mut more = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            let seen = first.as_ref().map_or(0, Bytes::len) + more.len() + chunk.len();
+            if seen as u64 > self.limit {
+                return Err(too_large());
+            }
+            match &first {
+                None => first = Some(chunk),
+                Some(_) => more.extend_from_slice(&chunk),
+            }
+        }
+        let body = match first {
+            None => Bytes::new(),
+            Some(first) if more.is_empty() => first,
+            Some(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + more.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&more);
+                all.freeze()
+            }
+        };
+        Ok((status, body))
+    }
+
+    /// The body decoded as `T`; a body that does not fit names the field.
+    pub(crate) async fn finish<T: DeserializeOwned>(self) -> Result<T> {
+        let (status, body) = self.bytes().await?;
+        decode(Some(status), &body)
+    }
+
+    /// The body as JSON, `null` when empty (a `raw` call's answer).
+    pub(crate) async fn finish_json(self) -> Result<serde_json::Value> {
+        let (status, body) = self.bytes().await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        decode(Some(status), &body)
+    }
+
+    /// Like [`finish`](Self::finish), but an empty body reads as `{}`: an
+    /// older server's way of saying "empty list" (every envelope field is
+    /// optional).
+    pub(crate) async fn finish_envelope<T: DeserializeOwned>(self) -> Result<T> {
+        let (status, body) = self.bytes().await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return decode(Some(status), b"{}");
+        }
+        decode(Some(status), &body)
+    }
+
+    /// An answer whose body says nothing the caller needs.
+    pub(crate) fn finish_unit(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The main client's answers: the value alone.
+pub(crate) async fn finish<T: DeserializeOwned>(answer: Answer) -> Result<T> {
+    answer.finish().await
+}
+
+/// An envelope (a list's page), an empty body read as `{}`.
+pub(crate) async fn finish_envelope<T: DeserializeOwned>(answer: Answer) -> Result<T> {
+    answer.finish_envelope().await
+}
+
+/// An answer without a body the caller needs.
+pub(crate) async fn finish_unit(answer: Answer) -> Result<()> {
+    answer.finish_unit()
+}
+
+impl PlatosClient {
+    /// Sends one generated call: its URL and body, the operation it is,
+    /// and the call's own options.
+    pub(crate) async fn execute(
+        &self,
+        operation: &'static Operation<Idempotency>,
+        url: String,
+        body: Option<Vec<u8>>,
+        options: &CallOptions,
+    ) -> Result<Answer> {
+        let inner = self.inner();
+        inner.check_scope()?;
+        let shared = &inner.shared;
+        let url = reqwest::Url::parse(&url)
+            .map_err(|e| Error::config(format!("the request URL {url:?} is not valid: {e}")))?;
+        let mut request = reqwest::Request::new(operation.method.clone(), url);
+        let headers = request.headers_mut();
+        if operation.json {
+            headers.insert(
+                reqwest::header::ACCEPT,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        if let Some(body) = body {
+            *request.body_mut() = Some(body.into());
+        }
+        if let Some(key) = &options.idempotency_key {
+            set_header(&mut request, IDEMPOTENCY_KEY, key);
+        }
+        // The call's own deadline wins over the client's.
+        let limit = options.deadline.or(inner.call_timeout);
+        let response = self
+            .exec_within(request, operation, limit)
+            .await
+            .map_err(transport_error)?;
+        if !response.status().is_success() {
+            return Err(error_from_response(response).await);
+        }
+        Ok(Answer::new(response, shared.max_response_bytes))
+    }
+
+    /// Sends a built request with the transport's headers, key, retries
+    /// and refresh, in one `platos.request` span (operation, method, path
+    /// template, then status, attempts and duration: never a header, never
+    /// an id).
+    pub(crate) async fn exec(
         &self,
         request: reqwest::Request,
-        info: &OperationInfo,
+        operation: &Operation<Idempotency>,
     ) -> reqwest::Result<reqwest::Response> {
-        let span = request_span(info, request.method());
+        self.exec_within(request, operation, self.inner().call_timeout)
+            .await
+    }
+
+    /// [`exec`](Self::exec) with the whole call bounded by `limit`: every
+    /// try's timeout is cut to what is left of it, and no wait outlasts it.
+    pub(crate) async fn exec_within(
+        &self,
+        request: reqwest::Request,
+        operation: &Operation<Idempotency>,
+        limit: Option<std::time::Duration>,
+    ) -> reqwest::Result<reqwest::Response> {
+        let span = request_span(operation.id, operation.path, request.method());
         let started = std::time::Instant::now();
         let result = self
-            .exec_with_retries(request, info, &span)
+            .exec_with_retries(request, operation, limit, &span)
             .instrument(span.clone())
             .await;
         record_outcome(&span, &result, started);
         result
     }
+
+    /// [`exec`](Self::exec) for a request built by hand (a stream, `raw`):
+    /// a 2xx body is capped at the client's `max_response_bytes` as it is read.
+    pub(crate) async fn exec_raw(
+        &self,
+        request: reqwest::Request,
+        operation: &Operation<Idempotency>,
+    ) -> Result<reqwest::Response> {
+        self.inner().check_scope()?;
+        let response = self
+            .exec(request, operation)
+            .await
+            .map_err(transport_error)?;
+        if !response.status().is_success() {
+            return Ok(response);
+        }
+        let limit = self.shared().max_response_bytes;
+        Ok(crate::body::limit_body(response, limit))
+    }
 }
 
 /// The span of one REST call; `status`, `attempts` and `duration_ms` are
 /// recorded as they become known.
-pub(crate) fn request_span(info: &OperationInfo, method: &reqwest::Method) -> tracing::Span {
-    let path = path_template(info.operation_id).unwrap_or("");
+pub(crate) fn request_span(
+    operation: &'static str,
+    path: &'static str,
+    method: &reqwest::Method,
+) -> tracing::Span {
     tracing::info_span!(
         "platos.request",
-        operation = info.operation_id,
+        operation,
         method = %method,
         path,
         status = tracing::field::Empty,
@@ -142,55 +343,35 @@ pub(crate) fn request_span(info: &OperationInfo, method: &reqwest::Method) -> tr
     )
 }
 
-/// The spec's path of an operation of any compiled-in API.
-fn path_template(operation_id: &str) -> Option<&'static str> {
-    if let Some(path) = crate::namespaces::path_template(operation_id) {
-        return Some(path);
-    }
-    #[cfg(feature = "v1")]
-    if let Some(path) = crate::v1::path_template(operation_id) {
-        return Some(path);
-    }
-    #[cfg(feature = "realtime")]
-    if operation_id == crate::realtime::HTTP_OPERATION {
-        return Some(crate::realtime::HTTP_PATH_TEMPLATE);
-    }
-    None
-}
-
-/// The operation of a turn streamed over the HTTP lane, when compiled in.
-#[cfg(feature = "realtime")]
-const STREAMED_TURN: Option<&str> = Some(crate::realtime::HTTP_OPERATION);
-#[cfg(not(feature = "realtime"))]
-const STREAMED_TURN: Option<&str> = None;
-
 /// Records how a call ended on its span.
 pub(crate) fn record_outcome(
     span: &tracing::Span,
     result: &reqwest::Result<reqwest::Response>,
     started: std::time::Instant,
 ) {
+    if span.is_disabled() {
+        return;
+    }
     if let Ok(response) = result {
         span.record("status", response.status().as_u16());
     }
     span.record("duration_ms", started.elapsed().as_millis() as u64);
 }
 
-impl Client {
+impl PlatosClient {
     async fn exec_with_retries(
         &self,
         mut request: reqwest::Request,
-        info: &OperationInfo,
+        operation: &Operation<Idempotency>,
+        limit: Option<std::time::Duration>,
         span: &tracing::Span,
     ) -> reqwest::Result<reqwest::Response> {
         let inner = self.inner();
         let shared = &inner.shared;
         let config = &shared.retry;
+        let http = &shared.http;
 
         let headers = request.headers_mut();
-        // progenitor adds `api-version`; neither published SDK sends it, and
-        // the wire stays identical to theirs.
-        headers.remove("api-version");
         headers.insert(
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -198,30 +379,21 @@ impl Client {
         if let Ok(ua) = HeaderValue::from_str(&shared.user_agent) {
             headers.insert(reqwest::header::USER_AGENT, ua);
         }
-        // reqwest form-encodes query values (space as `+`); the wire spells a
-        // space `%20`, like every path segment (docs/wire.md §3.3). A literal `+`
-        // is already `%2B` here, so the swap is exact.
-        if let Some(query) = request.url().query().filter(|q| q.contains('+')) {
-            let query = query.replace('+', "%20");
-            request.url_mut().set_query(Some(&query));
-        }
-        let method = request.method().clone();
-        let rule = crate::namespaces::idempotency(info.operation_id)
-            .unwrap_or_else(|| Idempotency::of_method(&method));
-        let mints = rule == Idempotency::Key && shared.idempotency_keys;
+        let mints = operation.rule == Idempotency::Key && shared.idempotency_keys;
         if mints && !request.headers().contains_key(IDEMPOTENCY_KEY) {
             let key = uuid::Uuid::new_v4().to_string();
             set_header(&mut request, IDEMPOTENCY_KEY, &key);
         }
-        let replay_safe =
-            retry::is_replay_safe(rule, request.headers().contains_key(IDEMPOTENCY_KEY));
-        // A streamed turn lasts as long as the turn: its lane bounds the wait
-        // for the answer's head instead (a reqwest timeout covers the body).
-        let streamed = STREAMED_TURN == Some(info.operation_id);
+        let replay_safe = retry::is_replay_safe(
+            operation.rule,
+            request.headers().contains_key(IDEMPOTENCY_KEY),
+        );
+        // A streamed answer lasts as long as it runs: its reader bounds the
+        // wait for the answer's head instead (a reqwest timeout covers the body).
+        let streamed = operation.streams;
         // Each try's reqwest timeout covers its body too, so cutting the
         // try's limit to what is left bounds the whole call, body included.
-        let deadline = inner
-            .call_timeout
+        let deadline = limit
             .filter(|_| !streamed)
             .map(|limit| tokio::time::Instant::now() + limit);
         let remaining =
@@ -242,29 +414,25 @@ impl Client {
                 Some(r) => r,
                 // Streaming bodies cannot be replayed: send the original once.
                 None => {
-                    for (name, value) in inner.auth_headers(token.as_ref()) {
-                        set_header(&mut request, name, &value);
-                    }
+                    inner.set_auth_headers(&mut request, token.as_ref());
                     if !streamed {
                         *request.timeout_mut() =
                             Some(retry::try_timeout(shared.timeout, remaining()));
                     }
-                    return self.client().execute(request).await;
+                    return http.execute(request).await;
                 }
             };
-            for (name, value) in inner.auth_headers(token.as_ref()) {
-                set_header(&mut attempt, name, &value);
-            }
+            inner.set_auth_headers(&mut attempt, token.as_ref());
             if !streamed {
                 *attempt.timeout_mut() = Some(retry::try_timeout(shared.timeout, remaining()));
             }
             tracing::debug!(
-                operation = info.operation_id,
-                method = %method,
+                operation = operation.id,
+                method = %operation.method,
                 retries,
                 "platos request"
             );
-            let result = self.client().execute(attempt).await;
+            let result = http.execute(attempt).await;
 
             let (result, asked) = match result {
                 Ok(response) => {
@@ -279,7 +447,7 @@ impl Client {
                         let (response, code) = peek_code(response).await?;
                         if !crate::auth::refresh_may_help(status, code.as_deref()) {
                             tracing::debug!(
-                                operation = info.operation_id,
+                                operation = operation.id,
                                 status,
                                 ?code,
                                 "refusal is not about the token; no refresh"
@@ -294,11 +462,7 @@ impl Client {
                         }
                         return Ok(response);
                     }
-                    note_status(status);
-                    if (200..300).contains(&status) {
-                        return Ok(crate::body::limit_body(response, shared.max_response_bytes));
-                    }
-                    if !retry::is_retryable_status(status) {
+                    if (200..300).contains(&status) || !retry::is_retryable_status(status) {
                         return Ok(response);
                     }
                     let asked = retry::retry_after(response.headers(), SystemTime::now());
@@ -306,7 +470,7 @@ impl Client {
                 }
                 // The proxy's refusal stands until the configuration changes.
                 Err(e) if is_proxy_refusal(&e) => {
-                    tracing::debug!(operation = info.operation_id, "proxy refused; not retried");
+                    tracing::debug!(operation = operation.id, "proxy refused; not retried");
                     return Err(e);
                 }
                 Err(e) => (Err(e), None),
@@ -316,11 +480,11 @@ impl Client {
             {
                 Ok(wait) => wait,
                 Err(stop) => {
-                    tracing::debug!(operation = info.operation_id, retries, ?stop, "not retried");
+                    tracing::debug!(operation = operation.id, retries, ?stop, "not retried");
                     return result;
                 }
             };
-            tracing::debug!(operation = info.operation_id, retries, ?wait, "retrying");
+            tracing::debug!(operation = operation.id, retries, ?wait, "retrying");
             retries += 1;
             waited += wait;
             drop(result);
@@ -346,77 +510,6 @@ async fn peek_code(
     Ok((reqwest::Response::from(rebuilt), code))
 }
 
-tokio::task_local! {
-    /// The status of the answer a generated call is decoding: progenitor
-    /// drops it before a 2xx body fails to decode, and the error keeps it.
-    static STATUS: Cell<Option<u16>>;
-}
-
-/// What a generated call came back with, and the status it was answered.
-pub(crate) struct Answer<T> {
-    result: std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>,
-    status: Option<u16>,
-}
-
-/// Runs a generated call, noting the status its answer had.
-pub(crate) async fn send<T, F>(call: F) -> Answer<T>
-where
-    F: Future<Output = std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>>,
-{
-    STATUS
-        .scope(Cell::new(None), async {
-            let result = call.await;
-            Answer {
-                result,
-                status: STATUS.with(Cell::get),
-            }
-        })
-        .await
-}
-
-/// Notes the status of an answer (from the `exec` hooks).
-pub(crate) fn note_status(status: u16) {
-    let _ = STATUS.try_with(|cell| cell.set(Some(status)));
-}
-
-/// Turns a generated call's outcome into the value or a classified error.
-pub(crate) async fn finish<T: DeserializeOwned>(answer: Answer<T>) -> Result<T> {
-    finish_response(answer).await.map(ResponseValue::into_inner)
-}
-
-/// Like [`finish`], keeping the answer's status and headers.
-pub(crate) async fn finish_response<T: DeserializeOwned>(
-    answer: Answer<T>,
-) -> Result<ResponseValue<T>> {
-    match answer.result {
-        Ok(value) => Ok(value),
-        Err(e) => Err(classify::<T>(e, answer.status).await),
-    }
-}
-
-/// Like [`finish`], but a 404 is the answer "absent".
-pub(crate) async fn finish_optional<T: DeserializeOwned>(answer: Answer<T>) -> Result<Option<T>> {
-    match finish(answer).await {
-        Ok(v) => Ok(Some(v)),
-        Err(Error::NotFound(_)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Like [`finish`], but an empty 2xx body reads as `{}`: an older server's
-/// way of saying "empty list" (every envelope field is optional).
-pub(crate) async fn finish_envelope<T: DeserializeOwned>(answer: Answer<T>) -> Result<T> {
-    match answer.result {
-        Ok(value) => Ok(value.into_inner()),
-        Err(progenitor_client::Error::InvalidResponsePayload(bytes, _))
-            if bytes.iter().all(u8::is_ascii_whitespace) =>
-        {
-            decode(answer.status, b"{}")
-        }
-        Err(e) => Err(classify::<T>(e, answer.status).await),
-    }
-}
-
 /// Reads a raw response (for `bgo.raw`, which has no generated operation).
 pub(crate) async fn read_json(response: reqwest::Response) -> Result<serde_json::Value> {
     let status = response.status();
@@ -432,39 +525,16 @@ pub(crate) async fn read_json(response: reqwest::Response) -> Result<serde_json:
 
 /// Decodes JSON, naming the path of the first field that does not fit.
 pub(crate) fn decode<T: DeserializeOwned>(status: Option<u16>, bytes: &[u8]) -> Result<T> {
+    // The path is tracked only to explain a failure: a body that decodes
+    // pays for none of it.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         Error::decode(status, path, e.into_inner().to_string(), bytes)
     })
-}
-
-/// Classifies a failed generated call; `status` is the answer's, when the
-/// body of a 2xx answer is what failed.
-pub(crate) async fn classify<T: DeserializeOwned>(
-    error: progenitor_client::Error<()>,
-    status: Option<u16>,
-) -> Error {
-    use progenitor_client::Error as P;
-    match error {
-        P::UnexpectedResponse(response) => error_from_response(response).await,
-        P::CommunicationError(e) | P::ResponseBodyError(e) | P::InvalidUpgrade(e) => {
-            transport_error(e)
-        }
-        P::InvalidResponsePayload(bytes, fallback) => match decode::<T>(status, &bytes) {
-            Err(e) => e,
-            // serde_path_to_error accepted what serde_json refused: keep serde's word.
-            Ok(_) => Error::decode(status, ".", fallback.to_string(), &bytes),
-        },
-        P::ErrorResponse(value) => Error::from_api(ApiError::parse(
-            value.status().as_u16(),
-            value.status().canonical_reason(),
-            None,
-            None,
-            b"",
-        )),
-        P::InvalidRequest(message) | P::Custom(message) => Error::config(message),
-    }
 }
 
 pub(crate) async fn error_from_response(response: reqwest::Response) -> Error {

@@ -20,6 +20,10 @@
 //! nullable, has a default or is a list is a flag); every other parameter
 //! is a flag.
 //!
+//! An operation marked `x-platos-idempotency: once` is sent once, without a
+//! key and never retried (`RawRequest::once`); every other call follows the
+//! rule of its method, as the SDK's own calls do.
+//!
 //! Every problem in a spec is reported at once, naming its operation.
 
 use std::fmt::Write as _;
@@ -68,6 +72,7 @@ struct Op {
     about: String,
     params: Vec<Param>,
     list: Option<(Vec<String>, String)>,
+    once: bool,
 }
 
 /// Generates `platos-cli/src/generated.rs` (without its header) from both specs.
@@ -143,6 +148,7 @@ fn emit_op(out: &mut String, api: Api, op: &Op) {
             );
         }
     }
+    let _ = writeln!(out, "        once: {},", op.once);
     let _ = writeln!(out, "    }},");
 }
 
@@ -383,6 +389,8 @@ fn read_op(
         about: first_sentence(op["summary"].as_str().unwrap_or("")),
         params,
         list,
+        // Sent once, never retried: a repeat could act twice.
+        once: op["x-platos-idempotency"].as_str() == Some("once"),
     }))
 }
 

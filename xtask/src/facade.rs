@@ -107,7 +107,10 @@ pub fn generate(openapi_yaml: &str) -> Result<String> {
 
 /// Turns a spec into the namespace layer of `target`.
 pub fn generate_for(openapi_yaml: &str, target: &Target) -> Result<String> {
-    let doc: Value = serde_yaml::from_str(openapi_yaml).context("parsing the OpenAPI document")?;
+    // One parser for both generators: the document as openapiv3 reads it
+    // (what `rest` validates and types), walked in its JSON form.
+    let spec = crate::rest::parse(openapi_yaml)?;
+    let doc = serde_json::to_value(&spec).context("re-serialising the OpenAPI document")?;
     let model = Model::read(&doc, target)?;
     crate::rest::format_tokens(model.emit(target))
 }
@@ -127,6 +130,8 @@ enum Ty {
     Values,
     Named(String),
     Enum(String, EnumKind),
+    /// A hand-written type (`x-platos-body: {argument, type}`).
+    Hand(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -157,11 +162,17 @@ struct Field {
     /// A required body property with a `default`: a setter, the default
     /// (JSON text) sent when not set.
     default: Option<String>,
+    /// A required argument taken by a setter (one of three or more of the
+    /// same type, which positional arguments would let a caller swap
+    /// silently): sending without it is a configuration error.
+    setter: bool,
 }
 
 enum Body {
     None,
     Whole,
+    /// One argument of a hand-written type, sent as its `RestBody`.
+    Hand,
     Fields,
 }
 
@@ -170,13 +181,22 @@ enum Output {
     Type(String),
     Optional(String),
     Discard,
-    Unwrap { field: String, ty: Field },
-    Convert { path: String },
+    Unwrap {
+        answer: String,
+        field: String,
+        ty: Field,
+    },
+    Convert {
+        answer: String,
+        path: String,
+    },
     List(List),
 }
 
 struct List {
     item: String,
+    /// The answer's schema (the envelope holding the items).
+    envelope: String,
     keys: Vec<String>,
     has_more: bool,
     paged: bool,
@@ -192,6 +212,10 @@ struct List {
 struct Op {
     id: String,
     path: String,
+    /// The HTTP method (`get`, `post`, …).
+    http: String,
+    /// The answer is JSON.
+    json: bool,
     namespace: Vec<String>,
     method: String,
     request: String,
@@ -274,6 +298,14 @@ impl<'a> Reader<'a> {
             };
         }
         if let Some(name) = Self::ref_name(schema) {
+            return Some(Ty::Named(name));
+        }
+        // `allOf` of one `$ref`: the way to give a reference siblings
+        // (`default`, `description`), which a bare `$ref` ignores.
+        if let Some(Value::Array(all)) = schema.get("allOf")
+            && let [one] = all.as_slice()
+            && let Some(name) = Self::ref_name(one)
+        {
             return Some(Ty::Named(name));
         }
         let ty = match (str_of(schema, "type"), str_of(schema, "format")) {
@@ -530,6 +562,7 @@ fn read_op(
             doc: str_of(p, "description").unwrap_or("").to_owned(),
             always: false,
             default: None,
+            setter: false,
         };
         if place == Place::Path || p.get("required") == Some(&Value::Bool(true)) {
             args.push(field);
@@ -551,6 +584,34 @@ fn read_op(
             );
             Body::None
         }
+        Some((_, Some(_))) if op.get("x-platos-body").is_some_and(Value::is_object) => {
+            let hand = op.get("x-platos-body");
+            match (
+                hand.and_then(|h| str_of(h, "argument")),
+                hand.and_then(|h| str_of(h, "type")),
+            ) {
+                (Some(argument), Some(ty)) => {
+                    args.push(Field {
+                        wire: "body".into(),
+                        rust: argument.to_owned(),
+                        ty: Ty::Hand(ty.to_owned()),
+                        place: Place::Body,
+                        doc: String::new(),
+                        always: false,
+                        default: None,
+                        setter: false,
+                    });
+                    Body::Hand
+                }
+                _ => {
+                    report(
+                        r,
+                        "x-platos-body as an object needs `argument` and `type`".into(),
+                    );
+                    Body::None
+                }
+            }
+        }
         Some((_, Some(name))) if str_of(op, "x-platos-body") == Some("whole") => {
             args.push(Field {
                 wire: "body".into(),
@@ -560,6 +621,7 @@ fn read_op(
                 doc: String::new(),
                 always: false,
                 default: None,
+                setter: false,
             });
             Body::Whole
         }
@@ -614,6 +676,7 @@ fn read_op(
                     ty,
                     place: Place::Body,
                     doc: str_of(prop, "description").unwrap_or("").to_owned(),
+                    setter: false,
                 };
                 if field.always && matches!(field.ty, Ty::Enum(..)) {
                     report(
@@ -639,6 +702,7 @@ fn read_op(
     let answer_schema = success
         .map(|s| r.resolve(s))
         .and_then(|s| s.pointer("/content/application~1json/schema"));
+    let json = answer_schema.is_some();
     let answer = match answer_schema {
         None => None,
         Some(s) => match Reader::ref_name(s) {
@@ -657,12 +721,20 @@ fn read_op(
     } else if flag("x-platos-discard") {
         Output::Discard
     } else if let Some(path) = str_of(op, "x-platos-convert") {
-        Output::Convert {
-            path: path.to_owned(),
+        match answer.clone() {
+            Some(answer) => Output::Convert {
+                answer,
+                path: path.to_owned(),
+            },
+            None => {
+                report(r, "x-platos-convert needs a 2xx schema".into());
+                Output::Unit
+            }
         }
     } else if let Some(field) = str_of(op, "x-platos-unwrap") {
         match answer.as_deref().map(|a| read_unwrap(r, a, field)) {
             Some(Ok(ty)) => Output::Unwrap {
+                answer: answer.clone().unwrap_or_default(),
                 field: to_snake(field),
                 ty,
             },
@@ -722,7 +794,29 @@ fn read_op(
                 .into(),
             always: false,
             default: None,
+            setter: false,
         });
+    }
+
+    // Path parameters first, in the order the path names them.
+    let position = |f: &Field| match f.place {
+        Place::Path => path.find(&format!("{{{}}}", f.wire)).unwrap_or(0),
+        _ => usize::MAX,
+    };
+    args.sort_by_key(position);
+    // Three or more arguments of one type would be easy to swap: up to two
+    // path parameters stay positional (in path order), the rest are setters.
+    for i in 0..args.len() {
+        let same = |a: &Field| a.ty == args[i].ty;
+        let (all, paths) = (
+            args.iter().filter(|a| same(a)).count(),
+            args.iter()
+                .filter(|a| same(a) && a.place == Place::Path)
+                .count(),
+        );
+        if all >= 3 && (args[i].place != Place::Path || paths >= 3) {
+            args[i].setter = true;
+        }
     }
 
     let names: Vec<&str> = args
@@ -737,15 +831,21 @@ fn read_op(
             format!("two parameters get the same Rust name: {names:?}"),
         );
     }
-    if names.contains(&"client") {
-        report(
-            r,
-            "a parameter named `client` clashes with the request's handle".into(),
-        );
+    for taken in ["client", "call_options", "timeout"] {
+        if names.contains(&taken) {
+            report(
+                r,
+                format!(
+                    "a parameter named `{taken}` clashes with the request's own field or setter"
+                ),
+            );
+        }
     }
     (r.problems.len() == before).then_some(Op {
         id,
         path: path.to_owned(),
+        http: method.to_owned(),
+        json,
         namespace,
         method: method_name,
         request,
@@ -851,6 +951,7 @@ fn read_list(
         return fail("`whole` is for paged lists (a plain answer needs no x-platos-list)".into());
     }
     Some(List {
+        envelope: envelope.to_owned(),
         whole,
         cursor,
         item: item?,
@@ -889,6 +990,7 @@ fn read_unwrap(
         doc: String::new(),
         always: false,
         default: None,
+        setter: false,
     })
 }
 
@@ -923,6 +1025,7 @@ impl Field {
             Ty::Strings => quote!(Vec<String>),
             Ty::Values => quote!(Vec<serde_json::Value>),
             Ty::Named(n) => ty_tokens(target, n),
+            Ty::Hand(path) => path_tokens(path),
             Ty::Enum(n, _) => {
                 let i = ident(n);
                 quote!(#i)
@@ -951,12 +1054,30 @@ impl Field {
         }
     }
 
-    /// What the generated (progenitor or typify) setter is given.
-    fn wire_value(&self, v: TokenStream) -> TokenStream {
-        match &self.ty {
-            Ty::Enum(_, EnumKind::Str) => quote!(#v.as_str().to_owned()),
-            Ty::Enum(_, EnumKind::Int) => quote!(#v.value()),
-            _ => v,
+    /// A query value from the stored one: `v` is a place of the stored
+    /// type, or a reference to one when `by_ref`.
+    fn query_value(&self, v: TokenStream, by_ref: bool) -> TokenStream {
+        let wire = &self.wire;
+        match (&self.ty, by_ref) {
+            // The wire's integers are int64.
+            (Ty::U64, true) => quote!(&crate::request::int64(#wire, *#v)?),
+            (Ty::U64, false) => quote!(&crate::request::int64(#wire, #v)?),
+            (Ty::Str | Ty::I64 | Ty::F64 | Ty::Bool, true) => v,
+            (Ty::Str | Ty::I64 | Ty::F64 | Ty::Bool, false) => quote!(&#v),
+            (Ty::Enum(_, EnumKind::Str), _) => quote!(#v.as_str()),
+            (Ty::Enum(_, EnumKind::Int), _) => quote!(&#v.value()),
+            _ => quote!(&#v.to_string()),
+        }
+    }
+
+    /// What the body's wire struct holds, from the stored value: `v` is a
+    /// place of the stored type, or a reference to one when `by_ref`.
+    fn wire_ref(&self, v: TokenStream, by_ref: bool) -> TokenStream {
+        match (&self.ty, by_ref) {
+            (Ty::Enum(_, EnumKind::Str), _) => quote!(#v.as_str()),
+            (Ty::Enum(_, EnumKind::Int), _) => quote!(#v.value()),
+            (_, true) => v,
+            (_, false) => quote!(&#v),
         }
     }
 
@@ -993,44 +1114,21 @@ impl Model {
         for (path, doc) in self.namespaces.iter().filter(|(p, _)| used(p)) {
             out.extend(emit_namespace(target, path, doc));
         }
-        for e in &self.enums {
-            out.extend(emit_enum(e));
+        // The open enums are values callers pass: the crate re-exports them
+        // beside its client, apart from the requests.
+        let enums: TokenStream = self.enums.iter().map(emit_enum).collect();
+        if !self.enums.is_empty() {
+            out.extend(quote! {
+                /// Open enums the requests take (generated from `x-platos-enums`).
+                pub mod enums {
+                    #enums
+                }
+                pub use enums::*;
+            });
         }
         for op in &self.ops {
             out.extend(emit_op(target, op));
         }
-        let rule_enum = path_tokens(target.idempotency.enum_path);
-        let arms = self.ops.iter().map(|op| {
-            let id = &op.id;
-            let rule = ident(op.idempotency);
-            quote!(#id => Some(#rule_enum::#rule),)
-        });
-        let doc = format!(
-            "The idempotency rule of each operation (`{}`).",
-            target.idempotency.extension
-        );
-        let paths = self.ops.iter().map(|op| {
-            let (id, path) = (&op.id, &op.path);
-            quote!(#id => Some(#path),)
-        });
-        out.extend(quote! {
-            #[doc = #doc]
-            pub(crate) fn idempotency(operation_id: &str) -> Option<#rule_enum> {
-                match operation_id {
-                    #(#arms)*
-                    _ => None,
-                }
-            }
-
-            /// The path template of each operation (what a request's tracing
-            /// span names: ids stay out of it).
-            pub(crate) fn path_template(operation_id: &str) -> Option<&'static str> {
-                match operation_id {
-                    #(#paths)*
-                    _ => None,
-                }
-            }
-        });
         out
     }
 }
@@ -1171,25 +1269,50 @@ fn emit_enum(e: &OpenEnum) -> TokenStream {
 fn emit_op(target: &Target, op: &Op) -> TokenStream {
     let transport = path_tokens(target.transport);
     let client = path_tokens(target.client);
+    let rule_enum = path_tokens(target.idempotency.enum_path);
+    let rule = ident(op.idempotency);
     let ns = ns_type(&op.namespace);
     let method = ident(&op.method);
     let request = ident(&op.request);
-    let gen_method = ident(&op.id);
     let method_doc = if op.doc.is_empty() {
         op.id.clone()
     } else {
         op.doc.clone()
     };
 
-    let arg_names: Vec<_> = op.args.iter().map(|f| ident(&f.rust)).collect();
-    let arg_taken: Vec<_> = op.args.iter().map(|f| f.taken(target)).collect();
-    let arg_stored: Vec<_> = op.args.iter().map(|f| f.stored(target)).collect();
-    let opt_names: Vec<_> = op.options.iter().map(|f| ident(&f.rust)).collect();
-    let opt_taken: Vec<_> = op.options.iter().map(|f| f.taken(target)).collect();
-    let opt_stored: Vec<_> = op.options.iter().map(|f| f.stored(target)).collect();
-    let opt_docs: Vec<_> = op.options.iter().map(Field::doc).collect();
-    let arg_inits: Vec<_> = op
-        .args
+    // The caller's idempotency key is a call option, not a parameter.
+    let options: Vec<&Field> = op
+        .options
+        .iter()
+        .filter(|f| f.place != Place::Key)
+        .collect();
+    let takes_key = op.options.iter().any(|f| f.place == Place::Key);
+
+    // Arguments the method takes; the rest of the required ones (three or
+    // more of one type) are setters, checked when the call is sent.
+    let positional: Vec<&Field> = op.args.iter().filter(|f| !f.setter).collect();
+    let needed: Vec<&Field> = op.args.iter().filter(|f| f.setter).collect();
+    let arg_names: Vec<_> = positional.iter().map(|f| ident(&f.rust)).collect();
+    let arg_taken: Vec<_> = positional.iter().map(|f| f.taken(target)).collect();
+    let arg_stored: Vec<_> = positional.iter().map(|f| f.stored(target)).collect();
+    let needed_names: Vec<_> = needed.iter().map(|f| ident(&f.rust)).collect();
+    let needed_stored: Vec<_> = needed.iter().map(|f| f.stored(target)).collect();
+    let setters: Vec<&Field> = needed.iter().chain(options.iter()).copied().collect();
+    let opt_names: Vec<_> = options.iter().map(|f| ident(&f.rust)).collect();
+    let set_names: Vec<_> = setters.iter().map(|f| ident(&f.rust)).collect();
+    let opt_taken: Vec<_> = setters.iter().map(|f| f.taken(target)).collect();
+    let opt_stored: Vec<_> = options.iter().map(|f| f.stored(target)).collect();
+    let opt_docs: Vec<_> = setters
+        .iter()
+        .map(|f| {
+            if f.setter {
+                format!("{} Required.", f.doc())
+            } else {
+                f.doc()
+            }
+        })
+        .collect();
+    let arg_inits: Vec<_> = positional
         .iter()
         .map(|f| {
             let name = ident(&f.rust);
@@ -1201,111 +1324,246 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
             }
         })
         .collect();
-    let opt_values: Vec<_> = op
-        .options
+    // Every argument as a reference, a setter's checked.
+    let locals: Vec<_> = op
+        .args
         .iter()
-        .map(|f| f.convert(quote!(value)))
+        .map(|f| {
+            let (name, rust) = (ident(&f.rust), &f.rust);
+            if f.setter {
+                quote!(let #name = crate::request::needed(self.#name.as_ref(), #rust)?;)
+            } else {
+                quote!(let #name = &self.#name;)
+            }
+        })
         .collect();
-
-    // Building the generated call.
-    let mut build = TokenStream::new();
-    for f in &op.args {
-        let name = ident(&f.rust);
-        let value = f.wire_value(quote!(self.#name));
-        build.extend(match (f.place, &op.body) {
-            (Place::Path, _) => quote! {
-                let call = call.#name(crate::request::path_id(&self.#name)?);
-            },
-            (Place::Query, _) => quote! { let call = call.#name(#value); },
-            (Place::Body, Body::Whole) => quote! { let call = call.body(self.body); },
-            (Place::Body, _) => quote! { let call = call.body_map(|b| b.#name(#value)); },
-            (Place::Key, _) => quote!(),
-        });
-    }
-    for f in &op.options {
-        let name = ident(&f.rust);
-        let value = f.wire_value(quote!(value));
-        build.extend(match (f.place, &f.default) {
-            (Place::Body, Some(json)) => quote! {
-                let value = match self.#name {
-                    Some(value) => value,
-                    None => #transport::decode(None, #json.as_bytes())?,
-                };
-                let call = call.body_map(|b| b.#name(value));
-            },
-            (Place::Body, None) if f.always => quote! {
-                let call = call.body_map(|b| b.#name(self.#name));
-            },
-            (Place::Body, None) => quote! {
-                let call = match self.#name {
-                    Some(value) => call.body_map(|b| b.#name(#value)),
-                    None => call,
-                };
-            },
-            // Not a parameter: handed to the transport with the call.
-            (Place::Key, _) => quote!(),
-            _ => quote! {
-                let call = match self.#name {
-                    Some(value) => call.#name(#value),
-                    None => call,
-                };
-            },
-        });
-    }
-    let sent = if op.options.iter().any(|f| f.place == Place::Key) {
-        quote!(#transport::with_key(self.idempotency_key, call.send()).await)
+    let opt_values: Vec<_> = setters.iter().map(|f| f.convert(quote!(value))).collect();
+    let key_setter = if takes_key {
+        quote! {
+            /// The idempotency key of this call, instead of one minted for it: the same
+            /// key after a restart recovers the first answer (the server replays it).
+            pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
+                self.call_options.idempotency_key = Some(value.into());
+                self
+            }
+        }
     } else {
-        quote!(#transport::send(call.send()).await)
-    };
-    let call = quote! {
-        #[allow(unused_variables)]
-        let call = self.client.api.#gen_method();
-        #build
-        let answer = #sent;
+        quote!()
     };
 
+    // The URL: the template's literal parts, each path parameter as one
+    // encoded segment, then the query.
+    let mut url = TokenStream::new();
+    let mut rest = op.path.as_str();
+    while let Some(open) = rest.find('{') {
+        let literal = &rest[..open];
+        if !literal.is_empty() {
+            url.extend(quote!(url.literal(#literal);));
+        }
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
+        let wire = &rest[open + 1..close];
+        if let Some(f) = op
+            .args
+            .iter()
+            .find(|f| f.place == Place::Path && f.wire == wire)
+        {
+            let name = ident(&f.rust);
+            url.extend(match f.ty {
+                Ty::Str => quote!(url.segment(#name)?;),
+                _ => quote!(url.segment(&#name.to_string())?;),
+            });
+        }
+        rest = rest.get(close + 1..).unwrap_or("");
+    }
+    if !rest.is_empty() {
+        url.extend(quote!(url.literal(#rest);));
+    }
+    for f in op.args.iter().filter(|f| f.place == Place::Query) {
+        let (name, wire) = (ident(&f.rust), &f.wire);
+        url.extend(match f.ty {
+            Ty::Strings => quote! { for value in #name { url.query(#wire, value); } },
+            _ => {
+                let value = f.query_value(quote!(#name), true);
+                quote!(url.query(#wire, #value);)
+            }
+        });
+    }
+    for f in options.iter().filter(|f| f.place == Place::Query) {
+        let (name, wire) = (ident(&f.rust), &f.wire);
+        url.extend(match f.ty {
+            Ty::Strings => quote! {
+                for value in self.#name.iter().flatten() { url.query(#wire, value); }
+            },
+            _ => {
+                let value = f.query_value(quote!(value), true);
+                quote! { if let Some(value) = &self.#name { url.query(#wire, #value); } }
+            }
+        });
+    }
+
+    // The body: the whole typed value, or the set fields under their wire
+    // names (an unset optional one left out).
+    let body = match op.body {
+        Body::None => quote!(let body = None;),
+        Body::Whole => quote!(let body = Some(crate::request::json(body)?);),
+        Body::Hand => {
+            let arg = op.args.iter().find(|f| f.place == Place::Body);
+            let name = ident(arg.map_or("body", |f| f.rust.as_str()));
+            quote!(let body = Some(crate::request::json(&crate::request::RestBody::rest_body(#name))?);)
+        }
+        Body::Fields => {
+            let mut prepare = TokenStream::new();
+            let mut fields = TokenStream::new();
+            let mut values = TokenStream::new();
+            for f in op
+                .args
+                .iter()
+                .chain(options.iter().copied())
+                .filter(|f| f.place == Place::Body)
+            {
+                let (name, wire) = (ident(&f.rust), &f.wire);
+                let stored = f.stored(target);
+                let wire_ty = match &f.ty {
+                    Ty::Enum(_, EnumKind::Str) => quote!(&'a str),
+                    Ty::Enum(_, EnumKind::Int) => quote!(i64),
+                    _ => quote!(&'a #stored),
+                };
+                let required = op.args.iter().any(|a| a.rust == f.rust);
+                let (ty, value, skip) = if required {
+                    (wire_ty, f.wire_ref(quote!(#name), true), false)
+                } else if let Some(json) = &f.default {
+                    let resolved = ident(&format!("{}_default", f.rust));
+                    prepare.extend(quote! {
+                        let #resolved;
+                        let #name: &#stored = match &self.#name {
+                            Some(value) => value,
+                            None => {
+                                #resolved = crate::transport::decode::<#stored>(None, #json.as_bytes())?;
+                                &#resolved
+                            }
+                        };
+                    });
+                    (wire_ty, f.wire_ref(quote!(#name), true), false)
+                } else {
+                    let value = match &f.ty {
+                        Ty::Enum(..) => {
+                            let map = f.wire_ref(quote!(value), true);
+                            quote!(self.#name.as_ref().map(|value| #map))
+                        }
+                        _ => quote!(self.#name.as_ref()),
+                    };
+                    (quote!(Option<#wire_ty>), value, !f.always)
+                };
+                fields.extend(if skip {
+                    quote! {
+                        #[serde(rename = #wire, skip_serializing_if = "Option::is_none")]
+                        #name: #ty,
+                    }
+                } else {
+                    quote! {
+                        #[serde(rename = #wire)]
+                        #name: #ty,
+                    }
+                });
+                values.extend(if name == value.to_string() {
+                    quote!(#name,)
+                } else {
+                    quote!(#name: #value,)
+                });
+            }
+            quote! {
+                #[derive(serde::Serialize)]
+                struct Wire<'a> {
+                    #fields
+                    #[serde(skip)]
+                    _borrows: std::marker::PhantomData<&'a ()>,
+                }
+                #prepare
+                let body = Some(crate::request::json(&Wire {
+                    #values
+                    _borrows: std::marker::PhantomData,
+                })?);
+            }
+        }
+    };
+    let (id, path, json) = (&op.id, &op.path, op.json);
+    let http_method = ident(&op.http.to_ascii_uppercase());
+    let answer = quote! {
+        async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+            static OPERATION: crate::request::Operation<#rule_enum> = crate::request::Operation {
+                id: #id,
+                method: http::Method::#http_method,
+                path: #path,
+                rule: #rule_enum::#rule,
+                json: #json,
+                streams: false,
+            };
+            #( #locals )*
+            let mut url = crate::request::Url::new(self.client.base_url());
+            #url
+            #body
+            self.client
+                .execute(&OPERATION, url.into_string(), body, &self.call_options)
+                .await
+        }
+    };
+
+    // What the answer becomes, within the call's deadline.
+    let within = |finish: TokenStream| {
+        quote! {
+            let deadline = self.call_options.deadline;
+            crate::request::deadline(deadline, async move {
+                let answer = self.answer().await?;
+                #finish
+            })
+            .await
+        }
+    };
     let (out_ty, send_body, extra) = match &op.output {
-        Output::Unit => (
+        Output::Unit | Output::Discard => (
             quote!(()),
-            quote!(#transport::finish(answer).await),
-            quote!(),
-        ),
-        Output::Discard => (
-            quote!(()),
-            quote!(#transport::finish_envelope(answer).await.map(drop)),
+            within(quote!(#transport::finish_unit(answer).await)),
             quote!(),
         ),
         Output::Type(t) => {
             let t = ty_tokens(target, t);
-            (t, quote!(#transport::finish(answer).await), quote!())
-        }
-        Output::Optional(t) => {
-            let t = ty_tokens(target, t);
             (
-                quote!(Option<#t>),
-                quote!(#transport::finish_optional(answer).await),
+                t.clone(),
+                within(quote!(#transport::finish::<#t>(answer).await)),
                 quote!(),
             )
         }
-        Output::Unwrap { field, ty } => {
+        Output::Optional(t) => {
+            let t = ty_tokens(target, t);
+            let call = within(quote!(#transport::finish::<#t>(answer).await));
+            (
+                quote!(Option<#t>),
+                quote!(crate::request::optional({ #call })),
+                quote!(),
+            )
+        }
+        Output::Unwrap { answer, field, ty } => {
+            let a = ty_tokens(target, answer);
             let f = ident(field);
             let t = ty.stored(target);
             (
                 t,
-                quote!(Ok(#transport::finish(answer).await?.#f)),
+                within(quote!(Ok(#transport::finish::<#a>(answer).await?.#f))),
                 quote!(),
             )
         }
-        Output::Convert { path } => {
+        Output::Convert { answer, path } => {
+            let a = ty_tokens(target, answer);
             let p = path_tokens(path);
             (
                 p.clone(),
-                quote!(#p::try_from(#transport::finish(answer).await?)),
+                within(quote!(#p::try_from(#transport::finish::<#a>(answer).await?))),
                 quote!(),
             )
         }
         Output::List(list) => {
             let item = ty_tokens(target, &list.item);
+            let envelope = ty_tokens(target, &list.envelope);
             let keys: Vec<_> = list.keys.iter().map(|k| ident(k)).collect();
             let has_more = if list.has_more {
                 quote!(envelope.has_more)
@@ -1351,46 +1609,49 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
                 quote!()
             };
             let (out, body) = match &list.whole {
-                Some(envelope) => {
+                Some(_) => {
                     let finish = ident(target.whole_finish);
                     (
-                        ty_tokens(target, envelope),
-                        quote!(#transport::#finish(answer).await),
+                        envelope.clone(),
+                        within(quote!(#transport::#finish::<#envelope>(answer).await)),
                     )
                 }
                 None => (quote!(Vec<#item>), quote!(Ok(self.fetch().await?.items))),
             };
+            let page = if list.cursor.is_some() {
+                within(quote! {
+                    let envelope = #transport::finish_envelope::<#envelope>(answer).await?;
+                    let next = match envelope.page.has_more {
+                        Some(false) => None,
+                        _ => envelope.page.next_cursor.clone(),
+                    };
+                    Ok(crate::paging::CursorPage {
+                        items: crate::request::first_non_empty([#(envelope.#keys),*]),
+                        next,
+                    })
+                })
+            } else {
+                within(quote! {
+                    let envelope = #transport::finish_envelope::<#envelope>(answer).await?;
+                    Ok(crate::paging::Page {
+                        items: crate::request::first_non_empty([#(envelope.#keys),*]),
+                        has_more: #has_more,
+                    })
+                })
+            };
+            let page_ty = if list.cursor.is_some() {
+                quote!(crate::paging::CursorPage<#item>)
+            } else {
+                quote!(crate::paging::Page<#item>)
+            };
             (
                 out,
                 body,
-                if list.cursor.is_some() {
-                    quote! {
-                        async fn fetch(self) -> crate::Result<crate::paging::CursorPage<#item>> {
-                            #call
-                            let envelope = #transport::finish_envelope(answer).await?;
-                            let next = match envelope.page.has_more {
-                                Some(false) => None,
-                                _ => envelope.page.next_cursor.clone(),
-                            };
-                            Ok(crate::paging::CursorPage {
-                                items: crate::request::first_non_empty([#(envelope.#keys),*]),
-                                next,
-                            })
-                        }
-                        #stream
+                quote! {
+                    async fn fetch(self) -> crate::Result<#page_ty> {
+                        #page
                     }
-                } else {
-                    quote! {
-                        async fn fetch(self) -> crate::Result<crate::paging::Page<#item>> {
-                            #call
-                            let envelope = #transport::finish_envelope(answer).await?;
-                            Ok(crate::paging::Page {
-                                items: crate::request::first_non_empty([#(envelope.#keys),*]),
-                                has_more: #has_more,
-                            })
-                        }
-                        #stream
-                    }
+                    #stream
                 },
             )
         }
@@ -1403,21 +1664,10 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
         }
         _ => out_ty,
     };
-    let send = if plain_list {
-        quote! {
-            /// Sends the call and returns the items of the answer.
-            pub async fn send(self) -> crate::Result<#out_ty> {
-                #send_body
-            }
-        }
+    let send_doc = if plain_list {
+        "Sends the call and returns the items of the answer."
     } else {
-        quote! {
-            /// Sends the call.
-            pub async fn send(self) -> crate::Result<#out_ty> {
-                #call
-                #send_body
-            }
-        }
+        "Sends the call."
     };
     let request_doc = format!("The request of [`{ns}::{}`].", op.method);
 
@@ -1428,7 +1678,8 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
                 #request {
                     client: self.client.clone(),
                     #( #arg_inits, )*
-                    #( #opt_names: None, )*
+                    #( #set_names: None, )*
+                    call_options: crate::request::CallOptions::default(),
                 }
             }
         }
@@ -1439,18 +1690,32 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
         pub struct #request {
             client: #client,
             #( #arg_names: #arg_stored, )*
+            #( #needed_names: Option<#needed_stored>, )*
             #( #opt_names: Option<#opt_stored>, )*
+            call_options: crate::request::CallOptions,
         }
 
         impl #request {
             #(
                 #[doc = #opt_docs]
-                pub fn #opt_names(mut self, value: #opt_taken) -> Self {
-                    self.#opt_names = Some(#opt_values);
+                pub fn #set_names(mut self, value: #opt_taken) -> Self {
+                    self.#set_names = Some(#opt_values);
                     self
                 }
             )*
-            #send
+            #key_setter
+            /// A deadline for the whole call: every try, the waits between
+            /// them and reading the answer. Past it the call fails with a
+            /// timeout error (`Error::Timeout`).
+            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.call_options.deadline = Some(timeout);
+                self
+            }
+            #[doc = #send_doc]
+            pub async fn send(self) -> crate::Result<#out_ty> {
+                #send_body
+            }
+            #answer
             #extra
         }
 

@@ -49,9 +49,8 @@ pub fn generate_all(root: &Path) -> Result<Vec<Output>> {
     let v1 = std::fs::read_to_string(&v1_path)
         .with_context(|| format!("reading {}", v1_path.display()))?;
 
-    let rest_body = rest::generate(&openapi).context("generating the REST client")?;
-    let v1_body = rest::generate_with(&v1, quote::quote!(crate::v1::transport::Inner))
-        .context("generating the V1 REST client")?;
+    let rest_body = rest::generate(&openapi).context("generating the REST types")?;
+    let v1_body = rest::generate(&v1).context("generating the V1 REST types")?;
     let v1_facade =
         facade::generate_for(&v1, &facade::V1).context("generating the V1 namespaces")?;
     let events_body = events::generate(&events).context("generating the event enum")?;

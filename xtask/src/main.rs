@@ -227,6 +227,62 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
+/// The cargo-semver-checks release CI installs (pinned: a new release may
+/// add lints, which should show up on purpose).
+const SEMVER_CHECKS_VERSION: &str = "0.51.0";
+
+/// The public API of the published crates against the 1.0 baseline: the git
+/// revision in `semver/baseline` (see `semver/README.md`). A break of the API
+/// it recorded fails CI until the version says so or the baseline moves.
+/// The tool is installed once (`cargo install`: 306 crates, 13 CPU-minutes)
+/// and found on PATH after that.
+fn semver_check(cargo: &str) -> Result<()> {
+    let root = workspace_root();
+    let baseline =
+        std::fs::read_to_string(root.join("semver/baseline")).context("reading semver/baseline")?;
+    let rev = baseline
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .context("semver/baseline names no revision")?
+        .to_owned();
+    let installed = Command::new(cargo)
+        .args(["semver-checks", "--version"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(SEMVER_CHECKS_VERSION)
+        });
+    if !installed {
+        run(
+            "install cargo-semver-checks",
+            cargo,
+            &[
+                "install",
+                "--locked",
+                "cargo-semver-checks",
+                "--version",
+                &format!("={SEMVER_CHECKS_VERSION}"),
+            ],
+            &[],
+        )?;
+    }
+    run(
+        "semver check",
+        cargo,
+        &[
+            "semver-checks",
+            "check-release",
+            "--package",
+            "platos-client",
+            "--package",
+            "platos-events",
+            "--baseline-rev",
+            &rev,
+        ],
+        &[],
+    )
+}
+
 fn ci() -> Result<()> {
     let cargo = cargo();
     run("format", &cargo, &["fmt", "--all", "--check"], &[])?;
@@ -282,6 +338,7 @@ fn ci() -> Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     user_ci::newest_dependencies(&cargo)?;
+    semver_check(&cargo)?;
     eprintln!("\nxtask ci: all checks passed");
     Ok(())
 }

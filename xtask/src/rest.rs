@@ -1,4 +1,8 @@
-//! REST client generation: `spec/openapi.yaml` → progenitor → prettyplease.
+//! REST payload types: `spec/openapi.yaml` → progenitor (its typify
+//! settings and OpenAPI-to-JSON-Schema conversion) → the `types` module
+//! alone → prettyplease. The calls themselves are the namespace layer's
+//! (`facade`): each request builds its URL and body and hands them to the
+//! SDK's transport, with no generated client in between.
 //!
 //! progenitor 0.15 panics (`todo!`, `assert!`, `unwrap`) on several shapes it
 //! does not support, and its own check only looks at operation ids. So the
@@ -18,18 +22,13 @@ use openapiv3::{
     OpenAPI, Operation, Parameter, ParameterSchemaOrContent, PathItem, PathStyle, QueryStyle,
     ReferenceOr, RequestBody, Response, StatusCode,
 };
-use progenitor_impl::{GenerationSettings, Generator, HooksMode, InterfaceStyle, TagStyle};
+use progenitor_impl::{GenerationSettings, Generator, InterfaceStyle, TagStyle};
 use quote::quote;
 use serde_json::Value;
 
-/// Turns `spec/openapi.yaml` into the body of `platos-client/src/generated/mod.rs`.
+/// Turns a spec (`spec/openapi.yaml`, `spec/v1.yaml`) into its payload
+/// types (`platos-client/src/generated/mod.rs`, `platos-client/src/v1/generated.rs`).
 pub fn generate(openapi_yaml: &str) -> Result<String> {
-    generate_with(openapi_yaml, quote!(crate::transport::Inner))
-}
-
-/// Generates a REST client whose hooks read `inner` (each client has its own
-/// transport: `crate::transport::Inner`, `crate::v1::transport::Inner`).
-pub fn generate_with(openapi_yaml: &str, inner: proc_macro2::TokenStream) -> Result<String> {
     let spec = parse(openapi_yaml)?;
     let problems = validate(&spec);
     if !problems.is_empty() {
@@ -39,8 +38,20 @@ pub fn generate_with(openapi_yaml: &str, inner: proc_macro2::TokenStream) -> Res
             problems.join("\n  - ")
         );
     }
-    let tokens = generate_tokens_with(&spec, &settings_with(inner))?;
-    format_tokens(tokens)
+    let tokens = generate_tokens(&spec)?;
+    format_tokens(types_only(tokens)?)
+}
+
+/// Keeps the `types` module of progenitor's output and drops its client.
+pub fn types_only(tokens: proc_macro2::TokenStream) -> Result<proc_macro2::TokenStream> {
+    let file: syn::File =
+        syn::parse2(tokens).context("progenitor output does not parse as a Rust file")?;
+    let types = file
+        .items
+        .into_iter()
+        .find(|item| matches!(item, syn::Item::Mod(m) if m.ident == "types"))
+        .context("progenitor output has no `types` module")?;
+    Ok(quote!(#types))
 }
 
 /// Parses the YAML text of an OpenAPI 3.0 document.
@@ -50,17 +61,13 @@ pub fn parse(openapi_yaml: &str) -> Result<OpenAPI> {
 
 /// The one place the generator is configured: the snapshot tests use it too,
 /// so a settings change shows up in their snapshots.
+/// Only the types are kept: no struct builders (the requests are the
+/// builders), no client.
 pub fn settings() -> GenerationSettings {
-    settings_with(quote!(crate::transport::Inner))
-}
-
-fn settings_with(inner: proc_macro2::TokenStream) -> GenerationSettings {
     let mut settings = GenerationSettings::new();
     settings
-        .with_interface(InterfaceStyle::Builder)
+        .with_interface(InterfaceStyle::Positional)
         .with_tag(TagStyle::Merged)
-        .with_hooks(HooksMode::Expected)
-        .with_inner_type(inner)
         .with_derive("PartialEq");
     settings
 }
@@ -68,13 +75,7 @@ fn settings_with(inner: proc_macro2::TokenStream) -> GenerationSettings {
 /// Runs progenitor. A panic inside it becomes an error naming the operations
 /// that trigger it (found by generating each operation on its own).
 pub fn generate_tokens(spec: &OpenAPI) -> Result<proc_macro2::TokenStream> {
-    generate_tokens_with(spec, &settings())
-}
-
-fn generate_tokens_with(
-    spec: &OpenAPI,
-    settings: &GenerationSettings,
-) -> Result<proc_macro2::TokenStream> {
+    let settings = &settings();
     match run_progenitor(spec, settings) {
         Ok(Ok(tokens)) => Ok(tokens),
         Ok(Err(e)) => Err(anyhow::anyhow!("progenitor refused the spec: {e}")),

@@ -54,7 +54,14 @@ components:
     assert!(after.contains("pub struct ThingsPin {"));
     assert!(after.contains("pub fn note(mut self, value: impl Into<String>) -> Self"));
     assert!(after.contains("crate::Result<crate::types::Thing>"));
-    assert!(after.contains("\"things_pin\" => Some(crate::retry::Idempotency::Once)"));
+    assert!(after.contains("rule: crate::retry::Idempotency::Once,"));
+    assert!(after.contains("method: http::Method::PUT,"));
+    assert!(after.contains("path: \"/api/things/{thingId}/pin\","));
+    // One layer: the request builds its URL and hands it to the transport.
+    assert!(after.contains("let thing_id = &self.thing_id;"), "{after}");
+    assert!(after.contains("url.segment(thing_id)?;"), "{after}");
+    assert!(after.contains("if let Some(value) = &self.note {"));
+    assert!(after.contains(".execute(&OPERATION, url.into_string(), body, &self.call_options)"));
 }
 
 #[test]
@@ -152,10 +159,11 @@ fn the_v1_client_is_generated_by_the_same_generator() {
     let out = facade::generate_for(v1, &facade::V1).expect("v1 generates");
     assert!(out.contains("impl crate::v1::V1Client {"), "{out}");
     assert!(out.contains("crate::Result<crate::v1::Reply<crate::v1::types::MintedTokenItem>>"));
-    assert!(out.contains("crate::v1::transport::with_key(self.idempotency_key, call.send())"));
+    assert!(out.contains("self.call_options.idempotency_key = Some(value.into());"));
     assert!(out.contains("crate::paging::cursor_pages("));
-    assert!(out.contains("\"mcp_platform_tokens_mint\" => Some(crate::v1::KeyClass::Required)"));
-    assert!(out.contains("\"mcp_platform_tokens_revoke\" => Some(crate::v1::KeyClass::Exempt)"));
+    assert!(out.contains("id: \"mcp_platform_tokens_mint\","));
+    assert!(out.contains("rule: crate::v1::KeyClass::Required,"));
+    assert!(out.contains("rule: crate::v1::KeyClass::Exempt,"));
     assert!(!out.contains("environment_streams_read"));
     assert!(!out.contains("pub fn environment_streams("));
     assert_eq!(out, facade::generate_for(v1, &facade::V1).unwrap());
@@ -170,4 +178,61 @@ fn the_v1_client_is_generated_by_the_same_generator() {
         err.contains("operation provider_keys_rotate_secret: needs x-platos-idempotency-class"),
         "{err}"
     );
+}
+
+/// Path parameters are positional in path order; three or more arguments of
+/// one type are setters (up to two path parameters stay positional), checked
+/// when sent; a hand-written body type is one argument.
+#[test]
+fn arguments_follow_the_path_and_crowds_become_setters() {
+    let yaml = MINI.replace(
+        "components:\n",
+        r#"  /api/orgs/{orgId}/things/{thingId}/links:
+    post:
+      operationId: things_link
+      tags: [things]
+      x-platos-body: {argument: decision, type: crate::Decision}
+      parameters:
+        - name: thingId
+          in: path
+          required: true
+          schema:
+            type: string
+        - name: orgId
+          in: path
+          required: true
+          schema:
+            type: string
+        - name: target
+          in: query
+          required: true
+          schema:
+            type: string
+      requestBody:
+        content:
+          application/json:
+            schema:
+              $ref: '#/components/schemas/Thing'
+      responses:
+        2XX:
+          description: The thing.
+          content:
+            application/json:
+              schema:
+                $ref: '#/components/schemas/Thing'
+components:
+"#,
+    );
+    let out = facade::generate(&yaml).expect("generates");
+    assert!(
+        out.contains(
+            "pub fn link(\n        &self,\n        org_id: impl Into<String>,\n        thing_id: impl Into<String>,\n        decision: crate::Decision,\n    ) -> ThingsLink"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("pub fn target(mut self, value: impl Into<String>) -> Self"));
+    assert!(
+        out.contains("let target = crate::request::needed(self.target.as_ref(), \"target\")?;")
+    );
+    assert!(out.contains("crate::request::RestBody::rest_body(decision)"));
 }

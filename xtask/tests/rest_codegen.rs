@@ -145,6 +145,7 @@ const OPERATION_IDS: &[&str] = &[
     "threads_messages",
     "threads_artifacts",
     "threads_archive",
+    "threads_stream",
     "threads_unarchive",
     "threads_delete",
     "approvals_list",

@@ -28,16 +28,12 @@ pub(crate) async fn resolve_over_rest(
     approval_id: String,
     decision: &Decision,
 ) -> Result<()> {
-    let mut call = client
+    client
         .approvals()
-        .resolve(approval_id, decision.is_approved());
-    if let Some(comment) = decision.comment() {
-        call = call.comment(comment);
-    }
-    if let Some(args) = decision.edited_args() {
-        call = call.edited_args(args.clone());
-    }
-    call.send().await.map(drop)
+        .resolve(approval_id, decision.clone())
+        .send()
+        .await
+        .map(drop)
 }
 
 #[derive(Default)]

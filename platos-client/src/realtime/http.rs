@@ -43,13 +43,18 @@ use crate::error::{Error, Result};
 use crate::sse;
 use crate::transport::{IDEMPOTENCY_KEY, error_from_response, transport_error};
 
-/// The operation name the transport knows this lane by: no total time
-/// limit on it (a turn streams for as long as it runs).
-pub(crate) const OPERATION: &str = "threads_stream";
-
-/// Its path template, for the request's span (the lane is not in the spec:
-/// its answer is a stream, not a body).
-pub(crate) const PATH_TEMPLATE: &str = "/api/v1/agent/threads/{threadId}/stream";
+/// The operation the transport sends this lane as (`threads_stream` in
+/// spec/openapi.yaml): no per-try time limit on it (a turn streams for as
+/// long as it runs), retried with its idempotency key.
+static OPERATION: crate::request::Operation<crate::retry::Idempotency> =
+    crate::request::Operation {
+        id: "threads_stream",
+        method: reqwest::Method::POST,
+        path: "/api/v1/agent/threads/{threadId}/stream",
+        rule: crate::retry::Idempotency::Key,
+        json: false,
+        streams: true,
+    };
 
 /// The largest event (or line) accepted: the socket lane's message cap.
 const MAX_EVENT_BYTES: usize = super::dial::MAX_MESSAGE_BYTES;
@@ -308,7 +313,6 @@ async fn open(
     body: &Value,
     key: &str,
 ) -> Result<reqwest::Response> {
-    client.inner().check_scope()?;
     let request = client
         .http()
         .post(url)
@@ -317,17 +321,10 @@ async fn open(
         .json(body)
         .build()
         .map_err(|e| Error::config(format!("building the request: {e}")))?;
-    let info = progenitor_client::OperationInfo {
-        operation_id: OPERATION,
-    };
     let limit = client.shared().timeout;
-    let answer = tokio::time::timeout(
-        limit,
-        progenitor_client::ClientHooks::exec(&client.api, request, &info),
-    )
-    .await
-    .map_err(|_| Error::timeout(format!("no answer to the turn within {limit:?}"), None))?;
-    let response = answer.map_err(transport_error)?;
+    let response = tokio::time::timeout(limit, client.exec_raw(request, &OPERATION))
+        .await
+        .map_err(|_| Error::timeout(format!("no answer to the turn within {limit:?}"), None))??;
     if !response.status().is_success() {
         return Err(error_from_response(response).await);
     }

@@ -142,7 +142,6 @@ pub use pool::RealtimeConfig;
 
 use approvals::Answer;
 use connection::{ToConn, TurnCommand};
-pub(crate) use http::{OPERATION as HTTP_OPERATION, PATH_TEMPLATE as HTTP_PATH_TEMPLATE};
 use queue::Reader;
 use turn::{Item, Liveness, Turn, TurnId};
 
@@ -760,7 +759,7 @@ impl TurnStream {
 
     /// Reads the turn to its end and decodes its structured answer into `T`
     /// (see [`crate::structured`]). Send the turn with `T`'s schema, e.g.
-    /// with [`Threads::ask_structured`](crate::Threads::ask_structured).
+    /// with [`Threads::ask_structured`](crate::requests::Threads::ask_structured).
     pub async fn collect_structured<T: serde::de::DeserializeOwned>(
         self,
     ) -> Result<crate::Structured<T>> {

@@ -41,8 +41,6 @@ mod namespaces;
 mod stream;
 pub(crate) mod transport;
 
-pub(crate) use namespaces::path_template;
-
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +54,13 @@ use crate::error::{Error, Result};
 use crate::transport::{error_from_response, transport_error};
 
 pub use frame::{Frame, FrameType, StreamMeta};
-pub use namespaces::*;
+pub use namespaces::enums::*;
+
+/// The V1 namespaces of [`V1Client`] (`client.organizations()`, …) and the
+/// requests their methods return, generated from `spec/v1.yaml`.
+pub mod requests {
+    pub use super::namespaces::*;
+}
 pub use transport::{KeyClass, KeyFactory, Reply};
 
 /// The V1 payload types, generated from `spec/v1.yaml`.
@@ -71,7 +75,7 @@ pub use stream::{
 /// The V1 operator client. Cheap to clone; clones share connections.
 #[derive(Clone)]
 pub struct V1Client {
-    pub(crate) api: generated::Client,
+    shared: Arc<transport::Shared>,
 }
 
 impl V1Client {
@@ -86,7 +90,7 @@ impl V1Client {
     }
 
     pub(crate) fn shared(&self) -> &Arc<transport::Shared> {
-        &progenitor_client::ClientInfo::inner(&self.api).shared
+        &self.shared
     }
 
     /// `environmentStreams`: read an environment's journaled event streams.
@@ -288,8 +292,8 @@ impl V1ClientBuilder {
             .build(self.connect_timeout.unwrap_or(DEFAULT_TIMEOUT))?;
         let http = net.http;
         let shared = Arc::new(transport::Shared {
-            base_url: base_url.clone(),
-            http: http.clone(),
+            base_url,
+            http,
             operator_token: self.operator_token,
             user_agent,
             retry: self
@@ -300,10 +304,7 @@ impl V1ClientBuilder {
                 .max_response_bytes
                 .unwrap_or(crate::body::DEFAULT_MAX_RESPONSE_BYTES),
         });
-        let inner = transport::Inner { shared };
-        Ok(V1Client {
-            api: generated::Client::new_with_client(&base_url, http, inner),
-        })
+        Ok(V1Client { shared })
     }
 }
 

@@ -164,262 +164,261 @@ impl crate::v1::V1Client {
         ProviderKeys { client: self }
     }
 }
-/**A filter on end users by whether they are disabled.
+/// Open enums the requests take (generated from `x-platos-enums`).
+pub mod enums {
+    /**A filter on end users by whether they are disabled.
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EndUserStatus {
-    ///`"active"`
-    Active,
-    ///`"disabled"`
-    Disabled,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl EndUserStatus {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Active => "active",
-            Self::Disabled => "disabled",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum EndUserStatus {
+        ///`"active"`
+        Active,
+        ///`"disabled"`
+        Disabled,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl EndUserStatus {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Active => "active",
+                Self::Disabled => "disabled",
+                Self::Other(v) => v,
+            }
         }
     }
-}
-impl From<&str> for EndUserStatus {
-    fn from(v: &str) -> Self {
-        match v {
-            "active" => Self::Active,
-            "disabled" => Self::Disabled,
-            other => Self::Other(other.to_owned()),
+    impl From<&str> for EndUserStatus {
+        fn from(v: &str) -> Self {
+            match v {
+                "active" => Self::Active,
+                "disabled" => Self::Disabled,
+                other => Self::Other(other.to_owned()),
+            }
         }
     }
-}
-impl From<String> for EndUserStatus {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "active" => Self::Active,
-            "disabled" => Self::Disabled,
-            _ => Self::Other(v),
+    impl From<String> for EndUserStatus {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "active" => Self::Active,
+                "disabled" => Self::Disabled,
+                _ => Self::Other(v),
+            }
         }
     }
-}
-impl std::fmt::Display for EndUserStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    impl std::fmt::Display for EndUserStatus {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
     }
-}
-/**The access level an environment scope is resolved at: `metadata` (the default) or `secret:mutate` (organization OWNER/ADMIN or project ADMIN).
+    /**The access level an environment scope is resolved at: `metadata` (the default) or `secret:mutate` (organization OWNER/ADMIN or project ADMIN).
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EnvironmentAccess {
-    ///`"metadata"`
-    Metadata,
-    ///`"secret:mutate"`
-    SecretMutate,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl EnvironmentAccess {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Metadata => "metadata",
-            Self::SecretMutate => "secret:mutate",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum EnvironmentAccess {
+        ///`"metadata"`
+        Metadata,
+        ///`"secret:mutate"`
+        SecretMutate,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl EnvironmentAccess {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Metadata => "metadata",
+                Self::SecretMutate => "secret:mutate",
+                Self::Other(v) => v,
+            }
         }
     }
-}
-impl From<&str> for EnvironmentAccess {
-    fn from(v: &str) -> Self {
-        match v {
-            "metadata" => Self::Metadata,
-            "secret:mutate" => Self::SecretMutate,
-            other => Self::Other(other.to_owned()),
+    impl From<&str> for EnvironmentAccess {
+        fn from(v: &str) -> Self {
+            match v {
+                "metadata" => Self::Metadata,
+                "secret:mutate" => Self::SecretMutate,
+                other => Self::Other(other.to_owned()),
+            }
         }
     }
-}
-impl From<String> for EnvironmentAccess {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "metadata" => Self::Metadata,
-            "secret:mutate" => Self::SecretMutate,
-            _ => Self::Other(v),
+    impl From<String> for EnvironmentAccess {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "metadata" => Self::Metadata,
+                "secret:mutate" => Self::SecretMutate,
+                _ => Self::Other(v),
+            }
         }
     }
-}
-impl std::fmt::Display for EnvironmentAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    impl std::fmt::Display for EnvironmentAccess {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
     }
-}
-/**A role in an organization.
+    /**A role in an organization.
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum OrganizationRole {
-    ///`"OWNER"`
-    Owner,
-    ///`"ADMIN"`
-    Admin,
-    ///`"MEMBER"`
-    Member,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl OrganizationRole {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Owner => "OWNER",
-            Self::Admin => "ADMIN",
-            Self::Member => "MEMBER",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum OrganizationRole {
+        ///`"OWNER"`
+        Owner,
+        ///`"ADMIN"`
+        Admin,
+        ///`"MEMBER"`
+        Member,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl OrganizationRole {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Owner => "OWNER",
+                Self::Admin => "ADMIN",
+                Self::Member => "MEMBER",
+                Self::Other(v) => v,
+            }
         }
     }
-}
-impl From<&str> for OrganizationRole {
-    fn from(v: &str) -> Self {
-        match v {
-            "OWNER" => Self::Owner,
-            "ADMIN" => Self::Admin,
-            "MEMBER" => Self::Member,
-            other => Self::Other(other.to_owned()),
+    impl From<&str> for OrganizationRole {
+        fn from(v: &str) -> Self {
+            match v {
+                "OWNER" => Self::Owner,
+                "ADMIN" => Self::Admin,
+                "MEMBER" => Self::Member,
+                other => Self::Other(other.to_owned()),
+            }
         }
     }
-}
-impl From<String> for OrganizationRole {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "OWNER" => Self::Owner,
-            "ADMIN" => Self::Admin,
-            "MEMBER" => Self::Member,
-            _ => Self::Other(v),
+    impl From<String> for OrganizationRole {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "OWNER" => Self::Owner,
+                "ADMIN" => Self::Admin,
+                "MEMBER" => Self::Member,
+                _ => Self::Other(v),
+            }
         }
     }
-}
-impl std::fmt::Display for OrganizationRole {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    impl std::fmt::Display for OrganizationRole {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
     }
-}
-/**What an MCP tool policy does with a matching tool. The organization tier stores only `auto_allow` and `block`; `require_approval` is refused there (`TOOLS_POLICY_EFFECT_UNSUPPORTED`).
+    /**What an MCP tool policy does with a matching tool. The organization tier stores only `auto_allow` and `block`; `require_approval` is refused there (`TOOLS_POLICY_EFFECT_UNSUPPORTED`).
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PolicyState {
-    ///`"auto_allow"`
-    AutoAllow,
-    ///`"require_approval"`
-    RequireApproval,
-    ///`"block"`
-    Block,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl PolicyState {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::AutoAllow => "auto_allow",
-            Self::RequireApproval => "require_approval",
-            Self::Block => "block",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum PolicyState {
+        ///`"auto_allow"`
+        AutoAllow,
+        ///`"require_approval"`
+        RequireApproval,
+        ///`"block"`
+        Block,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl PolicyState {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::AutoAllow => "auto_allow",
+                Self::RequireApproval => "require_approval",
+                Self::Block => "block",
+                Self::Other(v) => v,
+            }
         }
     }
-}
-impl From<&str> for PolicyState {
-    fn from(v: &str) -> Self {
-        match v {
-            "auto_allow" => Self::AutoAllow,
-            "require_approval" => Self::RequireApproval,
-            "block" => Self::Block,
-            other => Self::Other(other.to_owned()),
+    impl From<&str> for PolicyState {
+        fn from(v: &str) -> Self {
+            match v {
+                "auto_allow" => Self::AutoAllow,
+                "require_approval" => Self::RequireApproval,
+                "block" => Self::Block,
+                other => Self::Other(other.to_owned()),
+            }
         }
     }
-}
-impl From<String> for PolicyState {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "auto_allow" => Self::AutoAllow,
-            "require_approval" => Self::RequireApproval,
-            "block" => Self::Block,
-            _ => Self::Other(v),
+    impl From<String> for PolicyState {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "auto_allow" => Self::AutoAllow,
+                "require_approval" => Self::RequireApproval,
+                "block" => Self::Block,
+                _ => Self::Other(v),
+            }
         }
     }
-}
-impl std::fmt::Display for PolicyState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    impl std::fmt::Display for PolicyState {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
     }
-}
-/**The permission tier of an MCP platform token (`scope` is the weaker one).
+    /**The permission tier of an MCP platform token (`scope` is the weaker one).
 
 Open: a value this SDK does not know is sent as given with `Other`.*/
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TokenTier {
-    ///`"scope"`
-    Scope,
-    ///`"admin"`
-    Admin,
-    /// A value this SDK does not know; sent as given.
-    Other(String),
-}
-impl TokenTier {
-    /// The value as it goes on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Scope => "scope",
-            Self::Admin => "admin",
-            Self::Other(v) => v,
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum TokenTier {
+        ///`"scope"`
+        Scope,
+        ///`"admin"`
+        Admin,
+        /// A value this SDK does not know; sent as given.
+        Other(String),
+    }
+    impl TokenTier {
+        /// The value as it goes on the wire.
+        pub fn as_str(&self) -> &str {
+            match self {
+                Self::Scope => "scope",
+                Self::Admin => "admin",
+                Self::Other(v) => v,
+            }
+        }
+    }
+    impl From<&str> for TokenTier {
+        fn from(v: &str) -> Self {
+            match v {
+                "scope" => Self::Scope,
+                "admin" => Self::Admin,
+                other => Self::Other(other.to_owned()),
+            }
+        }
+    }
+    impl From<String> for TokenTier {
+        fn from(v: String) -> Self {
+            match v.as_str() {
+                "scope" => Self::Scope,
+                "admin" => Self::Admin,
+                _ => Self::Other(v),
+            }
+        }
+    }
+    impl std::fmt::Display for TokenTier {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
         }
     }
 }
-impl From<&str> for TokenTier {
-    fn from(v: &str) -> Self {
-        match v {
-            "scope" => Self::Scope,
-            "admin" => Self::Admin,
-            other => Self::Other(other.to_owned()),
-        }
-    }
-}
-impl From<String> for TokenTier {
-    fn from(v: String) -> Self {
-        match v.as_str() {
-            "scope" => Self::Scope,
-            "admin" => Self::Admin,
-            _ => Self::Other(v),
-        }
-    }
-}
-impl std::fmt::Display for TokenTier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use enums::*;
 impl ProviderKeys<'_> {
     /**Rotate the secret behind a provider key
 
 Replaces the key's credential material with `plaintext` (bring your own key). The secret travels inbound only; the answer is the key's metadata and never carries material. Class *required*: an `idempotency-key` must be sent (else 400 `IDEMPOTENCY_KEY_REQUIRED`), so a retried rotation runs once and its replay answers the same body with `idempotency-replayed: true`. Needs `secret:mutate` on the environment. Success is 200.*/
-    pub fn rotate_secret(
-        &self,
-        id: impl Into<String>,
-        environment_id: impl Into<String>,
-        plaintext: impl Into<String>,
-    ) -> ProviderKeysRotateSecret {
+    pub fn rotate_secret(&self, id: impl Into<String>) -> ProviderKeysRotateSecret {
         ProviderKeysRotateSecret {
             client: self.client.clone(),
             id: id.into(),
-            environment_id: environment_id.into(),
-            plaintext: plaintext.into(),
-            idempotency_key: None,
+            environment_id: None,
+            plaintext: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -429,28 +428,91 @@ Replaces the key's credential material with `plaintext` (bring your own key). Th
 pub struct ProviderKeysRotateSecret {
     client: crate::v1::V1Client,
     id: String,
-    environment_id: String,
-    plaintext: String,
-    idempotency_key: Option<String>,
+    environment_id: Option<String>,
+    plaintext: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl ProviderKeysRotateSecret {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
-    pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+    ///The environment the key belongs to. Required.
+    pub fn environment_id(mut self, value: impl Into<String>) -> Self {
+        self.environment_id = Some(value.into());
         self
     }
-    /// Sends the call.
+    ///The replacement secret (non-empty). Write-only. Required.
+    pub fn plaintext(mut self, value: impl Into<String>) -> Self {
+        self.plaintext = Some(value.into());
+        self
+    }
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
+    pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
+        self.call_options.idempotency_key = Some(value.into());
+        self
+    }
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::ProviderKeyItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.provider_keys_rotate_secret();
-        let call = call.id(crate::request::path_id(&self.id)?);
-        let call = call.body_map(|b| b.environment_id(self.environment_id));
-        let call = call.body_map(|b| b.plaintext(self.plaintext));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::ProviderKeyItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "provider_keys_rotate_secret",
+            method: http::Method::POST,
+            path: "/api/v1/agent/providers/keys/{id}/rotate-secret",
+            rule: crate::v1::KeyClass::Required,
+            json: true,
+            streams: false,
+        };
+        let id = &self.id;
+        let environment_id = crate::request::needed(
+            self.environment_id.as_ref(),
+            "environment_id",
+        )?;
+        let plaintext = crate::request::needed(self.plaintext.as_ref(), "plaintext")?;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/agent/providers/keys/");
+        url.segment(id)?;
+        url.literal("/rotate-secret");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "environmentId")]
+            environment_id: &'a String,
+            #[serde(rename = "plaintext")]
+            plaintext: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    environment_id,
+                    plaintext,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for ProviderKeysRotateSecret {
@@ -471,7 +533,7 @@ impl BffMagicLink<'_> {
         BffMagicLinkStart {
             client: self.client.clone(),
             email: email.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -481,24 +543,69 @@ impl BffMagicLink<'_> {
 pub struct BffMagicLinkStart {
     client: crate::v1::V1Client,
     email: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl BffMagicLinkStart {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MagicLinkRequestItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.bff_magic_link_start();
-        let call = call.body_map(|b| b.email(self.email));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MagicLinkRequestItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "bff_magic_link_start",
+            method: http::Method::POST,
+            path: "/api/v1/bff/magic-link",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let email = &self.email;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/bff/magic-link");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "email")]
+            email: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    email,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for BffMagicLinkStart {
@@ -521,6 +628,7 @@ Spends the single-use token from the link. The session itself is put in the brow
         BffMagicLinkComplete {
             client: self.client.clone(),
             token: token.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -530,17 +638,63 @@ Spends the single-use token from the link. The session itself is put in the brow
 pub struct BffMagicLinkComplete {
     client: crate::v1::V1Client,
     token: String,
+    call_options: crate::request::CallOptions,
 }
 impl BffMagicLinkComplete {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MagicLinkSessionItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.bff_magic_link_complete();
-        let call = call.body_map(|b| b.token(self.token));
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MagicLinkSessionItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "bff_magic_link_complete",
+            method: http::Method::POST,
+            path: "/api/v1/bff/magic-link/complete",
+            rule: crate::v1::KeyClass::Exempt,
+            json: true,
+            streams: false,
+        };
+        let token = &self.token;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/bff/magic-link/complete");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "token")]
+            token: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    token,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for BffMagicLinkComplete {
@@ -563,7 +717,7 @@ Authenticates the operator token in the body and answers `Set-Cookie` with the `
         BffSessionExchange {
             client: self.client.clone(),
             token: token.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -573,24 +727,69 @@ Authenticates the operator token in the body and answers `Set-Cookie` with the `
 pub struct BffSessionExchange {
     client: crate::v1::V1Client,
     token: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl BffSessionExchange {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OperatorSessionItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.bff_session_exchange();
-        let call = call.body_map(|b| b.token(self.token));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OperatorSessionItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "bff_session_exchange",
+            method: http::Method::POST,
+            path: "/api/v1/bff/session",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let token = &self.token;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/bff/session");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "token")]
+            token: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    token,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for BffSessionExchange {
@@ -610,7 +809,7 @@ Revokes the presented session on the server, then clears the cookie. 204 with no
     pub fn sign_out(&self) -> BffSessionSignOut {
         BffSessionSignOut {
             client: self.client.clone(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -619,21 +818,49 @@ Revokes the presented session on the server, then clears the cookie. 204 with no
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct BffSessionSignOut {
     client: crate::v1::V1Client,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl BffSessionSignOut {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::v1::Reply<()>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.bff_session_sign_out();
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish_unit(answer).await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "bff_session_sign_out",
+            method: http::Method::DELETE,
+            path: "/api/v1/bff/session",
+            rule: crate::v1::KeyClass::Accepted,
+            json: false,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/bff/session");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for BffSessionSignOut {
@@ -650,18 +877,14 @@ impl EnvironmentScope<'_> {
     /**Resolve an environment by its organization, project and environment slugs
 
 The organization, project and environment a slug triple names, the project's environments, and the operator's roles, authorized at the requested access level. 404 `TENANCY_NOT_FOUND` when no live environment has these slugs, 403 `TENANCY_ENVIRONMENT_FORBIDDEN` when one does and the operator may not act on it at that level.*/
-    pub fn resolve(
-        &self,
-        environment_slug: impl Into<String>,
-        organization_slug: impl Into<String>,
-        project_slug: impl Into<String>,
-    ) -> EnvironmentScopeResolve {
+    pub fn resolve(&self) -> EnvironmentScopeResolve {
         EnvironmentScopeResolve {
             client: self.client.clone(),
-            environment_slug: environment_slug.into(),
-            organization_slug: organization_slug.into(),
-            project_slug: project_slug.into(),
+            environment_slug: None,
+            organization_slug: None,
+            project_slug: None,
             access: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -670,32 +893,90 @@ The organization, project and environment a slug triple names, the project's env
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct EnvironmentScopeResolve {
     client: crate::v1::V1Client,
-    environment_slug: String,
-    organization_slug: String,
-    project_slug: String,
+    environment_slug: Option<String>,
+    organization_slug: Option<String>,
+    project_slug: Option<String>,
     access: Option<EnvironmentAccess>,
+    call_options: crate::request::CallOptions,
 }
 impl EnvironmentScopeResolve {
+    ///`environmentSlug`. Required.
+    pub fn environment_slug(mut self, value: impl Into<String>) -> Self {
+        self.environment_slug = Some(value.into());
+        self
+    }
+    ///`organizationSlug`. Required.
+    pub fn organization_slug(mut self, value: impl Into<String>) -> Self {
+        self.organization_slug = Some(value.into());
+        self
+    }
+    ///`projectSlug`. Required.
+    pub fn project_slug(mut self, value: impl Into<String>) -> Self {
+        self.project_slug = Some(value.into());
+        self
+    }
     ///Known values: `metadata` (the default when absent), `secret:mutate`; any other is 400 `TRANSPORT_REQUEST_INVALID`.
     pub fn access(mut self, value: impl Into<EnvironmentAccess>) -> Self {
         self.access = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::EnvironmentScopeItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_scope_resolve();
-        let call = call.environment_slug(self.environment_slug);
-        let call = call.organization_slug(self.organization_slug);
-        let call = call.project_slug(self.project_slug);
-        let call = match self.access {
-            Some(value) => call.access(value.as_str().to_owned()),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::EnvironmentScopeItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "environment_scope_resolve",
+            method: http::Method::GET,
+            path: "/api/v1/environments/by-slugs",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
         };
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let environment_slug = crate::request::needed(
+            self.environment_slug.as_ref(),
+            "environment_slug",
+        )?;
+        let organization_slug = crate::request::needed(
+            self.organization_slug.as_ref(),
+            "organization_slug",
+        )?;
+        let project_slug = crate::request::needed(
+            self.project_slug.as_ref(),
+            "project_slug",
+        )?;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/environments/by-slugs");
+        url.query("environmentSlug", environment_slug);
+        url.query("organizationSlug", organization_slug);
+        url.query("projectSlug", project_slug);
+        if let Some(value) = &self.access {
+            url.query("access", value.as_str());
+        }
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for EnvironmentScopeResolve {
@@ -722,6 +1003,7 @@ One page of end users, cursor-paged (`page.nextCursor`, `page.total`). A refused
             limit: None,
             search: None,
             status: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -735,6 +1017,7 @@ pub struct EnvironmentEndUsersList {
     limit: Option<u64>,
     search: Option<String>,
     status: Option<EndUserStatus>,
+    call_options: crate::request::CallOptions,
 }
 impl EnvironmentEndUsersList {
     ///Opaque cursor; send back a `page.nextCursor` this service issued. Absent for the first page.
@@ -757,64 +1040,84 @@ impl EnvironmentEndUsersList {
         self.status = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::EndUserCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_end_users_list();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::EndUserCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "environment_end_users_list",
+            method: http::Method::GET,
+            path: "/api/v1/environments/{environmentId}/end-users",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
         };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let call = match self.search {
-            Some(value) => call.search(value),
-            None => call,
-        };
-        let call = match self.status {
-            Some(value) => call.status(value.as_str().to_owned()),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let environment_id = &self.environment_id;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/environments/");
+        url.segment(environment_id)?;
+        url.literal("/end-users");
+        if let Some(value) = &self.cursor {
+            url.query("cursor", value);
+        }
+        if let Some(value) = &self.limit {
+            url.query("limit", &crate::request::int64("limit", *value)?);
+        }
+        if let Some(value) = &self.search {
+            url.query("search", value);
+        }
+        if let Some(value) = &self.status {
+            url.query("status", value.as_str());
+        }
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::CursorPage<crate::v1::types::EndUser>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_end_users_list();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
-        };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let call = match self.search {
-            Some(value) => call.search(value),
-            None => call,
-        };
-        let call = match self.status {
-            Some(value) => call.status(value.as_str().to_owned()),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        let envelope = crate::v1::transport::finish_envelope(answer).await?;
-        let next = match envelope.page.has_more {
-            Some(false) => None,
-            _ => envelope.page.next_cursor.clone(),
-        };
-        Ok(crate::paging::CursorPage {
-            items: crate::request::first_non_empty([envelope.data]),
-            next,
-        })
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    let envelope = crate::v1::transport::finish_envelope::<
+                        crate::v1::types::EndUserCollection,
+                    >(answer)
+                        .await?;
+                    let next = match envelope.page.has_more {
+                        Some(false) => None,
+                        _ => envelope.page.next_cursor.clone(),
+                    };
+                    Ok(crate::paging::CursorPage {
+                        items: crate::request::first_non_empty([envelope.data]),
+                        next,
+                    })
+                },
+            )
+            .await
     }
     /// Every item from this page on, following the answers'
     /// `page.nextCursor`, one request per page as the stream is polled.
@@ -852,6 +1155,7 @@ Every variable, as metadata: a `SECRET` variable's `value` is always null. Not p
         EnvironmentVariablesList {
             client: self.client.clone(),
             environment_id: environment_id.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -861,19 +1165,53 @@ Every variable, as metadata: a `SECRET` variable's `value` is always null. Not p
 pub struct EnvironmentVariablesList {
     client: crate::v1::V1Client,
     environment_id: String,
+    call_options: crate::request::CallOptions,
 }
 impl EnvironmentVariablesList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<
         crate::v1::Reply<crate::v1::types::EnvironmentVariableCollection>,
     > {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_variables_list();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::EnvironmentVariableCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "environment_variables_list",
+            method: http::Method::GET,
+            path: "/api/v1/environments/{environmentId}/variables",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let environment_id = &self.environment_id;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/environments/");
+        url.segment(environment_id)?;
+        url.literal("/variables");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for EnvironmentVariablesList {
@@ -896,15 +1234,14 @@ Upserts the variable named by `key`. The value is write-only: the answer is the 
         &self,
         environment_id: impl Into<String>,
         key: impl Into<String>,
-        value: impl Into<String>,
     ) -> EnvironmentVariablesSet {
         EnvironmentVariablesSet {
             client: self.client.clone(),
             environment_id: environment_id.into(),
             key: key.into(),
-            value: value.into(),
+            value: None,
             secret: None,
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -915,37 +1252,89 @@ pub struct EnvironmentVariablesSet {
     client: crate::v1::V1Client,
     environment_id: String,
     key: String,
-    value: String,
+    value: Option<String>,
     secret: Option<bool>,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl EnvironmentVariablesSet {
+    ///The value (write-only; a secret one is never shown again). Required.
+    pub fn value(mut self, value: impl Into<String>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
     ///True stores the value behind a credential. False when absent.
     pub fn secret(mut self, value: bool) -> Self {
         self.secret = Some(value);
         self
     }
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::EnvironmentVariableItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.environment_variables_set();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = call.key(crate::request::path_id(&self.key)?);
-        let call = call.body_map(|b| b.value(self.value));
-        let call = match self.secret {
-            Some(value) => call.body_map(|b| b.secret(value)),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::EnvironmentVariableItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "environment_variables_set",
+            method: http::Method::PUT,
+            path: "/api/v1/environments/{environmentId}/variables/{key}",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
         };
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let environment_id = &self.environment_id;
+        let key = &self.key;
+        let value = crate::request::needed(self.value.as_ref(), "value")?;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/environments/");
+        url.segment(environment_id)?;
+        url.literal("/variables/");
+        url.segment(key)?;
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "value")]
+            value: &'a String,
+            #[serde(rename = "secret", skip_serializing_if = "Option::is_none")]
+            secret: Option<&'a bool>,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    value,
+                    secret: self.secret.as_ref(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for EnvironmentVariablesSet {
@@ -967,6 +1356,7 @@ Upstream calls this `identitySession.session()`; here it is `identity_session().
     pub fn get(&self) -> IdentitySessionGet {
         IdentitySessionGet {
             client: self.client.clone(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -975,16 +1365,48 @@ Upstream calls this `identitySession.session()`; here it is `identity_session().
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct IdentitySessionGet {
     client: crate::v1::V1Client,
+    call_options: crate::request::CallOptions,
 }
 impl IdentitySessionGet {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OperatorSessionItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.identity_session_get();
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OperatorSessionItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "identity_session_get",
+            method: http::Method::GET,
+            path: "/api/v1/identity/session",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/identity/session");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for IdentitySessionGet {
@@ -1005,7 +1427,7 @@ Spends an invitation token for the authenticated operator; the invitation's addr
         InvitationsAccept {
             client: self.client.clone(),
             token: token.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1015,24 +1437,69 @@ Spends an invitation token for the authenticated operator; the invitation's addr
 pub struct InvitationsAccept {
     client: crate::v1::V1Client,
     token: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl InvitationsAccept {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::AcceptedInvitationItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.invitations_accept();
-        let call = call.body_map(|b| b.token(self.token));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::AcceptedInvitationItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "invitations_accept",
+            method: http::Method::POST,
+            path: "/api/v1/invitations/accept",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let token = &self.token;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/invitations/accept");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "token")]
+            token: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    token,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for InvitationsAccept {
@@ -1054,6 +1521,7 @@ Not paged (the whole collection in one answer).*/
     pub fn list(&self) -> OrganizationsList {
         OrganizationsList {
             client: self.client.clone(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1062,16 +1530,48 @@ Not paged (the whole collection in one answer).*/
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct OrganizationsList {
     client: crate::v1::V1Client,
+    call_options: crate::request::CallOptions,
 }
 impl OrganizationsList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.organizations_list();
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "organizations_list",
+            method: http::Method::GET,
+            path: "/api/v1/organizations",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for OrganizationsList {
@@ -1099,7 +1599,7 @@ impl Organizations<'_> {
             client: self.client.clone(),
             name: name.into(),
             slug: slug.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1110,25 +1610,73 @@ pub struct OrganizationsCreate {
     client: crate::v1::V1Client,
     name: String,
     slug: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl OrganizationsCreate {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.organizations_create();
-        let call = call.body_map(|b| b.name(self.name));
-        let call = call.body_map(|b| b.slug(self.slug));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "organizations_create",
+            method: http::Method::POST,
+            path: "/api/v1/organizations",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let name = &self.name;
+        let slug = &self.slug;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "name")]
+            name: &'a String,
+            #[serde(rename = "slug")]
+            slug: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    name,
+                    slug,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for OrganizationsCreate {
@@ -1155,7 +1703,7 @@ impl Invitations<'_> {
             organization_id: organization_id.into(),
             email: email.into(),
             role: None,
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1167,7 +1715,7 @@ pub struct InvitationsIssue {
     organization_id: String,
     email: String,
     role: Option<OrganizationRole>,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl InvitationsIssue {
     ///`OWNER`, `ADMIN` or `MEMBER`; `MEMBER` when absent.
@@ -1175,26 +1723,72 @@ impl InvitationsIssue {
         self.role = Some(value.into());
         self
     }
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::IssuedInvitationItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.invitations_issue();
-        let call = call.organization_id(crate::request::path_id(&self.organization_id)?);
-        let call = call.body_map(|b| b.email(self.email));
-        let call = match self.role {
-            Some(value) => call.body_map(|b| b.role(value.as_str().to_owned())),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::IssuedInvitationItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "invitations_issue",
+            method: http::Method::POST,
+            path: "/api/v1/organizations/{organizationId}/invitations",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
         };
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let organization_id = &self.organization_id;
+        let email = &self.email;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations/");
+        url.segment(organization_id)?;
+        url.literal("/invitations");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "email")]
+            email: &'a String,
+            #[serde(rename = "role", skip_serializing_if = "Option::is_none")]
+            role: Option<&'a str>,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    email,
+                    role: self.role.as_ref().map(|value| value.as_str()),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for InvitationsIssue {
@@ -1217,6 +1811,7 @@ Only an active OWNER or ADMIN may list. Not paged (the whole collection in one a
         OrganizationMembersList {
             client: self.client.clone(),
             organization_id: organization_id.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1226,19 +1821,53 @@ Only an active OWNER or ADMIN may list. Not paged (the whole collection in one a
 pub struct OrganizationMembersList {
     client: crate::v1::V1Client,
     organization_id: String,
+    call_options: crate::request::CallOptions,
 }
 impl OrganizationMembersList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<
         crate::v1::Reply<crate::v1::types::OrganizationMemberCollection>,
     > {
-        #[allow(unused_variables)]
-        let call = self.client.api.organization_members_list();
-        let call = call.organization_id(crate::request::path_id(&self.organization_id)?);
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationMemberCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "organization_members_list",
+            method: http::Method::GET,
+            path: "/api/v1/organizations/{organizationId}/members",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let organization_id = &self.organization_id;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations/");
+        url.segment(organization_id)?;
+        url.literal("/members");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for OrganizationMembersList {
@@ -1268,7 +1897,7 @@ A demotion ends the member's sessions in the same transaction. Removing the last
             organization_id: organization_id.into(),
             membership_id: membership_id.into(),
             role: role.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1280,26 +1909,74 @@ pub struct OrganizationMembersChangeRole {
     organization_id: String,
     membership_id: String,
     role: OrganizationRole,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl OrganizationMembersChangeRole {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MemberRoleChangeItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.organization_members_change_role();
-        let call = call.organization_id(crate::request::path_id(&self.organization_id)?);
-        let call = call.membership_id(crate::request::path_id(&self.membership_id)?);
-        let call = call.body_map(|b| b.role(self.role.as_str().to_owned()));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MemberRoleChangeItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "organization_members_change_role",
+            method: http::Method::PATCH,
+            path: "/api/v1/organizations/{organizationId}/members/{membershipId}",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let organization_id = &self.organization_id;
+        let membership_id = &self.membership_id;
+        let role = &self.role;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/organizations/");
+        url.segment(organization_id)?;
+        url.literal("/members/");
+        url.segment(membership_id)?;
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "role")]
+            role: &'a str,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    role: role.as_str(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for OrganizationMembersChangeRole {
@@ -1321,6 +1998,7 @@ Not paged (the whole collection in one answer).*/
     pub fn list(&self) -> ProjectsList {
         ProjectsList {
             client: self.client.clone(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1329,16 +2007,48 @@ Not paged (the whole collection in one answer).*/
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct ProjectsList {
     client: crate::v1::V1Client,
+    call_options: crate::request::CallOptions,
 }
 impl ProjectsList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::ProjectCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.projects_list();
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::ProjectCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "projects_list",
+            method: http::Method::GET,
+            path: "/api/v1/projects",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/projects");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for ProjectsList {
@@ -1355,22 +2065,15 @@ impl Projects<'_> {
     /**Create a project with its first environment
 
 201 Created. Creates the project, its first environment and the operator's project membership in one step.*/
-    pub fn create(
-        &self,
-        organization_id: impl Into<String>,
-        name: impl Into<String>,
-        slug: impl Into<String>,
-        environment_name: impl Into<String>,
-        environment_slug: impl Into<String>,
-    ) -> ProjectsCreate {
+    pub fn create(&self) -> ProjectsCreate {
         ProjectsCreate {
             client: self.client.clone(),
-            organization_id: organization_id.into(),
-            name: name.into(),
-            slug: slug.into(),
-            environment_name: environment_name.into(),
-            environment_slug: environment_slug.into(),
-            idempotency_key: None,
+            organization_id: None,
+            name: None,
+            slug: None,
+            environment_name: None,
+            environment_slug: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1379,33 +2082,124 @@ impl Projects<'_> {
 #[must_use = "a request does nothing until it is sent or awaited"]
 pub struct ProjectsCreate {
     client: crate::v1::V1Client,
-    organization_id: String,
-    name: String,
-    slug: String,
-    environment_name: String,
-    environment_slug: String,
-    idempotency_key: Option<String>,
+    organization_id: Option<String>,
+    name: Option<String>,
+    slug: Option<String>,
+    environment_name: Option<String>,
+    environment_slug: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl ProjectsCreate {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
-    pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+    ///`organizationId`. Required.
+    pub fn organization_id(mut self, value: impl Into<String>) -> Self {
+        self.organization_id = Some(value.into());
         self
     }
-    /// Sends the call.
+    ///`name`. Required.
+    pub fn name(mut self, value: impl Into<String>) -> Self {
+        self.name = Some(value.into());
+        self
+    }
+    ///`slug`. Required.
+    pub fn slug(mut self, value: impl Into<String>) -> Self {
+        self.slug = Some(value.into());
+        self
+    }
+    ///The name of the project's first environment. Required.
+    pub fn environment_name(mut self, value: impl Into<String>) -> Self {
+        self.environment_name = Some(value.into());
+        self
+    }
+    ///The slug of the project's first environment. Required.
+    pub fn environment_slug(mut self, value: impl Into<String>) -> Self {
+        self.environment_slug = Some(value.into());
+        self
+    }
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
+    pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
+        self.call_options.idempotency_key = Some(value.into());
+        self
+    }
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::CreatedProjectItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.projects_create();
-        let call = call.body_map(|b| b.organization_id(self.organization_id));
-        let call = call.body_map(|b| b.name(self.name));
-        let call = call.body_map(|b| b.slug(self.slug));
-        let call = call.body_map(|b| b.environment_name(self.environment_name));
-        let call = call.body_map(|b| b.environment_slug(self.environment_slug));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::CreatedProjectItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "projects_create",
+            method: http::Method::POST,
+            path: "/api/v1/projects",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let organization_id = crate::request::needed(
+            self.organization_id.as_ref(),
+            "organization_id",
+        )?;
+        let name = crate::request::needed(self.name.as_ref(), "name")?;
+        let slug = crate::request::needed(self.slug.as_ref(), "slug")?;
+        let environment_name = crate::request::needed(
+            self.environment_name.as_ref(),
+            "environment_name",
+        )?;
+        let environment_slug = crate::request::needed(
+            self.environment_slug.as_ref(),
+            "environment_slug",
+        )?;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/api/v1/projects");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "organizationId")]
+            organization_id: &'a String,
+            #[serde(rename = "name")]
+            name: &'a String,
+            #[serde(rename = "slug")]
+            slug: &'a String,
+            #[serde(rename = "environmentName")]
+            environment_name: &'a String,
+            #[serde(rename = "environmentSlug")]
+            environment_slug: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    organization_id,
+                    name,
+                    slug,
+                    environment_name,
+                    environment_slug,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for ProjectsCreate {
@@ -1433,6 +2227,7 @@ One page of the entity's bearer tokens, cursor-paged. Never carries token materi
             environment_id: environment_id.into(),
             cursor: None,
             limit: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1445,6 +2240,7 @@ pub struct McpEntityTokensList {
     environment_id: String,
     cursor: Option<String>,
     limit: Option<u64>,
+    call_options: crate::request::CallOptions,
 }
 impl McpEntityTokensList {
     ///Opaque cursor; send back a `page.nextCursor` this service issued. Absent for the first page.
@@ -1457,50 +2253,80 @@ impl McpEntityTokensList {
         self.limit = Some(value);
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::BearerCredentialCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_entity_tokens_list();
-        let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
-        let call = call.environment_id(self.environment_id);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::BearerCredentialCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_entity_tokens_list",
+            method: http::Method::GET,
+            path: "/mcp/entity/{entityId}/tokens",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
         };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let entity_id = &self.entity_id;
+        let environment_id = &self.environment_id;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/entity/");
+        url.segment(entity_id)?;
+        url.literal("/tokens");
+        url.query("environmentId", environment_id);
+        if let Some(value) = &self.cursor {
+            url.query("cursor", value);
+        }
+        if let Some(value) = &self.limit {
+            url.query("limit", &crate::request::int64("limit", *value)?);
+        }
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::CursorPage<crate::v1::types::BearerCredential>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_entity_tokens_list();
-        let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
-        let call = call.environment_id(self.environment_id);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
-        };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        let envelope = crate::v1::transport::finish_envelope(answer).await?;
-        let next = match envelope.page.has_more {
-            Some(false) => None,
-            _ => envelope.page.next_cursor.clone(),
-        };
-        Ok(crate::paging::CursorPage {
-            items: crate::request::first_non_empty([envelope.data]),
-            next,
-        })
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    let envelope = crate::v1::transport::finish_envelope::<
+                        crate::v1::types::BearerCredentialCollection,
+                    >(answer)
+                        .await?;
+                    let next = match envelope.page.has_more {
+                        Some(false) => None,
+                        _ => envelope.page.next_cursor.clone(),
+                    };
+                    Ok(crate::paging::CursorPage {
+                        items: crate::request::first_non_empty([envelope.data]),
+                        next,
+                    })
+                },
+            )
+            .await
     }
     /// Every item from this page on, following the answers'
     /// `page.nextCursor`, one request per page as the stream is polled.
@@ -1539,19 +2365,17 @@ impl McpEntityTokens<'_> {
     pub fn mint(
         &self,
         entity_id: impl Into<String>,
-        environment_id: impl Into<String>,
-        label: impl Into<String>,
         scopes: impl IntoIterator<Item = impl Into<String>>,
     ) -> McpEntityTokensMint {
         McpEntityTokensMint {
             client: self.client.clone(),
             entity_id: entity_id.into(),
-            environment_id: environment_id.into(),
-            label: label.into(),
             scopes: scopes.into_iter().map(Into::into).collect(),
+            environment_id: None,
+            label: None,
             mcp_user_id: None,
             ttl_seconds: None,
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1561,14 +2385,24 @@ impl McpEntityTokens<'_> {
 pub struct McpEntityTokensMint {
     client: crate::v1::V1Client,
     entity_id: String,
-    environment_id: String,
-    label: String,
     scopes: Vec<String>,
+    environment_id: Option<String>,
+    label: Option<String>,
     mcp_user_id: Option<String>,
     ttl_seconds: Option<i64>,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl McpEntityTokensMint {
+    ///The environment the entity belongs to. Required.
+    pub fn environment_id(mut self, value: impl Into<String>) -> Self {
+        self.environment_id = Some(value.into());
+        self
+    }
+    ///`label`. Required.
+    pub fn label(mut self, value: impl Into<String>) -> Self {
+        self.label = Some(value.into());
+        self
+    }
     ///The end user the token acts for; sent as null when not set.
     pub fn mcp_user_id(mut self, value: impl Into<String>) -> Self {
         self.mcp_user_id = Some(value.into());
@@ -1579,26 +2413,86 @@ impl McpEntityTokensMint {
         self.ttl_seconds = Some(value);
         self
     }
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MintedTokenItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_entity_tokens_mint();
-        let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
-        let call = call.body_map(|b| b.environment_id(self.environment_id));
-        let call = call.body_map(|b| b.label(self.label));
-        let call = call.body_map(|b| b.scopes(self.scopes));
-        let call = call.body_map(|b| b.mcp_user_id(self.mcp_user_id));
-        let call = call.body_map(|b| b.ttl_seconds(self.ttl_seconds));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MintedTokenItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_entity_tokens_mint",
+            method: http::Method::POST,
+            path: "/mcp/entity/{entityId}/tokens",
+            rule: crate::v1::KeyClass::Required,
+            json: true,
+            streams: false,
+        };
+        let entity_id = &self.entity_id;
+        let environment_id = crate::request::needed(
+            self.environment_id.as_ref(),
+            "environment_id",
+        )?;
+        let label = crate::request::needed(self.label.as_ref(), "label")?;
+        let scopes = &self.scopes;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/entity/");
+        url.segment(entity_id)?;
+        url.literal("/tokens");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "environmentId")]
+            environment_id: &'a String,
+            #[serde(rename = "label")]
+            label: &'a String,
+            #[serde(rename = "scopes")]
+            scopes: &'a Vec<String>,
+            #[serde(rename = "mcpUserId")]
+            mcp_user_id: Option<&'a String>,
+            #[serde(rename = "ttlSeconds")]
+            ttl_seconds: Option<&'a i64>,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    environment_id,
+                    label,
+                    scopes,
+                    mcp_user_id: self.mcp_user_id.as_ref(),
+                    ttl_seconds: self.ttl_seconds.as_ref(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpEntityTokensMint {
@@ -1619,13 +2513,13 @@ Revoking is naturally repeatable: a second call answers `newlyRevoked: false` wi
         &self,
         entity_id: impl Into<String>,
         token_id: impl Into<String>,
-        environment_id: impl Into<String>,
     ) -> McpEntityTokensRevoke {
         McpEntityTokensRevoke {
             client: self.client.clone(),
             entity_id: entity_id.into(),
             token_id: token_id.into(),
-            environment_id: environment_id.into(),
+            environment_id: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1636,20 +2530,64 @@ pub struct McpEntityTokensRevoke {
     client: crate::v1::V1Client,
     entity_id: String,
     token_id: String,
-    environment_id: String,
+    environment_id: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl McpEntityTokensRevoke {
-    /// Sends the call.
+    ///The environment the token belongs to (refused by name when absent). Required.
+    pub fn environment_id(mut self, value: impl Into<String>) -> Self {
+        self.environment_id = Some(value.into());
+        self
+    }
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::RevokedTokenItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_entity_tokens_revoke();
-        let call = call.entity_id(crate::request::path_id(&self.entity_id)?);
-        let call = call.token_id(crate::request::path_id(&self.token_id)?);
-        let call = call.environment_id(self.environment_id);
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::RevokedTokenItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_entity_tokens_revoke",
+            method: http::Method::DELETE,
+            path: "/mcp/entity/{entityId}/tokens/{tokenId}",
+            rule: crate::v1::KeyClass::Exempt,
+            json: true,
+            streams: false,
+        };
+        let entity_id = &self.entity_id;
+        let token_id = &self.token_id;
+        let environment_id = crate::request::needed(
+            self.environment_id.as_ref(),
+            "environment_id",
+        )?;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/entity/");
+        url.segment(entity_id)?;
+        url.literal("/tokens/");
+        url.segment(token_id)?;
+        url.query("environmentId", environment_id);
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpEntityTokensRevoke {
@@ -1673,6 +2611,7 @@ The organization is the one the environment belongs to. Not paged: `limit` and `
         McpOrganizationPoliciesList {
             client: self.client.clone(),
             environment_id: environment_id.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1682,19 +2621,53 @@ The organization is the one the environment belongs to. Not paged: `limit` and `
 pub struct McpOrganizationPoliciesList {
     client: crate::v1::V1Client,
     environment_id: String,
+    call_options: crate::request::CallOptions,
 }
 impl McpOrganizationPoliciesList {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<
         crate::v1::Reply<crate::v1::types::OrganizationPolicyCollection>,
     > {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_organization_policies_list();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationPolicyCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_organization_policies_list",
+            method: http::Method::GET,
+            path: "/mcp/platform/environments/{environmentId}/policies",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
+        };
+        let environment_id = &self.environment_id;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/environments/");
+        url.segment(environment_id)?;
+        url.literal("/policies");
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpOrganizationPoliciesList {
@@ -1724,7 +2697,7 @@ An upsert keyed by `pattern` (200, whether created or replaced). The organizatio
             environment_id: environment_id.into(),
             pattern: pattern.into(),
             state: state.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1736,26 +2709,76 @@ pub struct McpOrganizationPoliciesSet {
     environment_id: String,
     pattern: String,
     state: PolicyState,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl McpOrganizationPoliciesSet {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationPolicyItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_organization_policies_set();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = call.body_map(|b| b.pattern(self.pattern));
-        let call = call.body_map(|b| b.state(self.state.as_str().to_owned()));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::OrganizationPolicyItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_organization_policies_set",
+            method: http::Method::PUT,
+            path: "/mcp/platform/environments/{environmentId}/policies",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let environment_id = &self.environment_id;
+        let pattern = &self.pattern;
+        let state = &self.state;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/environments/");
+        url.segment(environment_id)?;
+        url.literal("/policies");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "pattern")]
+            pattern: &'a String,
+            #[serde(rename = "state")]
+            state: &'a str,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    pattern,
+                    state: state.as_str(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpOrganizationPoliciesSet {
@@ -1783,7 +2806,7 @@ impl McpOrganizationPolicies<'_> {
             client: self.client.clone(),
             environment_id: environment_id.into(),
             policy_id: policy_id.into(),
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1794,25 +2817,59 @@ pub struct McpOrganizationPoliciesRemove {
     client: crate::v1::V1Client,
     environment_id: String,
     policy_id: String,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl McpOrganizationPoliciesRemove {
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::PolicyDeletionItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_organization_policies_remove();
-        let call = call.environment_id(crate::request::path_id(&self.environment_id)?);
-        let call = call.policy_id(crate::request::path_id(&self.policy_id)?);
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::PolicyDeletionItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_organization_policies_remove",
+            method: http::Method::DELETE,
+            path: "/mcp/platform/environments/{environmentId}/policies/{policyId}",
+            rule: crate::v1::KeyClass::Accepted,
+            json: true,
+            streams: false,
+        };
+        let environment_id = &self.environment_id;
+        let policy_id = &self.policy_id;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/environments/");
+        url.segment(environment_id)?;
+        url.literal("/policies/");
+        url.segment(policy_id)?;
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpOrganizationPoliciesRemove {
@@ -1835,6 +2892,7 @@ One page of the environment's platform tokens, cursor-paged. Never carries token
             environment_id: environment_id.into(),
             cursor: None,
             limit: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1846,6 +2904,7 @@ pub struct McpPlatformTokensList {
     environment_id: String,
     cursor: Option<String>,
     limit: Option<u64>,
+    call_options: crate::request::CallOptions,
 }
 impl McpPlatformTokensList {
     ///Opaque cursor; send back a `page.nextCursor` this service issued. Absent for the first page.
@@ -1858,48 +2917,77 @@ impl McpPlatformTokensList {
         self.limit = Some(value);
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::BearerCredentialCollection>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_platform_tokens_list();
-        let call = call.environment_id(self.environment_id);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::BearerCredentialCollection,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_platform_tokens_list",
+            method: http::Method::GET,
+            path: "/mcp/platform/tokens",
+            rule: crate::v1::KeyClass::NotApplicable,
+            json: true,
+            streams: false,
         };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let environment_id = &self.environment_id;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/tokens");
+        url.query("environmentId", environment_id);
+        if let Some(value) = &self.cursor {
+            url.query("cursor", value);
+        }
+        if let Some(value) = &self.limit {
+            url.query("limit", &crate::request::int64("limit", *value)?);
+        }
+        let body = None;
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::CursorPage<crate::v1::types::BearerCredential>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_platform_tokens_list();
-        let call = call.environment_id(self.environment_id);
-        let call = match self.cursor {
-            Some(value) => call.cursor(value),
-            None => call,
-        };
-        let call = match self.limit {
-            Some(value) => call.limit(value),
-            None => call,
-        };
-        let answer = crate::v1::transport::send(call.send()).await;
-        let envelope = crate::v1::transport::finish_envelope(answer).await?;
-        let next = match envelope.page.has_more {
-            Some(false) => None,
-            _ => envelope.page.next_cursor.clone(),
-        };
-        Ok(crate::paging::CursorPage {
-            items: crate::request::first_non_empty([envelope.data]),
-            next,
-        })
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    let envelope = crate::v1::transport::finish_envelope::<
+                        crate::v1::types::BearerCredentialCollection,
+                    >(answer)
+                        .await?;
+                    let next = match envelope.page.has_more {
+                        Some(false) => None,
+                        _ => envelope.page.next_cursor.clone(),
+                    };
+                    Ok(crate::paging::CursorPage {
+                        items: crate::request::first_non_empty([envelope.data]),
+                        next,
+                    })
+                },
+            )
+            .await
     }
     /// Every item from this page on, following the answers'
     /// `page.nextCursor`, one request per page as the stream is polled.
@@ -1949,7 +3037,7 @@ impl McpPlatformTokens<'_> {
             permissions: permissions.into_iter().map(Into::into).collect(),
             tier: tier.into(),
             ttl_seconds: None,
-            idempotency_key: None,
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -1963,7 +3051,7 @@ pub struct McpPlatformTokensMint {
     permissions: Vec<String>,
     tier: TokenTier,
     ttl_seconds: Option<i64>,
-    idempotency_key: Option<String>,
+    call_options: crate::request::CallOptions,
 }
 impl McpPlatformTokensMint {
     ///Lifetime in seconds (a positive whole number); null takes the server's default (90 days, capped at one year).
@@ -1971,25 +3059,81 @@ impl McpPlatformTokensMint {
         self.ttl_seconds = Some(value);
         self
     }
-    ///The idempotency key of this call, instead of one minted for it: the same key after a restart recovers the first answer (the server replays it).
+    /// The idempotency key of this call, instead of one minted for it: the same
+    /// key after a restart recovers the first answer (the server replays it).
     pub fn idempotency_key(mut self, value: impl Into<String>) -> Self {
-        self.idempotency_key = Some(value.into());
+        self.call_options.idempotency_key = Some(value.into());
         self
     }
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MintedTokenItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_platform_tokens_mint();
-        let call = call.body_map(|b| b.environment_id(self.environment_id));
-        let call = call.body_map(|b| b.name(self.name));
-        let call = call.body_map(|b| b.permissions(self.permissions));
-        let call = call.body_map(|b| b.tier(self.tier.as_str().to_owned()));
-        let call = call.body_map(|b| b.ttl_seconds(self.ttl_seconds));
-        let answer = crate::v1::transport::with_key(self.idempotency_key, call.send())
-            .await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::MintedTokenItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_platform_tokens_mint",
+            method: http::Method::POST,
+            path: "/mcp/platform/tokens",
+            rule: crate::v1::KeyClass::Required,
+            json: true,
+            streams: false,
+        };
+        let environment_id = &self.environment_id;
+        let name = &self.name;
+        let permissions = &self.permissions;
+        let tier = &self.tier;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/tokens");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "environmentId")]
+            environment_id: &'a String,
+            #[serde(rename = "name")]
+            name: &'a String,
+            #[serde(rename = "permissions")]
+            permissions: &'a Vec<String>,
+            #[serde(rename = "tier")]
+            tier: &'a str,
+            #[serde(rename = "ttlSeconds")]
+            ttl_seconds: Option<&'a i64>,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    environment_id,
+                    name,
+                    permissions,
+                    tier: tier.as_str(),
+                    ttl_seconds: self.ttl_seconds.as_ref(),
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpPlatformTokensMint {
@@ -2015,6 +3159,7 @@ Revoking is naturally repeatable: a second call answers `newlyRevoked: false` wi
             client: self.client.clone(),
             id: id.into(),
             environment_id: environment_id.into(),
+            call_options: crate::request::CallOptions::default(),
         }
     }
 }
@@ -2025,18 +3170,66 @@ pub struct McpPlatformTokensRevoke {
     client: crate::v1::V1Client,
     id: String,
     environment_id: String,
+    call_options: crate::request::CallOptions,
 }
 impl McpPlatformTokensRevoke {
-    /// Sends the call.
+    /// A deadline for the whole call: every try, the waits between
+    /// them and reading the answer. Past it the call fails with a
+    /// timeout error (`Error::Timeout`).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.call_options.deadline = Some(timeout);
+        self
+    }
+    ///Sends the call.
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::RevokedTokenItem>> {
-        #[allow(unused_variables)]
-        let call = self.client.api.mcp_platform_tokens_revoke();
-        let call = call.id(crate::request::path_id(&self.id)?);
-        let call = call.body_map(|b| b.environment_id(self.environment_id));
-        let answer = crate::v1::transport::send(call.send()).await;
-        crate::v1::transport::finish(answer).await
+        let deadline = self.call_options.deadline;
+        crate::request::deadline(
+                deadline,
+                async move {
+                    let answer = self.answer().await?;
+                    crate::v1::transport::finish::<
+                        crate::v1::types::RevokedTokenItem,
+                    >(answer)
+                        .await
+                },
+            )
+            .await
+    }
+    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+        static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
+            id: "mcp_platform_tokens_revoke",
+            method: http::Method::POST,
+            path: "/mcp/platform/tokens/{id}/revoke",
+            rule: crate::v1::KeyClass::Exempt,
+            json: true,
+            streams: false,
+        };
+        let id = &self.id;
+        let environment_id = &self.environment_id;
+        let mut url = crate::request::Url::new(self.client.base_url());
+        url.literal("/mcp/platform/tokens/");
+        url.segment(id)?;
+        url.literal("/revoke");
+        #[derive(serde::Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "environmentId")]
+            environment_id: &'a String,
+            #[serde(skip)]
+            _borrows: std::marker::PhantomData<&'a ()>,
+        }
+        let body = Some(
+            crate::request::json(
+                &Wire {
+                    environment_id,
+                    _borrows: std::marker::PhantomData,
+                },
+            )?,
+        );
+        self.client
+            .execute(&OPERATION, url.into_string(), body, &self.call_options)
+            .await
     }
 }
 impl std::future::IntoFuture for McpPlatformTokensRevoke {
@@ -2047,90 +3240,5 @@ impl std::future::IntoFuture for McpPlatformTokensRevoke {
     >;
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.send())
-    }
-}
-///The idempotency rule of each operation (`x-platos-idempotency-class`).
-pub(crate) fn idempotency(operation_id: &str) -> Option<crate::v1::KeyClass> {
-    match operation_id {
-        "provider_keys_rotate_secret" => Some(crate::v1::KeyClass::Required),
-        "bff_magic_link_start" => Some(crate::v1::KeyClass::Accepted),
-        "bff_magic_link_complete" => Some(crate::v1::KeyClass::Exempt),
-        "bff_session_exchange" => Some(crate::v1::KeyClass::Accepted),
-        "bff_session_sign_out" => Some(crate::v1::KeyClass::Accepted),
-        "environment_scope_resolve" => Some(crate::v1::KeyClass::NotApplicable),
-        "environment_end_users_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "environment_variables_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "environment_variables_set" => Some(crate::v1::KeyClass::Accepted),
-        "identity_session_get" => Some(crate::v1::KeyClass::NotApplicable),
-        "invitations_accept" => Some(crate::v1::KeyClass::Accepted),
-        "organizations_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "organizations_create" => Some(crate::v1::KeyClass::Accepted),
-        "invitations_issue" => Some(crate::v1::KeyClass::Accepted),
-        "organization_members_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "organization_members_change_role" => Some(crate::v1::KeyClass::Accepted),
-        "projects_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "projects_create" => Some(crate::v1::KeyClass::Accepted),
-        "mcp_entity_tokens_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "mcp_entity_tokens_mint" => Some(crate::v1::KeyClass::Required),
-        "mcp_entity_tokens_revoke" => Some(crate::v1::KeyClass::Exempt),
-        "mcp_organization_policies_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "mcp_organization_policies_set" => Some(crate::v1::KeyClass::Accepted),
-        "mcp_organization_policies_remove" => Some(crate::v1::KeyClass::Accepted),
-        "mcp_platform_tokens_list" => Some(crate::v1::KeyClass::NotApplicable),
-        "mcp_platform_tokens_mint" => Some(crate::v1::KeyClass::Required),
-        "mcp_platform_tokens_revoke" => Some(crate::v1::KeyClass::Exempt),
-        _ => None,
-    }
-}
-/// The path template of each operation (what a request's tracing
-/// span names: ids stay out of it).
-pub(crate) fn path_template(operation_id: &str) -> Option<&'static str> {
-    match operation_id {
-        "provider_keys_rotate_secret" => {
-            Some("/api/v1/agent/providers/keys/{id}/rotate-secret")
-        }
-        "bff_magic_link_start" => Some("/api/v1/bff/magic-link"),
-        "bff_magic_link_complete" => Some("/api/v1/bff/magic-link/complete"),
-        "bff_session_exchange" => Some("/api/v1/bff/session"),
-        "bff_session_sign_out" => Some("/api/v1/bff/session"),
-        "environment_scope_resolve" => Some("/api/v1/environments/by-slugs"),
-        "environment_end_users_list" => {
-            Some("/api/v1/environments/{environmentId}/end-users")
-        }
-        "environment_variables_list" => {
-            Some("/api/v1/environments/{environmentId}/variables")
-        }
-        "environment_variables_set" => {
-            Some("/api/v1/environments/{environmentId}/variables/{key}")
-        }
-        "identity_session_get" => Some("/api/v1/identity/session"),
-        "invitations_accept" => Some("/api/v1/invitations/accept"),
-        "organizations_list" => Some("/api/v1/organizations"),
-        "organizations_create" => Some("/api/v1/organizations"),
-        "invitations_issue" => Some("/api/v1/organizations/{organizationId}/invitations"),
-        "organization_members_list" => {
-            Some("/api/v1/organizations/{organizationId}/members")
-        }
-        "organization_members_change_role" => {
-            Some("/api/v1/organizations/{organizationId}/members/{membershipId}")
-        }
-        "projects_list" => Some("/api/v1/projects"),
-        "projects_create" => Some("/api/v1/projects"),
-        "mcp_entity_tokens_list" => Some("/mcp/entity/{entityId}/tokens"),
-        "mcp_entity_tokens_mint" => Some("/mcp/entity/{entityId}/tokens"),
-        "mcp_entity_tokens_revoke" => Some("/mcp/entity/{entityId}/tokens/{tokenId}"),
-        "mcp_organization_policies_list" => {
-            Some("/mcp/platform/environments/{environmentId}/policies")
-        }
-        "mcp_organization_policies_set" => {
-            Some("/mcp/platform/environments/{environmentId}/policies")
-        }
-        "mcp_organization_policies_remove" => {
-            Some("/mcp/platform/environments/{environmentId}/policies/{policyId}")
-        }
-        "mcp_platform_tokens_list" => Some("/mcp/platform/tokens"),
-        "mcp_platform_tokens_mint" => Some("/mcp/platform/tokens"),
-        "mcp_platform_tokens_revoke" => Some("/mcp/platform/tokens/{id}/revoke"),
-        _ => None,
     }
 }

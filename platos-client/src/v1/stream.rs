@@ -72,7 +72,7 @@ pub enum Admission {
 
 impl Admission {
     /// Admits `seq` after `last_seq` was applied (0: nothing applied yet).
-    pub fn of(last_seq: u64, seq: u64) -> Admission {
+    pub(crate) fn of(last_seq: u64, seq: u64) -> Admission {
         if seq <= last_seq {
             Admission::Duplicate
         } else if seq - last_seq > 1 {
@@ -114,7 +114,7 @@ pub enum StreamEnd {
 impl StreamEnd {
     /// Classifies an applied frame: `None` when it is not terminal.
     /// `last_event_id` is the cursor after applying it.
-    pub fn of_terminal(frame: &Frame, last_event_id: Option<&str>) -> Option<StreamEnd> {
+    pub(crate) fn of_terminal(frame: &Frame, last_event_id: Option<&str>) -> Option<StreamEnd> {
         let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
         match frame.t {
             FrameType::TurnDone => Some(StreamEnd::Completed),

@@ -1,34 +1,29 @@
 //! Every V1 REST wire decision, in one place (docs/wire.md §9).
 //!
-//! The generated V1 client builds each request and hands it here: [`pre`]
-//! adds the operator credential and the idempotency key its class asks for
-//! (minted once per logical call, before the first try, so every retry
-//! carries the same one), and [`exec`] retries network failures, 5xx and
+//! A generated request builds its URL and body and hands them to
+//! [`V1Client::execute`] here, which adds the operator credential and the
+//! idempotency key its class asks for (the caller's, the builder's factory's
+//! or a minted one, made once per logical call, before the first try, so
+//! every retry carries the same one), and retries network failures, 5xx and
 //! 429 for every method, as the V1 contract allows (a key makes a retried
-//! write safe; `exempt` and `not-applicable` operations are safe by
-//! nature). Answers come back as [`Reply`]: the envelope the server sent,
-//! whole, and whether it was a replay (`idempotency-replayed: true`).
-//!
-//! [`pre`]: ClientHooks::pre
-//! [`exec`]: ClientHooks::exec
+//! write safe; `exempt` and `not-applicable` operations are safe by nature).
+//! Answers come back as [`Reply`]: the envelope the server sent, whole, and
+//! whether it was a replay (`idempotency-replayed: true`).
 
 use std::fmt;
-use std::future::Future;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::generated::Client;
+use super::V1Client;
 use crate::config::{RetryConfig, Secret};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::request::{CallOptions, Operation};
 use crate::retry;
-pub(crate) use crate::transport::send;
-use crate::transport::{Answer, finish_response, note_status};
+use crate::transport::{Answer, error_from_response, transport_error};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const REPLAYED: &str = "idempotency-replayed";
@@ -62,32 +57,13 @@ pub(crate) struct Shared {
     pub(crate) max_response_bytes: u64,
 }
 
-/// The state the generated V1 client carries.
-#[derive(Clone)]
-pub(crate) struct Inner {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl fmt::Debug for Inner {
+impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Inner")
-            .field("operator_token", &self.shared.operator_token)
-            .field("retry", &self.shared.retry)
+        f.debug_struct("Shared")
+            .field("operator_token", &self.operator_token)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
-}
-
-tokio::task_local! {
-    /// The key a caller gave this call (`.idempotency_key(..)`).
-    static CALL_KEY: Option<String>;
-}
-
-/// Runs a generated call with the caller's idempotency key, if any.
-pub(crate) async fn with_key<T, F>(key: Option<String>, call: F) -> Answer<T>
-where
-    F: Future<Output = std::result::Result<ResponseValue<T>, progenitor_client::Error<()>>>,
-{
-    CALL_KEY.scope(key, send(call)).await
 }
 
 /// A valid key: 1–255 characters from `A–Z a–z 0–9 _ . : -`.
@@ -98,92 +74,86 @@ fn valid_key(key: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
 }
 
-impl ClientHooks<Inner> for Client {
-    /// Credential and key: refused here, before anything is sent, when the
-    /// key a `required` operation needs cannot be made.
-    async fn pre<E>(
+impl V1Client {
+    /// Sends one generated call: its URL and body, the operation it is,
+    /// and the call's own options.
+    pub(crate) async fn execute(
         &self,
-        request: &mut reqwest::Request,
-        info: &OperationInfo,
-    ) -> std::result::Result<(), progenitor_client::Error<E>> {
-        let shared = &self.inner().shared;
+        operation: &Operation<KeyClass>,
+        url: String,
+        body: Option<Vec<u8>>,
+        options: &CallOptions,
+    ) -> Result<Answer> {
+        let shared = self.shared();
+        let url = reqwest::Url::parse(&url)
+            .map_err(|e| Error::config(format!("the request URL {url:?} is not valid: {e}")))?;
+        let mut request = reqwest::Request::new(operation.method.clone(), url);
         let headers = request.headers_mut();
-        headers.remove("api-version");
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, shared.user_agent.clone());
-        if request.body().is_none() {
-            request.headers_mut().remove(CONTENT_TYPE);
+        if body.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         if let Some(token) = &shared.operator_token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| custom("the operator token is not a valid header value"))?;
+                .map_err(|_| Error::config("the operator token is not a valid header value"))?;
             value.set_sensitive(true);
             request.headers_mut().insert(AUTHORIZATION, value);
         }
-        let class = super::namespaces::idempotency(info.operation_id);
-        if matches!(class, Some(KeyClass::Required | KeyClass::Accepted)) {
-            let given = CALL_KEY.try_with(Clone::clone).ok().flatten();
-            let key = match (given, &shared.key_factory) {
-                (Some(key), _) => key,
-                (None, Some(factory)) => factory(info.operation_id),
+        if matches!(operation.rule, KeyClass::Required | KeyClass::Accepted) {
+            let key = match (&options.idempotency_key, &shared.key_factory) {
+                (Some(key), _) => key.clone(),
+                (None, Some(factory)) => factory(operation.id),
                 (None, None) => uuid::Uuid::new_v4().to_string(),
             };
             if !valid_key(&key) {
-                return Err(custom(&format!(
+                return Err(Error::config(format!(
                     "the idempotency key for {} must be 1-255 characters of A-Z a-z 0-9 _ . : -; \
                      a call whose key cannot be sent is not sent",
-                    info.operation_id
+                    operation.id
                 )));
             }
             let value = HeaderValue::from_str(&key)
-                .map_err(|_| custom("the idempotency key is not a valid header value"))?;
+                .map_err(|_| Error::config("the idempotency key is not a valid header value"))?;
             request.headers_mut().insert(IDEMPOTENCY_KEY, value);
         }
-        Ok(())
+        if let Some(body) = body {
+            *request.body_mut() = Some(body.into());
+        }
+        let span = crate::transport::request_span(operation.id, operation.path, &operation.method);
+        let started = std::time::Instant::now();
+        let result = self
+            .exec_with_retries(request, operation, &span)
+            .instrument(span.clone())
+            .await;
+        crate::transport::record_outcome(&span, &result, started);
+        let response = result.map_err(transport_error)?;
+        if !response.status().is_success() {
+            return Err(error_from_response(response).await);
+        }
+        Ok(Answer::new(response, shared.max_response_bytes))
     }
 
     /// Sends with retries: network failures, 5xx and 429 (after its
     /// `Retry-After` when it fits the configured cap), up to the budget.
-    async fn exec(
-        &self,
-        request: reqwest::Request,
-        info: &OperationInfo,
-    ) -> reqwest::Result<reqwest::Response> {
-        let span = crate::transport::request_span(info, request.method());
-        let started = std::time::Instant::now();
-        let result = self
-            .exec_with_retries(request, info, &span)
-            .instrument(span.clone())
-            .await;
-        crate::transport::record_outcome(&span, &result, started);
-        result
-    }
-}
-
-impl Client {
     async fn exec_with_retries(
         &self,
         request: reqwest::Request,
-        info: &OperationInfo,
+        operation: &Operation<KeyClass>,
         span: &tracing::Span,
     ) -> reqwest::Result<reqwest::Response> {
-        let config = &self.inner().shared.retry;
+        let shared = self.shared();
+        let config = &shared.retry;
         let mut retries = 0u32;
         let mut waited = std::time::Duration::ZERO;
         loop {
             span.record("attempts", retries + 1);
             let Some(attempt) = request.try_clone() else {
-                return self.client().execute(request).await;
+                return shared.http.execute(request).await;
             };
-            let result = self.client().execute(attempt).await;
-            if let Ok(response) = &result {
-                note_status(response.status().as_u16());
-            }
+            let result = shared.http.execute(attempt).await;
             let result = match result {
-                Ok(response) if response.status().is_success() => {
-                    let limit = self.inner().shared.max_response_bytes;
-                    return Ok(crate::body::limit_body(response, limit));
-                }
+                Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) if !retry::is_retryable_status(response.status().as_u16()) => {
                     return Ok(response);
                 }
@@ -197,21 +167,11 @@ impl Client {
             let wait = match retry::plan(config, retries, waited, asked, true) {
                 Ok(wait) => wait,
                 Err(stop) => {
-                    tracing::debug!(
-                        operation = info.operation_id,
-                        retries,
-                        ?stop,
-                        "v1: not retried"
-                    );
+                    tracing::debug!(operation = operation.id, retries, ?stop, "v1: not retried");
                     return result;
                 }
             };
-            tracing::debug!(
-                operation = info.operation_id,
-                retries,
-                ?wait,
-                "v1: retrying"
-            );
+            tracing::debug!(operation = operation.id, retries, ?wait, "v1: retrying");
             retries += 1;
             waited += wait;
             drop(result);
@@ -220,11 +180,7 @@ impl Client {
     }
 }
 
-fn custom<E>(message: &str) -> progenitor_client::Error<E> {
-    progenitor_client::Error::Custom(message.to_owned())
-}
-
-/// A V1 answer: the envelope the server sent (reach it through `Deref` or
+/// A V1 answer: the envelope the server sent ([`body`](Self::body),
 /// [`into_inner`](Self::into_inner)) and how it was answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply<T> {
@@ -234,6 +190,11 @@ pub struct Reply<T> {
 }
 
 impl<T> Reply<T> {
+    /// The envelope the server sent (`{data, meta}` or `{data, page}`).
+    pub fn body(&self) -> &T {
+        &self.value
+    }
+
     /// The answer itself.
     pub fn into_inner(self) -> T {
         self.value
@@ -251,37 +212,38 @@ impl<T> Reply<T> {
     }
 }
 
-impl<T> Deref for Reply<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.value
-    }
-}
-
-/// Turns a generated call's outcome into a [`Reply`] or the one error
-/// (the V1 envelope reachable through `Error::refusal`).
-pub(crate) async fn finish<T: DeserializeOwned>(answer: Answer<T>) -> Result<Reply<T>> {
-    match finish_response(answer).await {
-        Ok(value) => {
-            let replayed = value
-                .headers()
-                .get(REPLAYED)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            let status = value.status().as_u16();
-            Ok(Reply {
-                value: value.into_inner(),
-                status,
-                replayed,
-            })
-        }
-        Err(e) => Err(e),
-    }
+/// A generated call's answer as a [`Reply`]: the envelope, its status and
+/// whether it was replayed.
+pub(crate) async fn finish<T: DeserializeOwned>(answer: Answer) -> Result<Reply<T>> {
+    let (status, replayed) = (answer.status(), replayed(&answer));
+    Ok(Reply {
+        value: answer.finish().await?,
+        status,
+        replayed,
+    })
 }
 
 /// The envelope alone (paging reads `page` and `data` from it).
-pub(crate) async fn finish_envelope<T: DeserializeOwned>(answer: Answer<T>) -> Result<T> {
-    finish(answer).await.map(Reply::into_inner)
+pub(crate) async fn finish_envelope<T: DeserializeOwned>(answer: Answer) -> Result<T> {
+    answer.finish().await
+}
+
+/// An answer without a body the caller needs, with its status.
+pub(crate) async fn finish_unit(answer: Answer) -> Result<Reply<()>> {
+    Ok(Reply {
+        value: (),
+        status: answer.status(),
+        replayed: replayed(&answer),
+    })
+}
+
+/// Whether the server answered from its record of the key.
+fn replayed(answer: &Answer) -> bool {
+    answer
+        .headers()
+        .get(REPLAYED)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]

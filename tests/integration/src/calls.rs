@@ -9,7 +9,7 @@ use platos_client::types::{
     CreateJobRequest, CreateScheduleRequest, TriggerOptions, UpdateJobRequest,
 };
 use platos_client::v1::{Reply, V1Client};
-use platos_client::{Error, PlatosClient, Rating, TurnResult};
+use platos_client::{Decision, Error, PlatosClient, Rating, TurnResult};
 use serde_json::{Map, Value};
 
 fn s<'a>(args: &'a Value, key: &str) -> &'a str {
@@ -134,14 +134,23 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
         "approvals.get" => json(client.approvals().get(s(args, "approvalId")).await?),
         "approvals.resolve" => {
             let approved = args["approved"].as_bool().expect("approved is a bool");
-            let mut b = client.approvals().resolve(s(args, "approvalId"), approved);
+            let mut decision = if approved {
+                Decision::approve()
+            } else {
+                Decision::reject()
+            };
             if let Some(c) = opt_s(args, "comment") {
-                b = b.comment(c);
+                decision = decision.with_comment(c);
             }
             if args.get("editedArgs").is_some() {
-                b = b.edited_args(obj(args, "editedArgs"));
+                decision = decision.with_edited_args(obj(args, "editedArgs"));
             }
-            json(b.await?)
+            json(
+                client
+                    .approvals()
+                    .resolve(s(args, "approvalId"), decision)
+                    .await?,
+            )
         }
         "budgets.list" => {
             let mut b = client.budgets().list();
@@ -379,11 +388,11 @@ macro_rules! key {
 pub async fn invoke_v1(client: &V1Client, call: &str, args: &Value) -> Result<V1Answer, Error> {
     Ok(match call {
         "provider_keys.rotate_secret" => {
-            let mut b = client.provider_keys().rotate_secret(
-                s(args, "id"),
-                s(args, "environmentId"),
-                s(args, "plaintext"),
-            );
+            let mut b = client
+                .provider_keys()
+                .rotate_secret(s(args, "id"))
+                .environment_id(s(args, "environmentId"))
+                .plaintext(s(args, "plaintext"));
             b = key!(b, args);
             reply(b.await?)
         }
@@ -406,11 +415,12 @@ pub async fn invoke_v1(client: &V1Client, call: &str, args: &Value) -> Result<V1
             reply(b.await?)
         }
         "environment_scope.resolve" => {
-            let mut b = client.environment_scope().resolve(
-                s(args, "environmentSlug"),
-                s(args, "organizationSlug"),
-                s(args, "projectSlug"),
-            );
+            let mut b = client
+                .environment_scope()
+                .resolve()
+                .organization_slug(s(args, "organizationSlug"))
+                .project_slug(s(args, "projectSlug"))
+                .environment_slug(s(args, "environmentSlug"));
             if let Some(a) = opt_s(args, "access") {
                 b = b.access(a);
             }
@@ -431,11 +441,10 @@ pub async fn invoke_v1(client: &V1Client, call: &str, args: &Value) -> Result<V1
                 .await?,
         ),
         "environment_variables.set" => {
-            let mut b = client.environment_variables().set(
-                s(args, "environmentId"),
-                s(args, "key"),
-                s(args, "value"),
-            );
+            let mut b = client
+                .environment_variables()
+                .set(s(args, "environmentId"), s(args, "key"))
+                .value(s(args, "value"));
             if let Some(secret) = args.get("secret").and_then(Value::as_bool) {
                 b = b.secret(secret);
             }
@@ -483,13 +492,14 @@ pub async fn invoke_v1(client: &V1Client, call: &str, args: &Value) -> Result<V1
         }
         "projects.list" => reply(client.projects().list().await?),
         "projects.create" => {
-            let mut b = client.projects().create(
-                s(args, "organizationId"),
-                s(args, "name"),
-                s(args, "slug"),
-                s(args, "environmentName"),
-                s(args, "environmentSlug"),
-            );
+            let mut b = client
+                .projects()
+                .create()
+                .organization_id(s(args, "organizationId"))
+                .name(s(args, "name"))
+                .slug(s(args, "slug"))
+                .environment_name(s(args, "environmentName"))
+                .environment_slug(s(args, "environmentSlug"));
             b = key!(b, args);
             reply(b.await?)
         }
@@ -501,12 +511,14 @@ pub async fn invoke_v1(client: &V1Client, call: &str, args: &Value) -> Result<V1
             reply(b.await?)
         }
         "mcp_entity_tokens.mint" => {
-            let mut b = client.mcp_entity_tokens().mint(
-                s(args, "entityId"),
-                s(args, "environmentId"),
-                s(args, "label"),
-                strings(args, "scopes").unwrap_or_default(),
-            );
+            let mut b = client
+                .mcp_entity_tokens()
+                .mint(
+                    s(args, "entityId"),
+                    strings(args, "scopes").unwrap_or_default(),
+                )
+                .environment_id(s(args, "environmentId"))
+                .label(s(args, "label"));
             b = opts!(b, args, str: ["mcpUserId" => mcp_user_id], u64: []);
             if let Some(ttl) = opt_i(args, "ttlSeconds") {
                 b = b.ttl_seconds(ttl);
@@ -517,11 +529,8 @@ pub async fn invoke_v1(client: &V1Client, call: &str, args: &Value) -> Result<V1
         "mcp_entity_tokens.revoke" => reply(
             client
                 .mcp_entity_tokens()
-                .revoke(
-                    s(args, "entityId"),
-                    s(args, "tokenId"),
-                    s(args, "environmentId"),
-                )
+                .revoke(s(args, "entityId"), s(args, "tokenId"))
+                .environment_id(s(args, "environmentId"))
                 .await?,
         ),
         "mcp_organization_policies.list" => reply(

@@ -110,8 +110,10 @@ async fn a_turn_with_an_approval_shows_up_in_messages_trace_and_cost() {
                 resolution = Some(
                     client
                         .approvals()
-                        .resolve(&a.approval_id, true)
-                        .comment("looks right")
+                        .resolve(
+                            &a.approval_id,
+                            platos_client::Decision::approve().with_comment("looks right"),
+                        )
                         .await
                         .unwrap(),
                 );

@@ -185,7 +185,11 @@ async fn read_turn(
 /// server's turn waiting, which the soak would report as a turn that never ends).
 async fn approve(client: &PlatosClient, stats: &Shared, id: &str) {
     for _ in 0..20 {
-        match client.approvals().resolve(id, true).await {
+        match client
+            .approvals()
+            .resolve(id, platos_client::Decision::approve())
+            .await
+        {
             Ok(_) => {
                 stats.add("approval.ok", 1);
                 return;

@@ -41,7 +41,7 @@ fn assert_common(r: &Recorded) {
     assert_eq!(
         r.header("api-version"),
         None,
-        "progenitor's header is dropped"
+        "no header the other SDKs do not send"
     );
 }
 

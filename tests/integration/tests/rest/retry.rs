@@ -361,3 +361,75 @@ async fn delete_is_retried_without_a_key() {
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(|r| r.header("idempotency-key").is_none()));
 }
+
+/// `.timeout(d)` on a request bounds the whole call: tries and the waits
+/// between them. A wait that would end past it is not taken: the call ends
+/// then with the last try's error, and no try starts after the deadline.
+#[tokio::test(start_paused = true)]
+async fn a_calls_timeout_bounds_its_retries_and_waits() {
+    let recorder = Recorder::start().await;
+    recorder.push_n(2, unavailable());
+    let client = builder(&recorder.url())
+        .retry(
+            RetryConfig::default()
+                .with_jitter(0.0)
+                .with_delays(Duration::from_millis(400), Duration::from_secs(10)),
+        )
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let e = client
+        .agents()
+        .list()
+        .timeout(Duration::from_millis(1000))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Server(_)), "{e:?}");
+    // Tries at 0 and 400 ms; the next would start at 1200 ms, past the
+    // deadline, so the call ends at 400 ms with the 503.
+    assert_eq!(started.elapsed(), Duration::from_millis(400));
+    assert_eq!(recorder.count(), 2);
+
+    // Within its deadline a call is untouched.
+    recorder.push(Answer::json(200, json!({"agents": []})));
+    let agents = client
+        .agents()
+        .list()
+        .timeout(Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(agents.is_empty());
+}
+
+/// A call's own `.timeout(d)` wins over the client's `call_timeout`, both
+/// ways: longer lets the retries run, shorter cuts them.
+#[tokio::test(start_paused = true)]
+async fn a_calls_timeout_overrides_the_clients() {
+    let recorder = Recorder::start().await;
+    let client = builder(&recorder.url())
+        .retry(
+            RetryConfig::default()
+                .with_jitter(0.0)
+                .with_delays(Duration::from_millis(400), Duration::from_secs(10)),
+        )
+        .call_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+
+    // The client's 300 ms leaves no room for the 400 ms wait: one try.
+    recorder.push_n(2, unavailable());
+    let e = client.agents().list().await.unwrap_err();
+    assert!(matches!(e, Error::Server(_)), "{e:?}");
+    assert_eq!(recorder.count(), 1);
+
+    // The call's own 5 s does: the second 503 is retried and the third try answers.
+    recorder.push(Answer::json(200, json!({"agents": []})));
+    let agents = client
+        .agents()
+        .list()
+        .timeout(Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(agents.is_empty());
+    assert_eq!(recorder.count(), 3);
+}

@@ -148,7 +148,14 @@ fn values_and_builders_hide_secrets() {
             what,
             &debug_forms(&client.threads().create("ag_1").title("x")),
         );
-        assert_clean(what, &debug_forms(&client.approvals().resolve("a", true)));
+        assert_clean(
+            what,
+            &debug_forms(
+                &client
+                    .approvals()
+                    .resolve("a", platos_client::Decision::approve()),
+            ),
+        );
         assert_clean(what, &debug_forms(&client.jobs()));
     }
 }

@@ -59,7 +59,12 @@ async fn a_required_mint_keeps_one_key_across_retries_and_replays_on_the_same_ke
         .await
         .unwrap();
     assert!(!minted.replayed());
-    let token = minted.data.token.clone().expect("the one-time secret");
+    let token = minted
+        .body()
+        .data
+        .token
+        .clone()
+        .expect("the one-time secret");
     let tries = requests(&server, "/mcp/platform/tokens");
     assert_eq!(tries.len(), 3);
     let keys: Vec<_> = tries.iter().map(|r| r.header("idempotency-key")).collect();
@@ -82,15 +87,16 @@ async fn a_required_mint_keeps_one_key_across_retries_and_replays_on_the_same_ke
         .unwrap();
     assert!(!first.replayed());
     assert!(again.replayed());
-    assert_eq!(first.data.token_id, again.data.token_id);
+    assert_eq!(first.body().data.token_id, again.body().data.token_id);
     let listed = v1.mcp_platform_tokens().list(&env).await.unwrap();
     let deploys = listed
+        .body()
         .data
         .iter()
         .filter(|t| t.label.as_deref() == Some("deploy"))
         .count();
     assert_eq!(deploys, 1);
-    assert_ne!(token, first.data.token.clone().unwrap());
+    assert_ne!(token, first.body().data.token.clone().unwrap());
 }
 
 #[tokio::test]
@@ -112,7 +118,7 @@ async fn a_key_factory_names_each_call_and_exempt_calls_carry_none() {
         .set(&env, "fs.*", PolicyState::Block)
         .await
         .unwrap();
-    assert_eq!(policy.data.pattern.as_deref(), Some("fs.*"));
+    assert_eq!(policy.body().data.pattern.as_deref(), Some("fs.*"));
     let set = requests(&server, "/policies");
     assert_eq!(
         set[0].header("idempotency-key"),
@@ -125,9 +131,9 @@ async fn a_key_factory_names_each_call_and_exempt_calls_carry_none() {
         .mint(&env, "tmp", ["tools:read"], TokenTier::Scope)
         .await
         .unwrap();
-    let id = minted.data.token_id.clone();
+    let id = minted.body().data.token_id.clone();
     let revoked = v1.mcp_platform_tokens().revoke(&id, &env).await.unwrap();
-    assert_eq!(revoked.data.newly_revoked, Some(true));
+    assert_eq!(revoked.body().data.newly_revoked, Some(true));
     let revoke = requests(&server, "/revoke");
     assert_eq!(revoke[0].header("idempotency-key"), None);
     assert_eq!(n.load(Ordering::SeqCst), 2, "set + mint asked the factory");
@@ -183,7 +189,7 @@ async fn refusals_carry_the_v1_envelope_and_rate_limits_are_retried() {
         .remove(&env, SEED_POLICY)
         .await
         .unwrap();
-    assert_eq!(removed.data.deleted, Some(true));
+    assert_eq!(removed.body().data.deleted, Some(true));
     assert_eq!(requests(&server, "/policies/").len(), 2, "429, then ok");
 
     // An empty path parameter is refused before anything is sent.
@@ -213,8 +219,8 @@ async fn collections_page_by_cursor_and_items_come_whole() {
         .limit(2)
         .await
         .unwrap();
-    assert_eq!(first.data.len(), 2);
-    assert_eq!(first.page.has_more, Some(true));
+    assert_eq!(first.body().data.len(), 2);
+    assert_eq!(first.body().page.has_more, Some(true));
     let all: Vec<_> = v1
         .environment_end_users()
         .list(&env)
@@ -234,7 +240,26 @@ async fn collections_page_by_cursor_and_items_come_whole() {
     );
 
     let orgs = v1.organizations().list().await.unwrap();
-    assert!(!orgs.data.is_empty());
+    assert!(!orgs.body().data.is_empty());
     let session = v1.identity_session().get().await.unwrap();
-    assert!(session.meta.contract_version.is_some());
+    assert!(session.body().meta.contract_version.is_some());
+}
+
+/// Three slugs would be easy to swap positionally: they are setters, and a
+/// call without one is refused by name before anything is sent.
+#[tokio::test]
+async fn a_missing_required_setter_is_refused_unsent() {
+    let server = TestServer::builder().start().await.expect("server");
+    let v1 = client(&server);
+    let before = requests(&server, "/by-slugs").len();
+    let e = v1
+        .environment_scope()
+        .resolve()
+        .organization_slug("acme")
+        .project_slug("web")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e:?}");
+    assert!(e.message().contains("environment_slug"), "{e}");
+    assert_eq!(requests(&server, "/by-slugs").len(), before, "nothing sent");
 }

@@ -81,36 +81,65 @@ async fn a_raw_post_keeps_one_idempotency_key_across_retries() {
 }
 
 #[tokio::test]
-async fn v1_raw_sends_the_key_its_operation_requires() {
+async fn v1_raw_writes_carry_a_key_and_reads_do_not() {
     let server = TestServer::start().await.unwrap();
     let v1 = V1Client::builder()
         .base_url(server.base_url())
         .operator_token(server.operator_token())
         .build()
         .unwrap();
-    let body = json!({
-        "environmentId": server.scope().environment_id,
-        "name": "ci",
-        "permissions": ["tools:read"],
-        "tier": "scope",
-        "ttlSeconds": 3600,
-    });
+    // A `required` route: refused without a key, so this proves one was sent.
     let minted = v1
         .raw("POST", "/mcp/platform/tokens")
         .operation("mcp_platform_tokens_mint")
-        .body(body.clone())
+        .body(json!({
+            "environmentId": server.scope().environment_id,
+            "name": "ci",
+            "permissions": ["tools:read"],
+            "tier": "scope",
+            "ttlSeconds": 3600,
+        }))
         .send()
         .await
         .unwrap();
     assert!(minted["data"]["token"].is_string(), "{minted}");
 
-    // Unnamed, a raw call follows no class: this route then refuses it, typed.
+    let orgs = v1.raw("GET", "/api/v1/organizations").send().await.unwrap();
+    assert!(orgs["data"].is_array(), "{orgs}");
+    let read = server.recorder().requests_to("/api/v1/organizations");
+    assert_eq!(read.len(), 1);
+    assert!(read[0].header("idempotency-key").is_none());
+
+    // Refusals are the one error, with the V1 envelope's code.
     let err = v1
-        .raw("POST", "/mcp/platform/tokens")
-        .body(body)
+        .raw("GET", "/api/v1/organizations/{organizationId}/members")
+        .param("organizationId", "org_elsewhere")
         .send()
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some("IDEMPOTENCY_KEY_REQUIRED"), "{err:?}");
-    assert!(matches!(err, Error::Validation(_)), "{err:?}");
+    assert_eq!(err.code(), Some("TENANCY_NOT_FOUND"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_raw_call_sent_once_is_not_retried_and_carries_no_key() {
+    let server = TestServer::start().await.unwrap();
+    let operator = PlatosClient::builder()
+        .base_url(server.base_url())
+        .session_token(server.operator_token())
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    server.faults().fail_next_rest(RestFault::unavailable());
+    let err = operator
+        .raw("POST", "/api/v1/agent/tools/execute")
+        .operation("tools_execute")
+        .once()
+        .body(json!({"tool": "lookup"}))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Server(_)), "{err:?}");
+    let sent = server.recorder().requests_to("/tools/execute");
+    assert_eq!(sent.len(), 1, "sent once: {sent:?}");
+    assert!(sent[0].header("idempotency-key").is_none());
 }
