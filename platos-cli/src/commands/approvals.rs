@@ -73,8 +73,9 @@ pub async fn run(m: &ArgMatches, settings: &Settings) -> Result<ExitCode> {
                     std::io::stdin().lock().read_line(&mut line).map(|_| line)
                 });
                 let answer = tokio::select! {
-                    a = answer => a.ok().and_then(|r| r.ok()).unwrap_or_default(),
+                    biased;
                     () = interrupts.next() => return Ok(ExitCode::from(INTERRUPTED)),
+                    a = answer => a.ok().and_then(|r| r.ok()).unwrap_or_default(),
                 };
                 matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
             };
@@ -96,8 +97,9 @@ pub async fn run(m: &ArgMatches, settings: &Settings) -> Result<ExitCode> {
             ));
         }
         tokio::select! {
-            () = tokio::time::sleep(every) => {}
+            biased;
             () = interrupts.next() => return Ok(ExitCode::from(INTERRUPTED)),
+            () = tokio::time::sleep(every) => {}
         }
     }
 }

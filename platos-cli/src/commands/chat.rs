@@ -109,9 +109,11 @@ pub async fn run(m: &ArgMatches, settings: &Settings) -> Result<ExitCode> {
         if tty {
             eprint!("> ");
         }
+        // Ctrl-C first: it wins over a line (or the end of input) ready at the same time.
         let line = tokio::select! {
-            line = lines.recv() => line,
+            biased;
             () = interrupts.next() => return Ok(ExitCode::from(INTERRUPTED)),
+            line = lines.recv() => line,
         };
         let Some(line) = line else { break };
         let line = line.trim();
@@ -184,7 +186,7 @@ async fn turn(
     };
     loop {
         let event = tokio::select! {
-            event = stream.next() => event,
+            biased;
             () = interrupts.next() => {
                 if stopping {
                     return Ok(Next::Quit);
@@ -194,6 +196,7 @@ async fn turn(
                 note(&mut mid_line, "[stopping the turn; Ctrl-C again quits]");
                 continue;
             }
+            event = stream.next() => event,
         };
         if waiting {
             eprint!("\r \r");
@@ -218,7 +221,7 @@ async fn turn(
                     // A piped answer is not echoed: the prompt's line is still open.
                     mid_line = !std::io::stdin().is_terminal();
                     let answer = tokio::select! {
-                        answer = lines.recv() => answer,
+                        biased;
                         () = interrupts.next() => {
                             stopping = true;
                             handle.stop();
@@ -226,6 +229,7 @@ async fn turn(
                             eprintln!("[stopping the turn; Ctrl-C again quits]");
                             continue;
                         }
+                        answer = lines.recv() => answer,
                     };
                     matches!(
                         answer

@@ -57,11 +57,12 @@ pub async fn run(m: &ArgMatches, settings: &Settings, json: bool) -> Result<Exit
     let mut failure = None;
     loop {
         let frame = tokio::select! {
-            frame = stream.next() => frame,
+            biased;
             () = interrupts.next() => {
                 code = ExitCode::from(INTERRUPTED);
                 break;
             }
+            frame = stream.next() => frame,
         };
         match frame {
             None => break,

@@ -118,11 +118,14 @@ async fn ctrl_c_with_no_turn_running_quits() {
     let mut cmd = platos(&server, &["chat", "--agent", SEED_AGENT_SUPPORT]);
     cmd.stdin(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
+    // Held open until it has exited: end of input would end it too (exit 0).
+    let stdin = child.stdin.take().expect("stdin");
     let mut stderr = stderr_lines(&mut child);
     // Ready once it has opened its thread; stdin stays open, so it waits for a line.
     line_containing(&mut stderr, "[thread: ").await;
     interrupt(&child);
     let out = finish(child).await;
+    drop(stdin);
     assert_eq!(out.code(), Some(130), "{out:?}");
     assert_eq!(server.running_turns(), 0);
 }
