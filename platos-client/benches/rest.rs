@@ -42,9 +42,6 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_REQUESTS);
     let (server, base_url) = start_server();
-    // The bare client's rustls needs a provider (the SDK installs its own
-    // in its client's config).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) net: Net,
     /// The REST lane's client (the SDK's own, or the one the caller handed in).
     pub(crate) http: reqwest::Client,
+    /// The proxy REST calls go through, for error messages.
+    pub(crate) proxy_shown: Option<String>,
     /// The realtime connections of this client and its clones.
     #[cfg(feature = "realtime")]
     pub(crate) realtime: crate::realtime::Pool,
@@ -415,6 +417,7 @@ impl PlatosClientBuilder {
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let net = self.net.build(timeout)?;
         let http = net.http.clone();
+        let proxy_shown = net.rest_proxy_shown(&base_url);
 
         #[cfg(feature = "realtime")]
         let mut namespace = self
@@ -444,6 +447,7 @@ impl PlatosClientBuilder {
             #[cfg(feature = "realtime")]
             net,
             http,
+            proxy_shown,
             #[cfg(feature = "realtime")]
             realtime: crate::realtime::Pool::new(self.realtime.unwrap_or_default()),
         });

@@ -405,6 +405,18 @@ impl Error {
         }))
     }
 
+    /// A proxy error, naming the proxy when it is known (`shown` never
+    /// carries credentials); any other error unchanged.
+    pub(crate) fn via_proxy(self, shown: Option<&str>) -> Self {
+        match (self, shown) {
+            (Error::Proxy(mut e), Some(proxy)) => {
+                e.message = format!("proxy {proxy}: {}", e.message);
+                Error::Proxy(e)
+            }
+            (other, _) => other,
+        }
+    }
+
     pub(crate) fn timeout(message: impl Into<String>, source: Option<BoxError>) -> Self {
         Error::Timeout(Box::new(TransportError {
             message: message.into(),

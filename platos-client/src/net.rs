@@ -39,6 +39,7 @@ impl NetOptions {
     pub(crate) fn build(self, connect_timeout: Duration) -> Result<Net> {
         let tls = Tls::new(&self.extra_roots, self.identity.as_ref())?;
         let proxies = Proxies::new(self.proxy)?;
+        let own_client = self.http_client.is_none();
         let http = match self.http_client {
             Some(client) => client,
             None => {
@@ -56,7 +57,12 @@ impl NetOptions {
                     .map_err(|e| Error::config(format!("building the HTTP client: {e}")))?
             }
         };
-        Ok(Net { tls, proxies, http })
+        Ok(Net {
+            tls,
+            proxies,
+            http,
+            own_client,
+        })
     }
 }
 
@@ -77,9 +83,20 @@ pub(crate) struct Net {
     // Read by the realtime socket's dialer; REST has them in its client.
     #[cfg_attr(not(feature = "realtime"), allow(dead_code))]
     tls: Tls,
-    #[cfg_attr(not(feature = "realtime"), allow(dead_code))]
     proxies: Proxies,
     pub(crate) http: reqwest::Client,
+    /// The SDK built `http` (with `proxies`); false when the caller handed
+    /// in a client, whose proxy settings the SDK does not know.
+    own_client: bool,
+}
+
+impl Net {
+    /// The proxy REST calls to `base_url` go through, for error messages.
+    pub(crate) fn rest_proxy_shown(&self, base_url: &str) -> Option<String> {
+        self.own_client
+            .then(|| self.proxies.shown_for(base_url))
+            .flatten()
+    }
 }
 
 /// A connection the SDK opened itself (the realtime socket's).

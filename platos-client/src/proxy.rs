@@ -113,6 +113,22 @@ impl Proxies {
     }
 }
 
+impl Proxies {
+    /// The proxy connections to `base_url` go through, as messages show it
+    /// (scheme, host and port; never credentials), or `None` when direct.
+    pub(crate) fn shown_for(&self, base_url: &str) -> Option<String> {
+        let target: http::Uri = base_url.parse().ok()?;
+        let intercept = self.matcher.as_ref()?.intercept(&target)?;
+        let uri = intercept.uri();
+        let host = uri.host()?;
+        let scheme = uri.scheme_str().unwrap_or("http");
+        Some(match uri.port_u16() {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        })
+    }
+}
+
 impl std::fmt::Debug for Proxies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // ProxyChoice's Url is a Secret: it prints as ***.

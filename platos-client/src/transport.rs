@@ -264,12 +264,13 @@ impl PlatosClient {
         }
         // The call's own deadline wins over the client's.
         let limit = options.deadline.or(inner.call_timeout);
+        let proxy = shared.proxy_shown.as_deref();
         let response = self
             .exec_within(request, operation, limit)
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| transport_error(e).via_proxy(proxy))?;
         if !response.status().is_success() {
-            return Err(error_from_response(response).await);
+            return Err(error_from_response(response).await.via_proxy(proxy));
         }
         Ok(Answer::new(response, shared.max_response_bytes))
     }
@@ -313,10 +314,11 @@ impl PlatosClient {
         operation: &Operation<Idempotency>,
     ) -> Result<reqwest::Response> {
         self.inner().check_scope()?;
+        let proxy = self.shared().proxy_shown.as_deref();
         let response = self
             .exec(request, operation)
             .await
-            .map_err(transport_error)?;
+            .map_err(|e| transport_error(e).via_proxy(proxy))?;
         if !response.status().is_success() {
             return Ok(response);
         }
@@ -539,6 +541,13 @@ pub(crate) fn decode<T: DeserializeOwned>(status: Option<u16>, bytes: &[u8]) -> 
 
 pub(crate) async fn error_from_response(response: reqwest::Response) -> Error {
     let status = response.status();
+    // Only a proxy answers 407: the request never reached Platos.
+    if status == reqwest::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        return Error::proxy(
+            "the proxy asks for credentials (HTTP 407); put them in the proxy URL \
+             (the builder's `proxy`, or HTTPS_PROXY / HTTP_PROXY / ALL_PROXY)",
+        );
+    }
     let headers = response.headers().clone();
     // What an error keeps is all that is read: a huge error body is not.
     let body = match crate::body::read_capped(response, crate::error::KEPT_BODY_BYTES).await {

@@ -326,7 +326,8 @@ async fn open(
         .await
         .map_err(|_| Error::timeout(format!("no answer to the turn within {limit:?}"), None))??;
     if !response.status().is_success() {
-        return Err(error_from_response(response).await);
+        let proxy = client.shared().proxy_shown.as_deref();
+        return Err(error_from_response(response).await.via_proxy(proxy));
     }
     let content_type = response
         .headers()

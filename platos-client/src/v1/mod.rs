@@ -128,9 +128,13 @@ impl V1Client {
             })?;
             request = request.header("last-event-id", value);
         }
-        let response = request.send().await.map_err(transport_error)?;
+        let proxy = self.shared().proxy_shown.as_deref();
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(e).via_proxy(proxy))?;
         if !response.status().is_success() {
-            return Err(error_from_response(response).await);
+            return Err(error_from_response(response).await.via_proxy(proxy));
         }
         let content_type = response
             .headers()
@@ -290,10 +294,12 @@ impl V1ClientBuilder {
         let net = self
             .net
             .build(self.connect_timeout.unwrap_or(DEFAULT_TIMEOUT))?;
+        let proxy_shown = net.rest_proxy_shown(&base_url);
         let http = net.http;
         let shared = Arc::new(transport::Shared {
             base_url,
             http,
+            proxy_shown,
             operator_token: self.operator_token,
             user_agent,
             retry: self

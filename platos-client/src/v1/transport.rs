@@ -50,6 +50,8 @@ pub type KeyFactory = Arc<dyn Fn(&str) -> String + Send + Sync>;
 pub(crate) struct Shared {
     pub(crate) base_url: String,
     pub(crate) http: reqwest::Client,
+    /// The proxy calls go through, for error messages.
+    pub(crate) proxy_shown: Option<String>,
     pub(crate) operator_token: Option<Secret>,
     pub(crate) user_agent: HeaderValue,
     pub(crate) retry: RetryConfig,
@@ -127,9 +129,10 @@ impl V1Client {
             .instrument(span.clone())
             .await;
         crate::transport::record_outcome(&span, &result, started);
-        let response = result.map_err(transport_error)?;
+        let proxy = shared.proxy_shown.as_deref();
+        let response = result.map_err(|e| transport_error(e).via_proxy(proxy))?;
         if !response.status().is_success() {
-            return Err(error_from_response(response).await);
+            return Err(error_from_response(response).await.via_proxy(proxy));
         }
         Ok(Answer::new(response, shared.max_response_bytes))
     }

@@ -61,6 +61,11 @@ async fn a_proxy_that_wants_credentials_is_a_typed_error_naming_it_not_a_retry_l
             .unwrap_err();
         assert_eq!(e.kind(), "proxy", "{e}");
         assert!(!e.is_retryable());
+        assert!(
+            e.to_string()
+                .contains(&format!("proxy http://127.0.0.1:{}", proxy.port)),
+            "the REST error names the proxy: {e}"
+        );
         assert!(!e.to_string().contains("wrong"), "credentials leaked: {e}");
 
         let e = client
@@ -91,6 +96,38 @@ async fn a_proxy_that_wants_credentials_is_a_typed_error_naming_it_not_a_retry_l
         assert_eq!(proxy.count("connect "), before + 2, "{asked:?}");
         assert!(refused >= 2, "{asked:?}");
     }
+}
+
+/// Over plain HTTP the proxy forwards the request itself (no tunnel), so its
+/// 407 arrives as an answer: still the proxy's error, naming it, not retried
+/// and not mistaken for Platos refusing the caller.
+#[tokio::test]
+async fn a_407_answer_to_a_plain_http_request_is_the_proxys_error() {
+    let server = TestServer::start().await.unwrap();
+    let proxy = ForwardProxy::start("alice", "s3cret");
+    let client = PlatosClient::builder()
+        .base_url(format!("http://{PROXY_ONLY_HOST}:{}", server.addr().port()))
+        .session_token(server.session_token())
+        .proxy(proxy.url("alice", "wrong"))
+        .build()
+        .unwrap();
+    let e = client.agents().list().await.unwrap_err();
+    assert_eq!(e.kind(), "proxy", "{e}");
+    assert!(e.to_string().contains("407"), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("proxy http://127.0.0.1:{}", proxy.port)),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("wrong"), "credentials leaked: {e}");
+    // Asked once: a proxy's refusal is not retried.
+    let seen = proxy.wait_for(|l| l.iter().any(|l| l.starts_with("request ")));
+    assert_eq!(
+        seen.iter().filter(|l| l.starts_with("request ")).count(),
+        1,
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l.ends_with(" 407")), "{seen:?}");
 }
 
 #[test]
