@@ -192,7 +192,8 @@ impl Answer {
         decode(Some(status), &body)
     }
 
-    /// The body as JSON, `null` when empty (a `raw` call's answer).
+    /// The body as JSON, `null` when empty (a V1 `raw` call's answer).
+    #[cfg(feature = "v1")]
     pub(crate) async fn finish_json(self) -> Result<serde_json::Value> {
         let (status, body) = self.bytes().await?;
         if body.iter().all(u8::is_ascii_whitespace) {
