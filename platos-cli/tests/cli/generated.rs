@@ -232,6 +232,40 @@ async fn lists_print_a_table_and_all_follows_pages() {
         })
         .collect();
     assert_eq!(offsets, ["0", "1", "2"]);
+
+    // Cursor paging (V1): every page through `page.nextCursor`.
+    let users = run(
+        platos(
+            &server,
+            &[
+                "v1",
+                "environment-end-users",
+                "list",
+                "env_test",
+                "--limit",
+                "2",
+                "--all",
+                "--json",
+            ],
+        ),
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(users["data"].as_array().map(Vec::len), Some(5), "{users}");
+    let cursors: Vec<Option<String>> = server
+        .recorder()
+        .requests_to("/end-users")
+        .iter()
+        .map(|r| {
+            r.query_pairs()
+                .into_iter()
+                .find(|(k, _)| k == "cursor")
+                .map(|(_, v)| v)
+        })
+        .collect();
+    assert_eq!(cursors.len(), 3, "{cursors:?}");
+    assert!(cursors[0].is_none() && cursors[1].is_some() && cursors[2].is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
