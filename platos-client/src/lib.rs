@@ -98,6 +98,7 @@ pub mod mint;
 mod net;
 mod paging;
 mod proxy;
+mod raw;
 #[cfg(feature = "realtime")]
 #[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
 pub mod realtime;
@@ -133,6 +134,7 @@ pub use namespaces::enums::*;
 pub use paging::DEFAULT_PAGE_SIZE;
 /// The typed stream events (re-exported from the `platos-events` crate).
 pub use platos_events::{self as events, Event};
+pub use raw::RawRequest;
 #[cfg(feature = "realtime")]
 pub use realtime::{RealtimeConfig, SendOptions, Transport, TurnHandle, TurnStream};
 #[cfg(feature = "structured")]

@@ -171,6 +171,16 @@ impl Answer {
         decode(Some(status), &body)
     }
 
+    /// The body as JSON, `null` when empty (a V1 `raw` call's answer).
+    #[cfg(feature = "v1")]
+    pub(crate) async fn finish_json(self) -> Result<serde_json::Value> {
+        let (status, body) = self.bytes().await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        decode(Some(status), &body)
+    }
+
     /// Like [`finish`](Self::finish), but an empty body reads as `{}`: an
     /// older server's way of saying "empty list" (every envelope field is
     /// optional).

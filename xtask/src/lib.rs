@@ -7,6 +7,7 @@
 //! so a reader of the file can tell which spec produced it and a reviewer can
 //! see a generator bump in the diff.
 
+pub mod cli;
 pub mod events;
 pub mod facade;
 pub mod rest;
@@ -54,6 +55,7 @@ pub fn generate_all(root: &Path) -> Result<Vec<Output>> {
         facade::generate_for(&v1, &facade::V1).context("generating the V1 namespaces")?;
     let events_body = events::generate(&events).context("generating the event enum")?;
     let facade_body = facade::generate(&openapi).context("generating the namespace layer")?;
+    let cli_body = cli::generate(&openapi, &v1).context("generating the platos commands")?;
 
     Ok(vec![
         Output {
@@ -94,6 +96,14 @@ pub fn generate_all(root: &Path) -> Result<Vec<Output>> {
                 &format!("typify {TYPIFY_VERSION}, prettyplease {PRETTYPLEASE_VERSION}"),
                 &[("spec/events.schema.json", &events)],
                 &events_body,
+            ),
+        },
+        Output {
+            path: root.join("platos-cli/src/generated.rs"),
+            contents: with_header(
+                "xtask cli",
+                &[("spec/openapi.yaml", &openapi), ("spec/v1.yaml", &v1)],
+                &cli_body,
             ),
         },
     ])

@@ -81,7 +81,7 @@ impl V1Client {
     /// and the call's own options.
     pub(crate) async fn execute(
         &self,
-        operation: &'static Operation<KeyClass>,
+        operation: &Operation<KeyClass>,
         url: String,
         body: Option<Vec<u8>>,
         options: &CallOptions,
