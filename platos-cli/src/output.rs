@@ -157,6 +157,49 @@ fn cell(value: &Value) -> String {
     }
 }
 
+/// A spinner on a decorated stderr while a turn has sent nothing yet; a
+/// no-op elsewhere (a pipe, a file, `NO_COLOR`).
+pub struct Spinner {
+    frame: usize,
+    interval: Option<tokio::time::Interval>,
+}
+
+impl Spinner {
+    const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+    /// Spins when `decorated` (see [`decorate_stderr`]).
+    pub fn start(decorated: bool) -> Spinner {
+        Spinner {
+            frame: 0,
+            interval: decorated
+                .then(|| tokio::time::interval(std::time::Duration::from_millis(80))),
+        }
+    }
+
+    pub fn spinning(&self) -> bool {
+        self.interval.is_some()
+    }
+
+    /// Waits for the next frame and draws it; never ready once stopped.
+    pub async fn tick(&mut self) {
+        let Some(interval) = &mut self.interval else {
+            return std::future::pending().await;
+        };
+        interval.tick().await;
+        let frame = Self::FRAMES[self.frame % Self::FRAMES.len()];
+        self.frame += 1;
+        eprint!("\r{frame}");
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+    }
+
+    /// Erases the spinner, once.
+    pub fn stop(&mut self) {
+        if self.interval.take().is_some() {
+            eprint!("\r \r");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

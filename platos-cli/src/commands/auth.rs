@@ -38,15 +38,18 @@ pub fn run(m: &ArgMatches, profile: Option<&str>, root: &ArgMatches) -> Result<E
         Some("api-key") => "api_key",
         _ => "session_token",
     };
-    if std::io::stdin().is_terminal() {
-        eprint!("{key} (input is shown; paste it or pipe it in): ");
+    let secret = if std::io::stdin().is_terminal() {
+        eprint!("{key} (not shown as you type): ");
         let _ = std::io::stderr().flush();
-    }
-    let mut secret = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut secret)
-        .map_err(|e| Failure::io("stdin", e))?;
+        rpassword::read_password().map_err(|e| Failure::io("the terminal", e))?
+    } else {
+        let mut secret = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut secret)
+            .map_err(|e| Failure::io("stdin", e))?;
+        secret
+    };
     let secret = secret.trim();
     if secret.is_empty() {
         return Err(Failure::usage(format!("no {key} on stdin")));

@@ -168,11 +168,8 @@ async fn turn(
             .send_with(thread, message, SendOptions::new().transport(transport));
     let handle = stream.handle();
     let mut stopping = false;
-    let mut waiting = colour;
-    if waiting {
-        // A spinner's worth of feedback until the first event.
-        eprint!("…");
-    }
+    // Until the first event: connecting, or the model thinking.
+    let mut spinner = output::Spinner::start(colour);
     let mut cost = None;
     let mut failed = false;
     let mut out = std::io::stdout();
@@ -197,11 +194,9 @@ async fn turn(
                 continue;
             }
             event = stream.next() => event,
+            () = spinner.tick(), if spinner.spinning() => continue,
         };
-        if waiting {
-            eprint!("\r \r");
-            waiting = false;
-        }
+        spinner.stop();
         let Some(event) = event else { break };
         match event? {
             Event::Token(token) => {

@@ -9,3 +9,4 @@ mod errors;
 mod events;
 mod generated;
 mod support;
+mod terminal;

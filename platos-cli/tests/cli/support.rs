@@ -180,3 +180,68 @@ pub fn spec_namespaces(file: &str) -> Vec<String> {
     assert!(!out.is_empty(), "no tags read from {file}");
     out
 }
+
+/// `platos ARGS` on a pseudo-terminal (util-linux `script`), with `env`
+/// besides `PATH`. Each `(prompt, line)` of `dialogue` is typed once the
+/// terminal shows `prompt`; stdin closes once it shows `until`. Answers the
+/// exit code and everything the terminal showed.
+pub async fn on_terminal(
+    env: &[(&str, String)],
+    args: &[&str],
+    dialogue: &[(&str, &str)],
+    until: &str,
+) -> (Option<i32>, String) {
+    let log = temp_dir().join("terminal.log");
+    let mut line = shell_quote(env!("CARGO_BIN_EXE_platos"));
+    for arg in args {
+        line.push(' ');
+        line.push_str(&shell_quote(arg));
+    }
+    let mut cmd = Command::new("script");
+    cmd.args(["-qfec", &line])
+        .arg(&log)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn script (util-linux)");
+    let mut input = child.stdin.take().expect("stdin");
+    let shown = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait_for = |needle: String| {
+        let shown = &shown;
+        async move {
+            tokio::time::timeout(DEADLINE, async {
+                // `script -f` writes as the program does: poll the file.
+                while !shown().contains(&needle) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("the terminal never showed {needle:?}: {}", shown()));
+        }
+    };
+    for (prompt, text) in dialogue {
+        wait_for(prompt.to_string()).await;
+        input
+            .write_all(format!("{text}\n").as_bytes())
+            .await
+            .expect("type");
+    }
+    wait_for(until.to_string()).await;
+    drop(input);
+    let status = tokio::time::timeout(DEADLINE, child.wait())
+        .await
+        .expect("ended in time")
+        .expect("script ran");
+    (status.code(), shown())
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
