@@ -1,6 +1,6 @@
 //! Refusals the server answers with HTTP 200.
 //!
-//! The memory routes (`/api/v1/memory`, upstream's `memory.controller.ts`)
+//! The memory routes (`/api/v1/memory`, docs/wire.md §3.11)
 //! catch their own failures and answer `200 {error, status, validationErrors?}`.
 //! [`lift`] gives such an answer the status its body names, so the one
 //! classification of refusals (`transport::error_from_response`) turns it into

@@ -1,6 +1,6 @@
 //! What a chat app needs beyond sending: rename, pin, tags, fork, edit and
-//! rerun, retry, replies, and reserving an attachment (upstream:
-//! `agent.controller.ts`, `attachment-upload.controller.ts`, `attachments.service.ts`).
+//! rerun, retry, replies, and reserving an attachment (docs/wire.md
+//! §3.3 and §3.9).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};

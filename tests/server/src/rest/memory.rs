@@ -1,5 +1,5 @@
-//! `/api/v1/memory`: list, create, update, delete, search (upstream
-//! `memory/memory.controller.ts`). Like upstream, failures are answered with
+//! `/api/v1/memory`: list, create, update, delete, search (docs/wire.md
+//! §3.11). Like the runtime, failures are answered with
 //! HTTP 200 `{error, status}`; end users reach only their own memories, an
 //! operator may name any `userId`.
 

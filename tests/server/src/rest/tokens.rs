@@ -1,7 +1,6 @@
-//! Tokens the server mints: `POST /api/v1/public/guest-token` (no credential,
-//! upstream `auth/public-guest-token.controller.ts`) and `POST
-//! /api/v1/entities/{entityId}/session-tokens` (the entity's key, upstream
-//! `auth/session-token.controller.ts`). Both sign with the entity secret, so
+//! Tokens the server mints: `POST /api/v1/public/guest-token` (no credential)
+//! and `POST /api/v1/entities/{entityId}/session-tokens` (the entity's key);
+//! docs/wire.md §3.10. Both sign with the entity secret, so
 //! the tokens work on this server like locally minted ones.
 
 use axum::body::Bytes;
