@@ -222,6 +222,42 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
             json(b.await?)
         }
         "memory.delete" => json(client.memory().delete(s(args, "id")).await?),
+        "memory.extract" => json(client.memory().extract(s(args, "threadId")).await?),
+        "memory.export" => {
+            let mut b = client.memory().export();
+            b = opts!(b, args, str: ["userId" => user_id], u64: []);
+            json(b.await?)
+        }
+        "memory.import" => {
+            let bundle = serde_json::from_value(args["bundle"].clone()).expect("a MemoryBundle");
+            let mut b = client.memory().import(bundle);
+            b = opts!(b, args, str: ["mode" => mode, "userId" => user_id], u64: []);
+            json(b.await?)
+        }
+        "memory.relate" => {
+            let mut b = client.memory().relate();
+            b = opts!(b, args,
+                str: ["fromEntityKey" => from_entity_key, "toEntityKey" => to_entity_key,
+                      "relationshipType" => relationship_type, "fromLabel" => from_label,
+                      "toLabel" => to_label, "userId" => user_id],
+                u64: []);
+            json(b.await?)
+        }
+        "memory.archive" => json(client.memory().archive(s(args, "id")).await?),
+        "memory.restore" => json(client.memory().restore(s(args, "id")).await?),
+        "memory.graph_entities" => {
+            let mut b = client.memory().graph_entities();
+            b = opts!(b, args, str: ["entityType" => entity_type], u64: ["limit" => limit]);
+            json(b.await?)
+        }
+        "memory.graph_relationships" => {
+            json(client.memory().graph_relationships(s(args, "id")).await?)
+        }
+        "memory.graph_path" => {
+            let mut b = client.memory().graph_path(s(args, "from"), s(args, "to"));
+            b = opts!(b, args, str: [], u64: ["maxHops" => max_hops]);
+            json(b.await?)
+        }
         "approvals.list" => {
             let mut b = client.approvals().list();
             b = opts!(b, args,

@@ -531,3 +531,183 @@ async fn an_upload_fails_with_a_typed_error_for_each_way_it_can_fail() {
         "{once:?}"
     );
 }
+
+#[tokio::test]
+async fn extract_archive_and_restore_act_on_the_callers_own_memories() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    let other = session_client(&server, token_for(&server, "other-user"));
+    let thread = client.threads().create(SEED_AGENT_SUPPORT).await.unwrap();
+    client
+        .threads()
+        .ask(&thread.id, "I live in Lisbon")
+        .await
+        .unwrap();
+
+    let first = client.memory().extract(&thread.id).await.unwrap();
+    assert_eq!(first.memories_created, Some(1));
+    let again = client.memory().extract(&thread.id).await.unwrap();
+    assert_eq!(
+        (again.memories_created, again.skipped),
+        (Some(0), Some(1)),
+        "a second run adds nothing new"
+    );
+    // Another end user cannot extract from this thread: a 404 in an HTTP 200.
+    let refused = other.memory().extract(&thread.id).await.unwrap_err();
+    assert!(matches!(refused, Error::NotFound(_)), "{refused:?}");
+    let missing = client.memory().extract("  ").await.unwrap_err();
+    assert!(matches!(missing, Error::Validation(_)), "{missing:?}");
+
+    let listed = client.memory().list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let id = listed[0].id.clone();
+    assert_eq!(listed[0].content.as_deref(), Some("I live in Lisbon"));
+    assert_eq!(listed[0].source.as_deref(), Some("extracted"));
+
+    // Another user's archive finds nothing of theirs to archive.
+    assert!(!other.memory().archive(&id).await.unwrap().ok);
+    let archived = client.memory().archive(&id).await.unwrap();
+    assert!(archived.ok && archived.archived_at.is_some());
+    assert!(
+        client.memory().list().await.unwrap().is_empty(),
+        "an archived memory leaves the list"
+    );
+    assert!(!client.memory().archive(&id).await.unwrap().ok, "once");
+    let restored = client.memory().restore(&id).await.unwrap();
+    assert!(restored.ok);
+    let memory = restored.memory.expect("the restored memory");
+    assert_eq!(memory.id, id);
+    assert_eq!(memory.archived_at, None);
+    assert_eq!(client.memory().list().await.unwrap().len(), 1);
+    assert!(
+        !client.memory().restore(&id).await.unwrap().ok,
+        "not archived"
+    );
+}
+
+#[tokio::test]
+async fn the_knowledge_graph_relates_walks_and_round_trips_through_export() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    let operator = operator_client(&server);
+    let other = session_client(&server, token_for(&server, "other-user"));
+
+    let works = client
+        .memory()
+        .relate()
+        .from_entity_key("alice")
+        .from_label("Alice")
+        .from_entity_type("person")
+        .to_entity_key("acme")
+        .relationship_type("works_at")
+        .await
+        .unwrap();
+    let based = client
+        .memory()
+        .relate()
+        .from_entity_key("acme")
+        .to_entity_key("lisbon")
+        .relationship_type("based_in")
+        .await
+        .unwrap();
+    assert_eq!(
+        works.to_entity_id, based.from_entity_id,
+        "one entity per key"
+    );
+    let missing = client
+        .memory()
+        .relate()
+        .from_entity_key("alice")
+        .relationship_type("knows")
+        .await
+        .unwrap_err();
+    // A required field left unset is refused before anything is sent.
+    assert!(matches!(missing, Error::Config(_)), "{missing:?}");
+
+    let entities = client.memory().graph_entities().await.unwrap();
+    assert_eq!(entities.len(), 3);
+    let people = client
+        .memory()
+        .graph_entities()
+        .entity_type("person")
+        .await
+        .unwrap();
+    assert_eq!(people.len(), 1);
+    assert_eq!(people[0].label.as_deref(), Some("Alice"));
+    assert!(other.memory().graph_entities().await.unwrap().is_empty());
+
+    let acme = client
+        .memory()
+        .graph_relationships(&works.to_entity_id)
+        .await
+        .unwrap();
+    assert_eq!(acme.entity.entity_key.as_deref(), Some("acme"));
+    assert_eq!((acme.outbound.len(), acme.inbound.len()), (1, 1));
+    let from = acme.inbound[0].from.as_ref().expect("the other end");
+    assert_eq!(from.entity_key.as_deref(), Some("alice"));
+    // Another user's entity is a 404 in an HTTP 200: not found.
+    let hidden = other
+        .memory()
+        .graph_relationships(&works.to_entity_id)
+        .await
+        .unwrap_err();
+    assert!(matches!(hidden, Error::NotFound(_)), "{hidden:?}");
+
+    let path = client
+        .memory()
+        .graph_path(&works.from_entity_id, &based.to_entity_id)
+        .await
+        .unwrap()
+        .path
+        .expect("a path");
+    let keys: Vec<_> = path
+        .iter()
+        .map(|hop| hop.entity.entity_key.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(keys, ["alice", "acme", "lisbon"]);
+    assert_eq!(path[1].direction.as_deref(), Some("out"));
+    let short = client
+        .memory()
+        .graph_path(&works.from_entity_id, &based.to_entity_id)
+        .max_hops(1)
+        .await
+        .unwrap();
+    assert_eq!(short.path, None, "not within one hop");
+
+    // Export, then import into another user: the bundle lands with its importer.
+    client.memory().create("Prefers tea").await.unwrap();
+    let bundle = client.memory().export().await.unwrap();
+    assert_eq!(bundle.memories.len(), 1);
+    assert_eq!(bundle.entities.len(), 3);
+    assert_eq!(bundle.relationships.len(), 2);
+    let imported = other.memory().import(bundle.clone()).await.unwrap();
+    assert_eq!(
+        (
+            imported.memories_imported,
+            imported.entities_imported,
+            imported.relationships_imported
+        ),
+        (Some(1), Some(3), Some(2))
+    );
+    assert_eq!(other.memory().list().await.unwrap().len(), 1);
+    assert_eq!(other.memory().graph_entities().await.unwrap().len(), 3);
+    let replaced = other.memory().import(bundle).mode("replace").await.unwrap();
+    assert_eq!(replaced.memories_deleted, Some(1));
+    assert_eq!(other.memory().list().await.unwrap().len(), 1);
+    assert_eq!(client.memory().list().await.unwrap().len(), 1, "untouched");
+    // An operator may export any user's memories; an end user only their own.
+    let theirs = operator
+        .memory()
+        .export()
+        .user_id("other-user")
+        .await
+        .unwrap();
+    assert_eq!(theirs.user_id.as_deref(), Some("other-user"));
+    let forged = client
+        .memory()
+        .export()
+        .user_id("other-user")
+        .await
+        .unwrap();
+    assert_eq!(forged.user_id.as_deref(), Some(server.user_id()));
+}

@@ -104,6 +104,10 @@ pub(crate) struct Store {
     pub provisioned: Vec<Scope>,
     /// Memories of `/api/v1/memory`, scoped, one owner each.
     pub memories: Vec<Value>,
+    /// Knowledge-graph entities of `/api/v1/memory/graph`, scoped, one owner each.
+    pub memory_entities: Vec<Value>,
+    /// Knowledge-graph relationships between one owner's entities.
+    pub memory_relationships: Vec<Value>,
     /// Reserved attachments (`/attachments/presigned`) and what their PUT received.
     pub attachments: Vec<Value>,
     /// The largest attachment `/attachments/presigned` accepts (`None`: upstream's 20 MiB).

@@ -134,8 +134,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .get("/memory", memory::list)
         .post("/memory", memory::create)
         .get("/memory/search", memory::search)
+        .post("/memory/extract", memory::extract)
+        .get("/memory/export", memory::export)
+        .post("/memory/import", memory::import)
+        .post("/memory/relate", memory::relate)
         .post("/memory/{id}", memory::update)
         .delete("/memory/{id}", memory::delete)
+        .post("/memory/{id}/archive", memory::archive)
+        .post("/memory/{id}/restore", memory::restore)
+        .get("/memory/graph/entities", memory::graph_entities)
+        .get(
+            "/memory/graph/entities/{id}/relationships",
+            memory::graph_relationships,
+        )
+        .get("/memory/graph/path", memory::graph_path)
         .post("/public/guest-token", tokens::guest)
         .post("/entities/{entity_id}/session-tokens", tokens::session);
     api.merge(others)
