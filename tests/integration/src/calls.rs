@@ -41,6 +41,23 @@ fn obj(args: &Value, key: &str) -> Map<String, Value> {
         .clone()
 }
 
+/// The approval decision `args` describe: `approved`, `comment?`, `editedArgs?`.
+fn decision(args: &Value) -> Decision {
+    let approved = args["approved"].as_bool().expect("approved is a bool");
+    let mut decision = if approved {
+        Decision::approve()
+    } else {
+        Decision::reject()
+    };
+    if let Some(c) = opt_s(args, "comment") {
+        decision = decision.with_comment(c);
+    }
+    if args.get("editedArgs").is_some() {
+        decision = decision.with_edited_args(obj(args, "editedArgs"));
+    }
+    decision
+}
+
 /// Sets the builder's optional arguments that `args` carries.
 macro_rules! opts {
     ($b:ident, $args:expr, str: [$($sk:literal => $sf:ident),* $(,)?], u64: [$($uk:literal => $uf:ident),* $(,)?]) => {{
@@ -267,26 +284,18 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
             json(b.await?)
         }
         "approvals.get" => json(client.approvals().get(s(args, "approvalId")).await?),
-        "approvals.resolve" => {
-            let approved = args["approved"].as_bool().expect("approved is a bool");
-            let mut decision = if approved {
-                Decision::approve()
-            } else {
-                Decision::reject()
-            };
-            if let Some(c) = opt_s(args, "comment") {
-                decision = decision.with_comment(c);
-            }
-            if args.get("editedArgs").is_some() {
-                decision = decision.with_edited_args(obj(args, "editedArgs"));
-            }
-            json(
-                client
-                    .approvals()
-                    .resolve(s(args, "approvalId"), decision)
-                    .await?,
-            )
-        }
+        "approvals.resolve" => json(
+            client
+                .approvals()
+                .resolve(s(args, "approvalId"), decision(args))
+                .await?,
+        ),
+        "approvals.resolve_durable" => json(
+            client
+                .approvals()
+                .resolve_durable(s(args, "token"), decision(args))
+                .await?,
+        ),
         "budgets.list" => {
             let mut b = client.budgets().list();
             b = opts!(b, args, str: [], u64: ["page" => page, "limit" => limit, "offset" => offset]);
@@ -310,6 +319,9 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
             b = opts!(b, args, str: ["search" => search],
                 u64: ["days" => days, "limit" => limit, "offset" => offset]);
             json(b.await?)
+        }
+        "monitoring.cost_thread" => {
+            json(client.monitoring().cost_thread(s(args, "threadId")).await?)
         }
         "monitoring.cost_by_scope" => {
             let mut b = client.monitoring().cost_by_scope();

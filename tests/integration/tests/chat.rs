@@ -711,3 +711,80 @@ async fn the_knowledge_graph_relates_walks_and_round_trips_through_export() {
         .unwrap();
     assert_eq!(forged.user_id.as_deref(), Some(server.user_id()));
 }
+
+#[tokio::test]
+async fn a_durable_approval_is_resolved_by_its_waitpoint_token() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    server.open_waitpoint("wp_refund");
+
+    let done = client
+        .approvals()
+        .resolve_durable(
+            "wp_refund",
+            platos_client::Decision::approve().with_comment("fine"),
+        )
+        .await
+        .unwrap();
+    assert!(done.resolved);
+    assert_eq!(
+        (done.token.as_deref(), done.approved),
+        (Some("wp_refund"), Some(true))
+    );
+    let decision = server.waitpoint("wp_refund").expect("completed");
+    assert_eq!(
+        (
+            &decision["approved"],
+            &decision["comment"],
+            &decision["respondedBy"]
+        ),
+        (&json!(true), &json!("fine"), &json!(server.user_id()))
+    );
+
+    // The engine refuses a completed or unknown waitpoint in an HTTP 200
+    // `{resolved: false, error}`: an error, not a receipt.
+    for token in ["wp_refund", "wp_unknown"] {
+        let refused = client
+            .approvals()
+            .resolve_durable(token, platos_client::Decision::reject())
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, Error::Validation(_)), "{refused:?}");
+    }
+    assert_eq!(
+        server.waitpoint("wp_refund").unwrap()["approved"],
+        json!(true),
+        "the first decision stands"
+    );
+
+    // A server without a durable engine answers 503.
+    server.disable_durable_approvals();
+    server.open_waitpoint("wp_later");
+    let unavailable = client
+        .approvals()
+        .resolve_durable("wp_later", platos_client::Decision::approve())
+        .await
+        .unwrap_err();
+    assert_eq!(unavailable.status(), Some(503), "{unavailable:?}");
+    assert_eq!(server.waitpoint("wp_later"), None);
+}
+
+#[tokio::test]
+async fn a_threads_cost_is_its_owners_to_read() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    let other = session_client(&server, token_for(&server, "other-user"));
+    let thread = client.threads().create(SEED_AGENT_SUPPORT).await.unwrap();
+    let empty = client.monitoring().cost_thread(&thread.id).await.unwrap();
+    assert_eq!((empty.tasks, empty.input_tokens), (Some(0), Some(0)));
+    client.threads().ask(&thread.id, "hello").await.unwrap();
+    let cost = client.monitoring().cost_thread(&thread.id).await.unwrap();
+    assert_eq!(cost.tasks, Some(1));
+    assert!(cost.input_tokens.unwrap_or(0) > 0 && cost.cost_cents.unwrap_or(0.0) > 0.0);
+    let hidden = other
+        .monitoring()
+        .cost_thread(&thread.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(hidden, Error::NotFound(_)), "{hidden:?}");
+}

@@ -112,6 +112,10 @@ pub(crate) struct Store {
     pub attachments: Vec<Value>,
     /// The largest attachment `/attachments/presigned` accepts (`None`: upstream's 20 MiB).
     pub attachment_max_bytes: Option<u64>,
+    /// Durable approvals' waitpoints by token: `None` while open, then the decision.
+    pub waitpoints: HashMap<String, Option<Value>>,
+    /// The server runs no durable engine: `/durable-approvals/*` answers 503.
+    pub durable_disabled: bool,
     /// Guest tokens minted per client address (`/api/v1/public/guest-token`).
     pub guest_tokens: HashMap<String, u32>,
     pub seed: bool,

@@ -33,6 +33,8 @@ const CALLS: &[&str] = &[
     "memory.graph_entities",
     "memory.graph_relationships",
     "memory.graph_path",
+    "approvals.resolve_durable",
+    "monitoring.cost_thread",
     "threads.edit_and_rerun",
     "threads.fork",
     "threads.pin",

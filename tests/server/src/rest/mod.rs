@@ -84,6 +84,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .get("/monitoring/approvals", approvals::list)
         .get("/monitoring/approvals/{approval_id}", approvals::get)
         .post("/approvals/{approval_id}/resolve", approvals::resolve)
+        .post(
+            "/durable-approvals/{token}/resolve",
+            approvals::resolve_durable,
+        )
         .get("/messages/{message_id}/rating", messages::rating_get)
         .post("/messages/{message_id}/rating", messages::rating_put)
         .delete("/messages/{message_id}/rating", messages::rating_delete)
