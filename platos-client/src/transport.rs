@@ -312,7 +312,31 @@ impl PlatosClient {
             return Ok(response);
         }
         let limit = self.shared().max_response_bytes;
+        // A raw call to a route that answers refusals with HTTP 200 is read
+        // by the same rule as the generated call (`errors_in_200.rs`).
+        if crate::errors_in_200::applies(response.url().path()) {
+            return crate::errors_in_200::lift(response, limit)
+                .await
+                .map_err(|e| transport_error(e).via_proxy(proxy));
+        }
         Ok(crate::body::limit_body(response, limit))
+    }
+}
+
+/// Reports a deprecated route once: a generated call by its operation, a
+/// raw call (no path template) by its method and path.
+fn note_deprecation(operation: &Operation<Idempotency>, response: &reqwest::Response) {
+    if operation.path.is_empty() {
+        let path = response.url().path();
+        let route = format!("{} {path}", operation.method);
+        crate::deprecation::note(operation.id, &route, path, response.headers());
+    } else {
+        crate::deprecation::note(
+            operation.id,
+            operation.id,
+            operation.path,
+            response.headers(),
+        );
     }
 }
 
@@ -427,7 +451,7 @@ impl PlatosClient {
 
             let (result, asked) = match result {
                 Ok(response) => {
-                    crate::deprecation::note(operation.id, operation.path, response.headers());
+                    note_deprecation(operation, &response);
                     let status = response.status().as_u16();
                     if status == 401 || status == 403 {
                         let refused = token.as_ref().filter(|_| shared.auth.can_refresh());

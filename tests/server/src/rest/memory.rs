@@ -10,9 +10,29 @@ use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::auth::Caller;
+use crate::routes::Routes;
 use crate::store::{in_scope, new_id, now_iso, scope_fields};
 
 use super::{Q, Res, S, auth, body_object, ok, q_str};
+
+/// The memory routes under `prefix` (`/api/v1/memory`, or an alias of it).
+pub(super) fn routes(prefix: &'static str) -> Routes {
+    Routes::new(prefix)
+        .get("", list)
+        .post("", create)
+        .get("/search", search)
+        .post("/extract", extract)
+        .get("/export", export)
+        .post("/import", import)
+        .post("/relate", relate)
+        .post("/{id}", update)
+        .delete("/{id}", delete)
+        .post("/{id}/archive", archive)
+        .post("/{id}/restore", restore)
+        .get("/graph/entities", graph_entities)
+        .get("/graph/entities/{id}/relationships", graph_relationships)
+        .get("/graph/path", graph_path)
+}
 
 const KINDS: [&str; 4] = ["fact", "preference", "event", "relationship"];
 

@@ -30,6 +30,7 @@ mod approvals;
 mod bgo;
 mod budgets;
 mod chat;
+mod deprecation;
 mod jobs;
 mod memory;
 mod messages;
@@ -134,27 +135,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .get("/trigger/batches/{id}", bgo::batches_get)
         .post("/trigger/batches/{id}", bgo::batches_trigger);
+    let memory = deprecation::ALIASES
+        .iter()
+        .fold(memory::routes("/api/v1/memory"), |r, a| {
+            r.merge(memory::routes(a.alias))
+        });
     let others = Routes::new("/api/v1")
-        .get("/memory", memory::list)
-        .post("/memory", memory::create)
-        .get("/memory/search", memory::search)
-        .post("/memory/extract", memory::extract)
-        .get("/memory/export", memory::export)
-        .post("/memory/import", memory::import)
-        .post("/memory/relate", memory::relate)
-        .post("/memory/{id}", memory::update)
-        .delete("/memory/{id}", memory::delete)
-        .post("/memory/{id}/archive", memory::archive)
-        .post("/memory/{id}/restore", memory::restore)
-        .get("/memory/graph/entities", memory::graph_entities)
-        .get(
-            "/memory/graph/entities/{id}/relationships",
-            memory::graph_relationships,
-        )
-        .get("/memory/graph/path", memory::graph_path)
         .post("/public/guest-token", tokens::guest)
         .post("/entities/{entity_id}/session-tokens", tokens::session);
-    api.merge(others)
+    api.merge(memory)
+        .merge(others)
         .merge(crate::v1_stream::routes())
         .merge(crate::v1::routes())
         .with_listing()
@@ -163,6 +153,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             shared.clone(),
             rest_layer,
         ))
+        .layer(axum::middleware::from_fn(deprecation::signal))
         .merge(crate::storage::routes())
         .with_state(shared)
 }
