@@ -788,3 +788,76 @@ async fn a_threads_cost_is_its_owners_to_read() {
         .unwrap_err();
     assert!(matches!(hidden, Error::NotFound(_)), "{hidden:?}");
 }
+
+#[tokio::test]
+async fn public_write_routes_get_a_finite_length_and_refuse_a_chunked_body() {
+    let server = TestServer::start().await.unwrap();
+    server.insert_agent(
+        server.scope(),
+        json!({"id": "ag_public", "name": "Widget", "visibility": "public-guest", "isActive": true}),
+    );
+    let client = user_client(&server);
+    client.tokens().guest("ag_public").await.unwrap();
+    let scope = server.scope();
+    let mut request = SessionTokenRequest {
+        organization_id: scope.organization_id.clone(),
+        project_id: scope.project_id.clone(),
+        environment_id: scope.environment_id.clone(),
+        user_id: "u_capped".into(),
+        user_token: None,
+        ttl_seconds: None,
+        agent_id: None,
+        user_meta: None,
+        claims: Default::default(),
+    };
+    operator_client(&server)
+        .tokens()
+        .session(server.entity_id(), request.clone())
+        .await
+        .unwrap();
+    // Both calls went out with the exact length of what they sent.
+    for suffix in ["/guest-token", "/session-tokens"] {
+        let sent = server.recorder().requests_to(suffix);
+        let [one] = sent.as_slice() else {
+            panic!("one call to {suffix}: {sent:?}");
+        };
+        assert_eq!(
+            one.header("content-length"),
+            Some(one.body.len().to_string().as_str()),
+            "{suffix}"
+        );
+    }
+
+    // A body of unknown length (chunked) is refused before it is read.
+    let chunks = futures::stream::iter(
+        [&br#"{"agentId":"#[..], &br#""ag_public"}"#[..]]
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from_static(c))),
+    );
+    let chunked = reqwest::Client::new()
+        .post(format!("{}/api/v1/public/guest-token", server.base_url()))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status().as_u16(), 413);
+    assert_eq!(
+        chunked.json::<serde_json::Value>().await.unwrap(),
+        json!({"error": "payload_too_large", "limit": 262_144})
+    );
+
+    // The same refusal through the SDK (a body over the cap) is typed.
+    request
+        .claims
+        .insert("blob".into(), json!("x".repeat(300 * 1024)));
+    let refused = operator_client(&server)
+        .tokens()
+        .session(server.entity_id(), request)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Refused(_)), "{refused:?}");
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (Some(413), Some("payload_too_large"))
+    );
+}

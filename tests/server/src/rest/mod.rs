@@ -28,6 +28,7 @@ type Res = Result<Response, Response>;
 mod agents;
 mod approvals;
 mod bgo;
+mod body_limits;
 mod budgets;
 mod chat;
 mod deprecation;
@@ -154,6 +155,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             rest_layer,
         ))
         .layer(axum::middleware::from_fn(deprecation::signal))
+        .layer(axum::middleware::from_fn(body_limits::cap))
         .merge(crate::storage::routes())
         .with_state(shared)
 }
