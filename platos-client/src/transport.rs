@@ -425,11 +425,16 @@ impl PlatosClient {
             // Read on every try: a retry after another call refreshed the
             // token sends the new one instead of collecting a needless 401.
             let (token, epoch) = shared.auth.session_token_with_epoch();
+            // An anonymous route gets no credential, so nothing to refresh either.
+            let anonymous = operation.credentials == crate::request::Credentials::Omitted;
+            let token = token.filter(|_| !anonymous);
             let mut attempt = match request.try_clone() {
                 Some(r) => r,
                 // Streaming bodies cannot be replayed: send the original once.
                 None => {
-                    inner.set_auth_headers(&mut request, token.as_ref());
+                    if !anonymous {
+                        inner.set_auth_headers(&mut request, token.as_ref());
+                    }
                     if !streamed {
                         *request.timeout_mut() =
                             Some(retry::try_timeout(shared.timeout, remaining()));
@@ -437,7 +442,9 @@ impl PlatosClient {
                     return http.execute(request).await;
                 }
             };
-            inner.set_auth_headers(&mut attempt, token.as_ref());
+            if !anonymous {
+                inner.set_auth_headers(&mut attempt, token.as_ref());
+            }
             if !streamed {
                 *attempt.timeout_mut() = Some(retry::try_timeout(shared.timeout, remaining()));
             }

@@ -481,6 +481,7 @@ impl ProviderKeysRotateSecret {
             rule: crate::v1::KeyClass::Required,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let id = &self.id;
         let environment_id = crate::request::needed(
@@ -584,6 +585,7 @@ impl BffMagicLinkStart {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Omitted,
         };
         let email = &self.email;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -673,6 +675,7 @@ impl BffMagicLinkComplete {
             rule: crate::v1::KeyClass::Exempt,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Omitted,
         };
         let token = &self.token;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -768,6 +771,7 @@ impl BffSessionExchange {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Omitted,
         };
         let token = &self.token;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -854,6 +858,7 @@ impl BffSessionSignOut {
             rule: crate::v1::KeyClass::Accepted,
             json: false,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/bff/session");
@@ -952,6 +957,7 @@ impl EnvironmentScopeResolve {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_slug = crate::request::needed(
             self.environment_slug.as_ref(),
@@ -1072,6 +1078,7 @@ impl EnvironmentEndUsersList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -1202,6 +1209,7 @@ impl EnvironmentVariablesList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -1305,6 +1313,7 @@ impl EnvironmentVariablesSet {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let key = &self.key;
@@ -1400,6 +1409,7 @@ impl IdentitySessionGet {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/identity/session");
@@ -1478,6 +1488,7 @@ impl InvitationsAccept {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let token = &self.token;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -1565,6 +1576,7 @@ impl OrganizationsList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/organizations");
@@ -1651,6 +1663,7 @@ impl OrganizationsCreate {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let name = &self.name;
         let slug = &self.slug;
@@ -1761,6 +1774,7 @@ impl InvitationsIssue {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let organization_id = &self.organization_id;
         let email = &self.email;
@@ -1858,6 +1872,7 @@ impl OrganizationMembersList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let organization_id = &self.organization_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -1950,6 +1965,7 @@ impl OrganizationMembersChangeRole {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let organization_id = &self.organization_id;
         let membership_id = &self.membership_id;
@@ -2042,6 +2058,7 @@ impl ProjectsList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/projects");
@@ -2153,6 +2170,7 @@ impl ProjectsCreate {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let organization_id = crate::request::needed(
             self.organization_id.as_ref(),
@@ -2285,6 +2303,7 @@ impl McpEntityTokensList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let entity_id = &self.entity_id;
         let environment_id = &self.environment_id;
@@ -2451,6 +2470,7 @@ impl McpEntityTokensMint {
             rule: crate::v1::KeyClass::Required,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let entity_id = &self.entity_id;
         let environment_id = crate::request::needed(
@@ -2571,6 +2591,7 @@ impl McpEntityTokensRevoke {
             rule: crate::v1::KeyClass::Exempt,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let entity_id = &self.entity_id;
         let token_id = &self.token_id;
@@ -2658,6 +2679,7 @@ impl McpOrganizationPoliciesList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -2750,6 +2772,7 @@ impl McpOrganizationPoliciesSet {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let pattern = &self.pattern;
@@ -2858,6 +2881,7 @@ impl McpOrganizationPoliciesRemove {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let policy_id = &self.policy_id;
@@ -2949,6 +2973,7 @@ impl McpPlatformTokensList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -3097,6 +3122,7 @@ impl McpPlatformTokensMint {
             rule: crate::v1::KeyClass::Required,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let name = &self.name;
@@ -3205,6 +3231,7 @@ impl McpPlatformTokensRevoke {
             rule: crate::v1::KeyClass::Exempt,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let id = &self.id;
         let environment_id = &self.environment_id;

@@ -298,6 +298,26 @@ async fn the_server_mints_guest_and_entity_session_tokens() {
     assert!(as_guest.threads().list().await.unwrap().is_empty());
     let private = client.tokens().guest(SEED_AGENT_SUPPORT).await.unwrap_err();
     assert!(matches!(private, Error::NotFound(_)), "{private:?}");
+    // The route reads no credential (`security: []` in the spec), so none
+    // is sent: not a session client's token, not an api-key client's key or scope.
+    operator_client(&server)
+        .tokens()
+        .guest("ag_public")
+        .await
+        .unwrap();
+    let sent = server.recorder().requests_to("/guest-token");
+    assert_eq!(sent.len(), 3);
+    for r in &sent {
+        for h in [
+            "authorization",
+            "x-platos-session-token",
+            "x-platos-organization-id",
+            "x-platos-user-id",
+            "x-platos-user-token",
+        ] {
+            assert_eq!(r.header(h), None, "{h} sent to the guest route");
+        }
+    }
 
     let scope = server.scope();
     let request = SessionTokenRequest {
