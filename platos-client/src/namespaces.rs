@@ -447,7 +447,9 @@ impl ListAgents {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Agent>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "agents_list",
             method: http::Method::GET,
@@ -475,30 +477,28 @@ impl ListAgents {
             url.query("status", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Agent>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::AgentList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.agents,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::AgentList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.agents,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -563,18 +563,15 @@ impl GetAgent {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::Agent>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::Agent>(answer).await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => crate::transport::finish::<crate::types::Agent>(fetched),
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "agents_get",
             method: http::Method::GET,
@@ -589,9 +586,11 @@ impl GetAgent {
         url.literal("/api/v1/agent/agents/");
         url.segment(agent_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetAgent {
@@ -678,20 +677,18 @@ impl AskAgent {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::TurnResult> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::TurnResult::try_from(
-                        crate::transport::finish::<crate::types::TurnAnswer>(answer)
-                            .await?,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::TurnResult::try_from(
+                    crate::transport::finish::<crate::types::TurnAnswer>(fetched)?,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "agents_ask",
             method: http::Method::POST,
@@ -740,9 +737,11 @@ impl AskAgent {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for AskAgent {
@@ -806,7 +805,9 @@ impl ListAgentVersions {
     pub async fn send(self) -> crate::Result<Vec<crate::types::AgentVersion>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "agents_list_versions",
             method: http::Method::GET,
@@ -831,32 +832,30 @@ impl ListAgentVersions {
             url.query("offset", &crate::request::int64("offset", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::Page<crate::types::AgentVersion>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::AgentVersionList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.versions,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::AgentVersionList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.versions,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListAgentVersions {
@@ -905,18 +904,16 @@ impl ResolveApproval {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ApprovalResolution> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ApprovalResolution>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::ApprovalResolution>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "approvals_resolve",
             method: http::Method::POST,
@@ -935,9 +932,11 @@ impl ResolveApproval {
         let body = Some(
             crate::request::json(&crate::request::RestBody::rest_body(decision))?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ResolveApproval {
@@ -1015,18 +1014,16 @@ impl PresignAttachment {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::PresignedUpload> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::PresignedUpload>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::PresignedUpload>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "attachments_presign",
             method: http::Method::POST,
@@ -1072,9 +1069,11 @@ impl PresignAttachment {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for PresignAttachment {
@@ -1136,7 +1135,9 @@ impl ListBudgets {
     pub async fn send(self) -> crate::Result<Vec<crate::types::BudgetCap>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "budgets_list",
             method: http::Method::GET,
@@ -1158,30 +1159,28 @@ impl ListBudgets {
             url.query("offset", &crate::request::int64("offset", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::BudgetCap>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::BudgetCapList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.caps,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::BudgetCapList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.caps,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -1255,20 +1254,16 @@ impl BudgetStatusQuery {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BudgetStatusResponse> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<
-                        crate::types::BudgetStatusResponse,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::BudgetStatusResponse>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "budgets_status",
             method: http::Method::GET,
@@ -1287,9 +1282,11 @@ impl BudgetStatusQuery {
             url.query("userId", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for BudgetStatusQuery {
@@ -1338,18 +1335,16 @@ impl ResolveDurableApproval {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::DurableResolution> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::DurableResolution>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::DurableResolution>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "approvals_resolve_durable",
             method: http::Method::POST,
@@ -1368,9 +1363,11 @@ impl ResolveDurableApproval {
         let body = Some(
             crate::request::json(&crate::request::RestBody::rest_body(decision))?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ResolveDurableApproval {
@@ -1448,7 +1445,9 @@ impl ListJobs {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Job>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_list",
             method: http::Method::GET,
@@ -1476,30 +1475,28 @@ impl ListJobs {
             url.query("status", value.as_str());
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Job>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::JobList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.jobs,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::JobList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.jobs,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -1561,17 +1558,14 @@ impl CreateJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::JobWrite> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::JobWrite>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::JobWrite>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_create",
             method: http::Method::POST,
@@ -1585,9 +1579,11 @@ impl CreateJob {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/jobs");
         let body = Some(crate::request::json(body)?);
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CreateJob {
@@ -1630,21 +1626,16 @@ impl GetJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Job> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::JobWrite>(answer)
-                            .await?
-                            .job,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(crate::transport::finish::<crate::types::JobWrite>(fetched)?.job)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_get",
             method: http::Method::GET,
@@ -1659,9 +1650,11 @@ impl GetJob {
         url.literal("/api/v1/agent/jobs/");
         url.segment(job_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetJob {
@@ -1702,17 +1695,14 @@ impl DeleteJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_delete",
             method: http::Method::DELETE,
@@ -1727,9 +1717,11 @@ impl DeleteJob {
         url.literal("/api/v1/agent/jobs/");
         url.segment(job_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeleteJob {
@@ -1773,17 +1765,14 @@ impl UpdateJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::JobWrite> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::JobWrite>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::JobWrite>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_update",
             method: http::Method::PATCH,
@@ -1799,9 +1788,11 @@ impl UpdateJob {
         url.literal("/api/v1/agent/jobs/");
         url.segment(job_id)?;
         let body = Some(crate::request::json(body)?);
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UpdateJob {
@@ -1850,18 +1841,16 @@ impl DispatchJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::DispatchResult> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::DispatchResult>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::DispatchResult>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_dispatch",
             method: http::Method::POST,
@@ -1892,9 +1881,11 @@ impl DispatchJob {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DispatchJob {
@@ -1938,19 +1929,17 @@ impl GetMessageRating {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::MessageRating>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::MessageRating>(answer)
-                            .await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => {
+                    crate::transport::finish::<crate::types::MessageRating>(fetched)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "messages_rating",
             method: http::Method::GET,
@@ -1966,9 +1955,11 @@ impl GetMessageRating {
         url.segment(message_id)?;
         url.literal("/rating");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetMessageRating {
@@ -2024,21 +2015,19 @@ impl RateMessage {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::RatingRecord> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::RatingAnswer>(answer)
-                            .await?
-                            .rating,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::RatingAnswer>(fetched)?
+                        .rating,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "messages_rate",
             method: http::Method::POST,
@@ -2072,9 +2061,11 @@ impl RateMessage {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for RateMessage {
@@ -2117,21 +2108,19 @@ impl UnrateMessage {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<bool> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::RatingRemoved>(answer)
-                            .await?
-                            .removed,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::RatingRemoved>(fetched)?
+                        .removed,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "messages_unrate",
             method: http::Method::DELETE,
@@ -2147,9 +2136,11 @@ impl UnrateMessage {
         url.segment(message_id)?;
         url.literal("/rating");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UnrateMessage {
@@ -2243,7 +2234,9 @@ impl ListApprovals {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Approval>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "approvals_list",
             method: http::Method::GET,
@@ -2280,31 +2273,29 @@ impl ListApprovals {
             url.query("search", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Approval>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ApprovalList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.rows,
-                            envelope.items,
-                            envelope.approvals,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ApprovalList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.rows,
+                        envelope.items,
+                        envelope.approvals,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -2368,18 +2359,17 @@ impl GetApproval {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::Approval>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::Approval>(answer).await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => {
+                    crate::transport::finish::<crate::types::Approval>(fetched)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "approvals_get",
             method: http::Method::GET,
@@ -2394,9 +2384,11 @@ impl GetApproval {
         url.literal("/api/v1/agent/monitoring/approvals/");
         url.segment(approval_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetApproval {
@@ -2442,17 +2434,14 @@ impl CostByScope {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ScopeCost> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ScopeCost>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::ScopeCost>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "monitoring_cost",
             method: http::Method::GET,
@@ -2468,9 +2457,11 @@ impl CostByScope {
             url.query("date", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CostByScope {
@@ -2539,7 +2530,9 @@ impl CostByAgent {
     pub async fn send(self) -> crate::Result<Vec<crate::types::CostByAgentRow>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "monitoring_cost_by_agent",
             method: http::Method::GET,
@@ -2564,29 +2557,27 @@ impl CostByAgent {
             url.query("search", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::Page<crate::types::CostByAgentRow>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::CostByAgentResponse,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([envelope.rows]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::CostByAgentResponse,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([envelope.rows]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -2649,17 +2640,14 @@ impl ThreadCostRequest {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ThreadCost> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ThreadCost>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::ThreadCost>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "monitoring_cost_thread",
             method: http::Method::GET,
@@ -2674,9 +2662,11 @@ impl ThreadCostRequest {
         url.literal("/api/v1/agent/monitoring/cost/thread/");
         url.segment(thread_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ThreadCostRequest {
@@ -2747,7 +2737,9 @@ impl ListRuns {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Run>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "monitoring_runs",
             method: http::Method::GET,
@@ -2772,30 +2764,28 @@ impl ListRuns {
             url.query("limit", &crate::request::int64("limit", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Run>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::RunList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.runs,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::RunList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.runs,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListRuns {
@@ -2836,17 +2826,14 @@ impl GetTrace {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ThreadTrace> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ThreadTrace>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::ThreadTrace>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "monitoring_trace",
             method: http::Method::GET,
@@ -2861,9 +2848,11 @@ impl GetTrace {
         url.literal("/api/v1/agent/monitoring/trace/");
         url.segment(thread_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetTrace {
@@ -2960,7 +2949,9 @@ impl ListThreads {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Thread>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_list",
             method: http::Method::GET,
@@ -2997,30 +2988,28 @@ impl ListThreads {
             url.query("archived", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Thread>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ThreadList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.threads,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ThreadList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.threads,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -3089,17 +3078,14 @@ impl CreateThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_create",
             method: http::Method::POST,
@@ -3130,9 +3116,11 @@ impl CreateThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CreateThread {
@@ -3176,18 +3164,15 @@ impl GetThread {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::Thread>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::Thread>(answer).await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_get",
             method: http::Method::GET,
@@ -3202,9 +3187,11 @@ impl GetThread {
         url.literal("/api/v1/agent/threads/");
         url.segment(thread_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetThread {
@@ -3247,17 +3234,14 @@ impl DeleteThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_delete",
             method: http::Method::DELETE,
@@ -3272,9 +3256,11 @@ impl DeleteThread {
         url.literal("/api/v1/agent/threads/");
         url.segment(thread_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeleteThread {
@@ -3328,17 +3314,14 @@ impl UpdateThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_update",
             method: http::Method::PATCH,
@@ -3370,9 +3353,11 @@ impl UpdateThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UpdateThread {
@@ -3413,17 +3398,14 @@ impl ArchiveThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_archive",
             method: http::Method::POST,
@@ -3439,9 +3421,11 @@ impl ArchiveThread {
         url.segment(thread_id)?;
         url.literal("/archive");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ArchiveThread {
@@ -3504,7 +3488,9 @@ impl ListArtifacts {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Artifact>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_artifacts",
             method: http::Method::GET,
@@ -3529,30 +3515,28 @@ impl ListArtifacts {
             url.query("page", &crate::request::int64("page", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Artifact>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ArtifactList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.artifacts,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ArtifactList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.artifacts,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -3629,17 +3613,14 @@ impl ForkThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_fork",
             method: http::Method::POST,
@@ -3673,9 +3654,11 @@ impl ForkThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ForkThread {
@@ -3739,7 +3722,9 @@ impl ListMessages {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Message>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_messages",
             method: http::Method::GET,
@@ -3764,30 +3749,28 @@ impl ListMessages {
             url.query("page", &crate::request::int64("page", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Message>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::MessageList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.messages,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::MessageList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.messages,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -3874,20 +3857,18 @@ impl AskThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::TurnResult> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::TurnResult::try_from(
-                        crate::transport::finish::<crate::types::TurnAnswer>(answer)
-                            .await?,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::TurnResult::try_from(
+                    crate::transport::finish::<crate::types::TurnAnswer>(fetched)?,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_ask",
             method: http::Method::POST,
@@ -3924,9 +3905,11 @@ impl AskThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for AskThread {
@@ -3982,21 +3965,19 @@ impl EditAndRerun {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Message> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::EditedMessage>(answer)
-                            .await?
-                            .message,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::EditedMessage>(fetched)?
+                        .message,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_edit_and_rerun",
             method: http::Method::POST,
@@ -4030,9 +4011,11 @@ impl EditAndRerun {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for EditAndRerun {
@@ -4079,17 +4062,14 @@ impl ListReplies {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Replies> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Replies>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Replies>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_replies",
             method: http::Method::GET,
@@ -4108,9 +4088,11 @@ impl ListReplies {
         url.segment(message_id)?;
         url.literal("/replies");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ListReplies {
@@ -4159,17 +4141,14 @@ impl RetryMessage {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::RetryAnswer> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::RetryAnswer>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::RetryAnswer>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_retry",
             method: http::Method::POST,
@@ -4188,9 +4167,11 @@ impl RetryMessage {
         url.segment(message_id)?;
         url.literal("/retry");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for RetryMessage {
@@ -4240,17 +4221,14 @@ impl PinThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_pin",
             method: http::Method::POST,
@@ -4280,9 +4258,11 @@ impl PinThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for PinThread {
@@ -4332,17 +4312,14 @@ impl RenameThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_rename",
             method: http::Method::PATCH,
@@ -4372,9 +4349,11 @@ impl RenameThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for RenameThread {
@@ -4421,17 +4400,14 @@ impl ReplyCounts {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ReplyCounts> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ReplyCounts>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::ReplyCounts>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_reply_counts",
             method: http::Method::GET,
@@ -4449,9 +4425,11 @@ impl ReplyCounts {
         url.literal("/reply-counts");
         url.query("messageIds", message_ids);
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ReplyCounts {
@@ -4500,17 +4478,14 @@ impl SetThreadTags {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_set_tags",
             method: http::Method::POST,
@@ -4541,9 +4516,11 @@ impl SetThreadTags {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for SetThreadTags {
@@ -4584,17 +4561,14 @@ impl UnarchiveThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_unarchive",
             method: http::Method::POST,
@@ -4610,9 +4584,11 @@ impl UnarchiveThread {
         url.segment(thread_id)?;
         url.literal("/unarchive");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UnarchiveThread {
@@ -4657,7 +4633,9 @@ impl ListTools {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Tool>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_list",
             method: http::Method::GET,
@@ -4673,30 +4651,28 @@ impl ListTools {
             url.query("category", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Tool>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ToolList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.tools,
-                            envelope.items,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ToolList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.tools,
+                        envelope.items,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListTools {
@@ -4753,17 +4729,16 @@ impl ExecuteTool {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ToolExecution> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ToolExecution>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::ToolExecution>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_execute",
             method: http::Method::POST,
@@ -4797,9 +4772,11 @@ impl ExecuteTool {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ExecuteTool {
@@ -4889,18 +4866,16 @@ impl ToolMatrixQuery {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ToolMatrix> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_envelope::<crate::types::ToolMatrix>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish_envelope::<crate::types::ToolMatrix>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_matrix",
             method: http::Method::GET,
@@ -4934,32 +4909,30 @@ impl ToolMatrixQuery {
             url.query("entityId", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::Page<crate::types::ToolMatrixRow>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ToolMatrix,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.rows,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ToolMatrix,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.rows,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -5039,7 +5012,9 @@ impl SearchTools {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Tool>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_search",
             method: http::Method::GET,
@@ -5060,30 +5035,28 @@ impl SearchTools {
             url.query("entity", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Tool>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ToolSearchResult,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.results,
-                            envelope.tools,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ToolSearchResult,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.results,
+                        envelope.tools,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for SearchTools {
@@ -5125,18 +5098,17 @@ impl ToolStatsQuery {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::ToolStats>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::ToolStats>(answer).await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => {
+                    crate::transport::finish::<crate::types::ToolStats>(fetched)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_stats",
             method: http::Method::GET,
@@ -5149,9 +5121,11 @@ impl ToolStatsQuery {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/tools/stats");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ToolStatsQuery {
@@ -5203,17 +5177,14 @@ impl SetToolEnabled {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ToolEnabled> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ToolEnabled>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::ToolEnabled>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_set_enabled",
             method: http::Method::PATCH,
@@ -5247,9 +5218,11 @@ impl SetToolEnabled {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for SetToolEnabled {
@@ -5312,18 +5285,16 @@ impl TestTool {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ToolTestResult> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ToolTestResult>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::ToolTestResult>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_test",
             method: http::Method::POST,
@@ -5360,9 +5331,11 @@ impl TestTool {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for TestTool {
@@ -5403,17 +5376,14 @@ impl GetBgoBatch {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Batch> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Batch>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Batch>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_batches_get",
             method: http::Method::GET,
@@ -5428,9 +5398,11 @@ impl GetBgoBatch {
         url.literal("/api/v1/agent/trigger/batches/");
         url.segment(batch_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetBgoBatch {
@@ -5484,17 +5456,14 @@ impl TriggerBatch {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BatchHandle> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BatchHandle>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BatchHandle>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_batches_trigger",
             method: http::Method::POST,
@@ -5537,9 +5506,11 @@ impl TriggerBatch {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for TriggerBatch {
@@ -5601,7 +5572,9 @@ impl ListBgoRuns {
     pub async fn send(self) -> crate::Result<Vec<crate::types::BgoRun>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_runs_list",
             method: http::Method::GET,
@@ -5623,30 +5596,28 @@ impl ListBgoRuns {
             url.query("limit", &crate::request::int64("limit", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::BgoRun>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::BgoRunList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.runs,
-                            envelope.items,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::BgoRunList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.runs,
+                        envelope.items,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListBgoRuns {
@@ -5687,17 +5658,14 @@ impl GetBgoRun {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BgoRun> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BgoRun>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BgoRun>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_runs_get",
             method: http::Method::GET,
@@ -5712,9 +5680,11 @@ impl GetBgoRun {
         url.literal("/api/v1/agent/trigger/runs/");
         url.segment(run_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetBgoRun {
@@ -5755,18 +5725,16 @@ impl CancelBgoRun {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::CancelRunResponse> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::CancelRunResponse>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::CancelRunResponse>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_runs_cancel",
             method: http::Method::POST,
@@ -5782,9 +5750,11 @@ impl CancelBgoRun {
         url.segment(run_id)?;
         url.literal("/cancel");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CancelBgoRun {
@@ -5825,17 +5795,14 @@ impl ReplayBgoRun {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::RunHandle> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::RunHandle>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::RunHandle>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_runs_replay",
             method: http::Method::POST,
@@ -5851,9 +5818,11 @@ impl ReplayBgoRun {
         url.segment(run_id)?;
         url.literal("/replay");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ReplayBgoRun {
@@ -5894,7 +5863,9 @@ impl ListBgoSchedules {
     pub async fn send(self) -> crate::Result<Vec<crate::types::BgoSchedule>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_list",
             method: http::Method::GET,
@@ -5907,32 +5878,30 @@ impl ListBgoSchedules {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/trigger/schedules");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::Page<crate::types::BgoSchedule>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::BgoScheduleList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.schedules,
-                            envelope.items,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::BgoScheduleList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.schedules,
+                        envelope.items,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListBgoSchedules {
@@ -5976,17 +5945,14 @@ impl CreateBgoSchedule {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BgoSchedule> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BgoSchedule>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BgoSchedule>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_create",
             method: http::Method::POST,
@@ -6000,9 +5966,11 @@ impl CreateBgoSchedule {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/trigger/schedules");
         let body = Some(crate::request::json(body)?);
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CreateBgoSchedule {
@@ -6043,17 +6011,14 @@ impl DeleteBgoSchedule {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_delete",
             method: http::Method::DELETE,
@@ -6068,9 +6033,11 @@ impl DeleteBgoSchedule {
         url.literal("/api/v1/agent/trigger/schedules/");
         url.segment(schedule_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeleteBgoSchedule {
@@ -6108,17 +6075,14 @@ impl ActivateBgoSchedule {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BgoSchedule> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BgoSchedule>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BgoSchedule>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_activate",
             method: http::Method::POST,
@@ -6134,9 +6098,11 @@ impl ActivateBgoSchedule {
         url.segment(schedule_id)?;
         url.literal("/activate");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ActivateBgoSchedule {
@@ -6177,17 +6143,14 @@ impl DeactivateBgoSchedule {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BgoSchedule> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BgoSchedule>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BgoSchedule>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_deactivate",
             method: http::Method::POST,
@@ -6203,9 +6166,11 @@ impl DeactivateBgoSchedule {
         url.segment(schedule_id)?;
         url.literal("/deactivate");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeactivateBgoSchedule {
@@ -6246,7 +6211,9 @@ impl ListBgoTasks {
     pub async fn send(self) -> crate::Result<Vec<crate::types::BgoTask>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_tasks_list",
             method: http::Method::GET,
@@ -6259,30 +6226,28 @@ impl ListBgoTasks {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/trigger/tasks");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::BgoTask>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::BgoTaskList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.tasks,
-                            envelope.items,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::BgoTaskList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.tasks,
+                        envelope.items,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListBgoTasks {
@@ -6336,17 +6301,14 @@ impl TriggerTask {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::RunHandle> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::RunHandle>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::RunHandle>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_tasks_trigger",
             method: http::Method::POST,
@@ -6390,9 +6352,11 @@ impl TriggerTask {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for TriggerTask {
@@ -6441,17 +6405,14 @@ impl SessionToken {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MintedToken> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MintedToken>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::MintedToken>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tokens_session",
             method: http::Method::POST,
@@ -6468,9 +6429,11 @@ impl SessionToken {
         url.segment(entity_id)?;
         url.literal("/session-tokens");
         let body = Some(crate::request::json(body)?);
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for SessionToken {
@@ -6548,7 +6511,9 @@ impl ListMemories {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Memory>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_list",
             method: http::Method::GET,
@@ -6576,27 +6541,25 @@ impl ListMemories {
             url.query("offset", &crate::request::int64("offset", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Memory>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::MemoryList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([envelope.memories]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::MemoryList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([envelope.memories]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListMemories {
@@ -6681,21 +6644,19 @@ impl CreateMemory {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Memory> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::MemoryEnvelope>(answer)
-                            .await?
-                            .memory,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::MemoryEnvelope>(fetched)?
+                        .memory,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_create",
             method: http::Method::POST,
@@ -6741,9 +6702,11 @@ impl CreateMemory {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CreateMemory {
@@ -6791,17 +6754,16 @@ impl ExportMemories {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemoryBundle> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MemoryBundle>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::MemoryBundle>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_export",
             method: http::Method::GET,
@@ -6817,9 +6779,11 @@ impl ExportMemories {
             url.query("userId", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ExportMemories {
@@ -6869,18 +6833,16 @@ impl ExtractMemories {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemoryExtraction> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MemoryExtraction>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::MemoryExtraction>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_extract",
             method: http::Method::POST,
@@ -6911,9 +6873,11 @@ impl ExtractMemories {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ExtractMemories {
@@ -6982,7 +6946,9 @@ impl ListMemoryEntities {
     pub async fn send(self) -> crate::Result<Vec<crate::types::MemoryEntity>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_graph_entities",
             method: http::Method::GET,
@@ -7007,29 +6973,27 @@ impl ListMemoryEntities {
             url.query("offset", &crate::request::int64("offset", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::Page<crate::types::MemoryEntity>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::MemoryEntityList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([envelope.entities]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::MemoryEntityList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([envelope.entities]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListMemoryEntities {
@@ -7075,20 +7039,18 @@ impl MemoryEntityRelationships {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemoryEntityNeighbourhood> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<
-                        crate::types::MemoryEntityNeighbourhood,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<
+                    crate::types::MemoryEntityNeighbourhood,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_graph_relationships",
             method: http::Method::GET,
@@ -7104,9 +7066,11 @@ impl MemoryEntityRelationships {
         url.segment(id)?;
         url.literal("/relationships");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for MemoryEntityRelationships {
@@ -7167,17 +7131,14 @@ impl MemoryGraphPath {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemoryPath> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MemoryPath>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::MemoryPath>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_graph_path",
             method: http::Method::GET,
@@ -7200,9 +7161,11 @@ impl MemoryGraphPath {
             url.query("maxHops", &crate::request::int64("maxHops", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for MemoryGraphPath {
@@ -7259,17 +7222,16 @@ impl ImportMemories {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemoryImport> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MemoryImport>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::MemoryImport>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_import",
             method: http::Method::POST,
@@ -7303,9 +7265,11 @@ impl ImportMemories {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ImportMemories {
@@ -7423,18 +7387,16 @@ impl RelateEntities {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemoryRelation> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MemoryRelation>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::MemoryRelation>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_relate",
             method: http::Method::POST,
@@ -7503,9 +7465,11 @@ impl RelateEntities {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for RelateEntities {
@@ -7581,17 +7545,16 @@ impl SearchMemories {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemorySearch> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MemorySearch>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::MemorySearch>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_search",
             method: http::Method::GET,
@@ -7621,9 +7584,11 @@ impl SearchMemories {
             url.query("minScore", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for SearchMemories {
@@ -7701,21 +7666,19 @@ impl UpdateMemory {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Memory> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::MemoryEnvelope>(answer)
-                            .await?
-                            .memory,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::MemoryEnvelope>(fetched)?
+                        .memory,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_update",
             method: http::Method::POST,
@@ -7756,9 +7719,11 @@ impl UpdateMemory {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UpdateMemory {
@@ -7799,21 +7764,19 @@ impl DeleteMemory {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<bool> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::MemoryDeleted>(answer)
-                            .await?
-                            .deleted,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::MemoryDeleted>(fetched)?
+                        .deleted,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_delete",
             method: http::Method::DELETE,
@@ -7828,9 +7791,11 @@ impl DeleteMemory {
         url.literal("/api/v1/memory/");
         url.segment(id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeleteMemory {
@@ -7875,18 +7840,16 @@ impl ArchiveMemory {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemoryArchived> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MemoryArchived>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::MemoryArchived>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_archive",
             method: http::Method::POST,
@@ -7916,9 +7879,11 @@ impl ArchiveMemory {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ArchiveMemory {
@@ -7966,18 +7931,16 @@ impl RestoreMemory {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemoryRestored> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MemoryRestored>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::MemoryRestored>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_restore",
             method: http::Method::POST,
@@ -8007,9 +7970,11 @@ impl RestoreMemory {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for RestoreMemory {
@@ -8059,17 +8024,14 @@ impl GuestToken {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::GuestToken> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::GuestToken>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::GuestToken>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tokens_guest",
             method: http::Method::POST,
@@ -8100,9 +8062,11 @@ impl GuestToken {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GuestToken {
