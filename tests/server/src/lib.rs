@@ -90,6 +90,14 @@
 //! | `/trigger/tasks`, `/trigger/runs`, `/trigger/schedules`, `/trigger/batches` | the deprecated bgo surface |
 //! | `GET /openapi.json` (no credential) | every REST route this server answers (V1 and the event stream included) as an OpenAPI 3.1 document marked `x-platos-inventory: test-server`, listed from the table that builds the router (`routes.rs`); `cargo xtask spec-diff` compares it with `spec/` |
 //!
+//! Beside `/api/v1/agent`: the memory routes (`/api/v1/memory…`, list, create, update,
+//! delete, search, extract, export, import, relate, archive, restore and the graph;
+//! refusals in HTTP 200 `{error, status}`; an end user acts on their own memories only),
+//! mounted again under the deprecated `/api/v1/platos/memory`, whose every answer carries
+//! `Deprecation`, `Sunset` and `Link`; and the token mints (`POST /api/v1/public/guest-token`,
+//! `POST /api/v1/entities/{id}/session-tokens`), where a body needs a `Content-Length` of at
+//! most 256 KiB (else `413 {"error":"payload_too_large","limit":262144}`, chunked included).
+//!
 //! **One-shot turns** answer `200 {text, threadId, events, costCents, messageId}`: `events`
 //! is the scripted agent's `agent_event` list (`status thinking`, `meta`, `thinking`,
 //! `status executing`, `tool_call`, `tool_result`, `status generating`, N×`token` quoting
