@@ -5,7 +5,7 @@
 // its events out (the Rust driver sets that) so a click lands mid-turn.
 // Usage: node tests/node/chat_web.mjs <page URL> <screenshot path>
 import { chromium } from 'playwright-core';
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -17,8 +17,10 @@ if (!url || !shot) {
 const step = (s) => console.log('chat-web: ' + s);
 // Without the background-networking flags Chromium waits on refused
 // connections to Google services on a closed network.
-// A fresh profile each run (playwright takes it as the persistent context's directory).
-const browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'chat-web-chromium-')), {
+// A fresh profile each run (playwright takes it as the persistent context's
+// directory), removed when the run ends.
+const profile = mkdtempSync(join(tmpdir(), 'chat-web-chromium-'));
+const browser = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   headless: true,
   args: [
@@ -103,4 +105,5 @@ try {
   step('screenshot ' + shot);
 } finally {
   await browser.close();
+  rmSync(profile, { recursive: true, force: true });
 }
