@@ -68,6 +68,31 @@ pub(crate) enum Mode {
     ApiKey(Secret),
 }
 
+/// The credential and scope headers of one request (docs/wire.md §1.1), in
+/// the order they are sent: what REST and the WebSocket upgrade both send,
+/// `token` being the current session token in session mode.
+pub(crate) fn each_header(
+    mode: &Mode,
+    token: Option<&Secret>,
+    scope: Option<&crate::config::Scope>,
+    mut put: impl FnMut(&'static str, &str),
+) {
+    match mode {
+        Mode::Session => {
+            if let Some(token) = token {
+                put(SESSION_TOKEN, token.expose());
+            }
+        }
+        Mode::ApiKey(key) => put("authorization", &format!("Bearer {}", key.expose())),
+    }
+    for (name, value) in scope.into_iter().flat_map(crate::config::Scope::headers) {
+        put(name, value);
+    }
+}
+
+/// The header a session token travels in.
+pub(crate) const SESSION_TOKEN: &str = "x-platos-session-token";
+
 pub(crate) struct Auth {
     mode: Mode,
     state: Mutex<TokenState>,

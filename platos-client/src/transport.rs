@@ -27,7 +27,7 @@ use crate::error::{ApiError, Error, Result};
 use crate::request::{CallOptions, Operation};
 use crate::retry::{self, Idempotency};
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
-pub(crate) const SESSION_TOKEN: &str = "x-platos-session-token";
+use crate::auth::SESSION_TOKEN;
 
 /// The state the generated client carries: shared settings plus the scope
 /// of this handle (a per-call scope makes a new handle, not a new client).
@@ -66,25 +66,12 @@ impl Inner {
     /// The auth and scope headers, set on a request (without collecting them
     /// first: this runs on every try).
     fn set_auth_headers(&self, request: &mut reqwest::Request, token: Option<&Secret>) {
-        match self.shared.auth.mode() {
-            Mode::Session => {
-                if let Some(token) = token {
-                    set_header(request, SESSION_TOKEN, token.expose());
-                }
-            }
-            Mode::ApiKey(key) => {
-                set_header(
-                    request,
-                    "authorization",
-                    &format!("Bearer {}", key.expose()),
-                );
-            }
-        }
-        if let Some(scope) = &self.scope {
-            for (name, value) in scope.headers() {
-                set_header(request, name, value);
-            }
-        }
+        crate::auth::each_header(
+            self.shared.auth.mode(),
+            token,
+            self.scope.as_ref(),
+            |name, value| set_header(request, name, value),
+        );
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::pool::Pool;
-use crate::auth::{Auth, Mode};
+use crate::auth::Auth;
 use crate::config::{ReconnectConfig, Scope, Secret};
 use crate::decision::Decision;
 use crate::error::Result;
@@ -103,19 +103,12 @@ impl Context {
     /// the session token in session mode.
     pub(crate) fn auth_headers(&self, token: Option<&Secret>) -> Vec<(&'static str, String)> {
         let mut headers = Vec::new();
-        match self.shared.auth.mode() {
-            Mode::Session => {
-                if let Some(token) = token {
-                    headers.push((crate::transport::SESSION_TOKEN, token.expose().to_owned()));
-                }
-            }
-            Mode::ApiKey(key) => {
-                headers.push(("authorization", format!("Bearer {}", key.expose())));
-            }
-        }
-        if let Some(scope) = &self.scope {
-            headers.extend(scope.headers().map(|(k, v)| (k, v.to_owned())));
-        }
+        crate::auth::each_header(
+            self.shared.auth.mode(),
+            token,
+            self.scope.as_ref(),
+            |name, value| headers.push((name, value.to_owned())),
+        );
         headers
     }
 }
