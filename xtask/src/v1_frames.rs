@@ -125,6 +125,20 @@ fn dispatcher(frames: &[EventDef]) -> TokenStream {
                 }
             }
 
+            /// The payload's members as JSON (an object, without `t`): the
+            /// typed members as the schema spells them, then the kept unknown
+            /// ones; for [`FramePayload::Unknown`], the members as received.
+            pub fn to_value(&self) -> ::serde_json::Value {
+                let value = match self {
+                    #(FramePayload::#variants(payload) => ::serde_json::to_value(payload),)*
+                    FramePayload::Unknown { fields, .. } => {
+                        return ::serde_json::Value::Object(fields.clone());
+                    }
+                };
+                // Serializing these structs cannot fail (string keys only).
+                value.unwrap_or(::serde_json::Value::Null)
+            }
+
             /// Types the members of a frame of type `t` (the frame without its
             /// envelope); a known type whose members do not match its payload is
             /// an error naming the member at fault.

@@ -48,8 +48,10 @@ pub struct Frame {
     /// an `id:` line (a transport-minted `stream.error`), the cursor before it
     /// (the id buffer persists across events). `None` when there is none.
     pub id: Option<String>,
-    /// The payload typed by `t` (docs/v1-stream.md, "Payloads").
-    payload: FramePayload,
+    /// The payload typed by `t` (docs/v1-stream.md, "Payloads"). Boxed: the
+    /// largest payload is several times the rest of the frame, which moves
+    /// through the reader by value.
+    payload: Box<FramePayload>,
 }
 
 impl fmt::Display for FrameType {
@@ -87,7 +89,7 @@ impl Frame {
 
     /// The typed payload, by value.
     pub fn into_payload(self) -> FramePayload {
-        self.payload
+        *self.payload
     }
 }
 
@@ -215,7 +217,7 @@ pub(crate) fn read_frame(data: &str, id: &str) -> Result<Frame, Error> {
         ts,
         fields,
         id: (!id.is_empty()).then(|| id.to_owned()),
-        payload,
+        payload: Box::new(payload),
     })
 }
 

@@ -297,6 +297,26 @@ impl FramePayload {
             FramePayload::Unknown { t, .. } => FrameType::Unknown(t.clone()),
         }
     }
+    /// The payload's members as JSON (an object, without `t`): the
+    /// typed members as the schema spells them, then the kept unknown
+    /// ones; for [`FramePayload::Unknown`], the members as received.
+    pub fn to_value(&self) -> ::serde_json::Value {
+        let value = match self {
+            FramePayload::Meta(payload) => ::serde_json::to_value(payload),
+            FramePayload::ReasoningDelta(payload) => ::serde_json::to_value(payload),
+            FramePayload::ToolCallStart(payload) => ::serde_json::to_value(payload),
+            FramePayload::ToolCallResult(payload) => ::serde_json::to_value(payload),
+            FramePayload::AssistantDelta(payload) => ::serde_json::to_value(payload),
+            FramePayload::MessagePersisted(payload) => ::serde_json::to_value(payload),
+            FramePayload::TurnDone(payload) => ::serde_json::to_value(payload),
+            FramePayload::StreamError(payload) => ::serde_json::to_value(payload),
+            FramePayload::StreamOffline(payload) => ::serde_json::to_value(payload),
+            FramePayload::Unknown { fields, .. } => {
+                return ::serde_json::Value::Object(fields.clone());
+            }
+        };
+        value.unwrap_or(::serde_json::Value::Null)
+    }
     /// Types the members of a frame of type `t` (the frame without its
     /// envelope); a known type whose members do not match its payload is
     /// an error naming the member at fault.
