@@ -11,7 +11,7 @@ use futures::StreamExt;
 use platos_client::StreamViolation;
 use platos_client::v1::{FramePayload, FrameType, V1Client};
 use platos_integration_tests::conformance::{entries, load, normalise, same};
-use platos_test_server::TestServer;
+use platos_test_server::{StreamPlan, TestServer};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -84,6 +84,68 @@ async fn every_frame_fixture_reads_as_the_schema_says() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The frames the test server writes itself (the transport-minted
+/// `stream.error`, `go_offline`'s `stream.offline`) read as the schema's
+/// typed payloads, with nothing left over in `extra`.
+#[tokio::test]
+async fn the_test_servers_own_frames_match_the_schema() {
+    let server = TestServer::start().await.expect("server");
+    let env = server.scope().environment_id.clone();
+    let client = V1Client::builder()
+        .base_url(server.base_url())
+        .operator_token(server.operator_token())
+        .build()
+        .expect("client");
+    // The second frame of a stream whose first is an `assistant.delta` (a
+    // stream exists once something is journaled).
+    let second = |stream_id: &'static str| {
+        server.v1_streams().append(
+            &env,
+            stream_id,
+            "assistant.delta",
+            serde_json::json!({"text": "a"}),
+        );
+        let mut stream = client
+            .environment_streams()
+            .read(&env, stream_id)
+            .open()
+            .expect("open");
+        async move {
+            let mut next = async || {
+                tokio::time::timeout(DEADLINE, stream.next())
+                    .await
+                    .expect("within the deadline")
+                    .expect("an item")
+                    .expect("a frame")
+            };
+            next().await;
+            next().await
+        }
+    };
+
+    server
+        .v1_streams()
+        .plan(StreamPlan::deliver().error("STREAM_CREDENTIAL_EXPIRED"));
+    match second("minted-error").await.into_payload() {
+        FramePayload::StreamError(e) => {
+            assert_eq!(e.code.as_deref(), Some("STREAM_CREDENTIAL_EXPIRED"));
+            assert!(e.extra.is_empty(), "{:?}", e.extra);
+        }
+        other => panic!("not a typed stream.error: {other:?}"),
+    }
+
+    let offline = second("offline");
+    let seq = server.v1_streams().go_offline(&env, "offline");
+    let cursor = server.v1_streams().cursor(&env, "offline", seq);
+    match offline.await.into_payload() {
+        FramePayload::StreamOffline(o) => {
+            assert_eq!(o.resume_from, Some(cursor));
+            assert!(o.extra.is_empty(), "{:?}", o.extra);
+        }
+        other => panic!("not a typed stream.offline: {other:?}"),
+    }
 }
 
 /// Every frame type of the schema has a good, an unknown-member and a
