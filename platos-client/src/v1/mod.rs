@@ -63,6 +63,8 @@ use crate::config::{RetryConfig, Secret};
 use crate::error::{Error, Result};
 use crate::transport::{error_from_response, transport_error};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use frame::read_frame;
 pub use frame::{Frame, StreamMeta};
 pub use namespaces::enums::*;
 pub use payload::{FramePayload, FrameType};
