@@ -92,6 +92,7 @@ mod errors_in_200;
 #[cfg(all(feature = "realtime", any(test, feature = "fuzzing")))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod json_path;
 #[cfg(feature = "mint")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mint")))]
 pub mod mint;

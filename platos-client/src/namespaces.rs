@@ -447,7 +447,9 @@ impl ListAgents {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Agent>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "agents_list",
             method: http::Method::GET,
@@ -474,30 +476,28 @@ impl ListAgents {
             url.query("status", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Agent>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::AgentList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.agents,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::AgentList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.agents,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -562,18 +562,15 @@ impl GetAgent {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::Agent>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::Agent>(answer).await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => crate::transport::finish::<crate::types::Agent>(fetched),
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "agents_get",
             method: http::Method::GET,
@@ -587,9 +584,11 @@ impl GetAgent {
         url.literal("/api/v1/agent/agents/");
         url.segment(agent_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetAgent {
@@ -676,20 +675,18 @@ impl AskAgent {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::TurnResult> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::TurnResult::try_from(
-                        crate::transport::finish::<crate::types::TurnAnswer>(answer)
-                            .await?,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::TurnResult::try_from(
+                    crate::transport::finish::<crate::types::TurnAnswer>(fetched)?,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "agents_ask",
             method: http::Method::POST,
@@ -737,9 +734,11 @@ impl AskAgent {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for AskAgent {
@@ -803,7 +802,9 @@ impl ListAgentVersions {
     pub async fn send(self) -> crate::Result<Vec<crate::types::AgentVersion>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "agents_list_versions",
             method: http::Method::GET,
@@ -827,32 +828,30 @@ impl ListAgentVersions {
             url.query("offset", &crate::request::int64("offset", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::Page<crate::types::AgentVersion>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::AgentVersionList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.versions,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::AgentVersionList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.versions,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListAgentVersions {
@@ -901,18 +900,16 @@ impl ResolveApproval {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ApprovalResolution> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ApprovalResolution>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::ApprovalResolution>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "approvals_resolve",
             method: http::Method::POST,
@@ -930,9 +927,11 @@ impl ResolveApproval {
         let body = Some(
             crate::request::json(&crate::request::RestBody::rest_body(decision))?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ResolveApproval {
@@ -1010,18 +1009,16 @@ impl PresignAttachment {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::PresignedUpload> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::PresignedUpload>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::PresignedUpload>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "attachments_presign",
             method: http::Method::POST,
@@ -1066,9 +1063,11 @@ impl PresignAttachment {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for PresignAttachment {
@@ -1130,7 +1129,9 @@ impl ListBudgets {
     pub async fn send(self) -> crate::Result<Vec<crate::types::BudgetCap>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "budgets_list",
             method: http::Method::GET,
@@ -1151,30 +1152,28 @@ impl ListBudgets {
             url.query("offset", &crate::request::int64("offset", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::BudgetCap>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::BudgetCapList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.caps,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::BudgetCapList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.caps,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -1248,20 +1247,16 @@ impl BudgetStatusQuery {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BudgetStatusResponse> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<
-                        crate::types::BudgetStatusResponse,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::BudgetStatusResponse>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "budgets_status",
             method: http::Method::GET,
@@ -1279,9 +1274,11 @@ impl BudgetStatusQuery {
             url.query("userId", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for BudgetStatusQuery {
@@ -1359,7 +1356,9 @@ impl ListJobs {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Job>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_list",
             method: http::Method::GET,
@@ -1386,30 +1385,28 @@ impl ListJobs {
             url.query("status", value.as_str());
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Job>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::JobList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.jobs,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::JobList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.jobs,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -1471,17 +1468,14 @@ impl CreateJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::JobWrite> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::JobWrite>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::JobWrite>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_create",
             method: http::Method::POST,
@@ -1494,9 +1488,11 @@ impl CreateJob {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/jobs");
         let body = Some(crate::request::json(body)?);
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CreateJob {
@@ -1539,21 +1535,16 @@ impl GetJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Job> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::JobWrite>(answer)
-                            .await?
-                            .job,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(crate::transport::finish::<crate::types::JobWrite>(fetched)?.job)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_get",
             method: http::Method::GET,
@@ -1567,9 +1558,11 @@ impl GetJob {
         url.literal("/api/v1/agent/jobs/");
         url.segment(job_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetJob {
@@ -1610,17 +1603,14 @@ impl DeleteJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_delete",
             method: http::Method::DELETE,
@@ -1634,9 +1624,11 @@ impl DeleteJob {
         url.literal("/api/v1/agent/jobs/");
         url.segment(job_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeleteJob {
@@ -1680,17 +1672,14 @@ impl UpdateJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::JobWrite> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::JobWrite>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::JobWrite>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_update",
             method: http::Method::PATCH,
@@ -1705,9 +1694,11 @@ impl UpdateJob {
         url.literal("/api/v1/agent/jobs/");
         url.segment(job_id)?;
         let body = Some(crate::request::json(body)?);
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UpdateJob {
@@ -1756,18 +1747,16 @@ impl DispatchJob {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::DispatchResult> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::DispatchResult>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::DispatchResult>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "jobs_dispatch",
             method: http::Method::POST,
@@ -1797,9 +1786,11 @@ impl DispatchJob {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DispatchJob {
@@ -1843,19 +1834,17 @@ impl GetMessageRating {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::MessageRating>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::MessageRating>(answer)
-                            .await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => {
+                    crate::transport::finish::<crate::types::MessageRating>(fetched)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "messages_rating",
             method: http::Method::GET,
@@ -1870,9 +1859,11 @@ impl GetMessageRating {
         url.segment(message_id)?;
         url.literal("/rating");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetMessageRating {
@@ -1928,21 +1919,19 @@ impl RateMessage {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::RatingRecord> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::RatingAnswer>(answer)
-                            .await?
-                            .rating,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::RatingAnswer>(fetched)?
+                        .rating,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "messages_rate",
             method: http::Method::POST,
@@ -1975,9 +1964,11 @@ impl RateMessage {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for RateMessage {
@@ -2020,21 +2011,19 @@ impl UnrateMessage {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<bool> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::RatingRemoved>(answer)
-                            .await?
-                            .removed,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::RatingRemoved>(fetched)?
+                        .removed,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "messages_unrate",
             method: http::Method::DELETE,
@@ -2049,9 +2038,11 @@ impl UnrateMessage {
         url.segment(message_id)?;
         url.literal("/rating");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UnrateMessage {
@@ -2145,7 +2136,9 @@ impl ListApprovals {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Approval>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "approvals_list",
             method: http::Method::GET,
@@ -2181,31 +2174,29 @@ impl ListApprovals {
             url.query("search", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Approval>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ApprovalList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.rows,
-                            envelope.items,
-                            envelope.approvals,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ApprovalList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.rows,
+                        envelope.items,
+                        envelope.approvals,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -2269,18 +2260,17 @@ impl GetApproval {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::Approval>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::Approval>(answer).await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => {
+                    crate::transport::finish::<crate::types::Approval>(fetched)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "approvals_get",
             method: http::Method::GET,
@@ -2294,9 +2284,11 @@ impl GetApproval {
         url.literal("/api/v1/agent/monitoring/approvals/");
         url.segment(approval_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetApproval {
@@ -2342,17 +2334,14 @@ impl CostByScope {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ScopeCost> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ScopeCost>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::ScopeCost>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "monitoring_cost",
             method: http::Method::GET,
@@ -2367,9 +2356,11 @@ impl CostByScope {
             url.query("date", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CostByScope {
@@ -2438,7 +2429,9 @@ impl CostByAgent {
     pub async fn send(self) -> crate::Result<Vec<crate::types::CostByAgentRow>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "monitoring_cost_by_agent",
             method: http::Method::GET,
@@ -2462,29 +2455,27 @@ impl CostByAgent {
             url.query("search", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::Page<crate::types::CostByAgentRow>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::CostByAgentResponse,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([envelope.rows]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::CostByAgentResponse,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([envelope.rows]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -2575,7 +2566,9 @@ impl ListRuns {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Run>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "monitoring_runs",
             method: http::Method::GET,
@@ -2599,30 +2592,28 @@ impl ListRuns {
             url.query("limit", &crate::request::int64("limit", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Run>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::RunList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.runs,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::RunList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.runs,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListRuns {
@@ -2663,17 +2654,14 @@ impl GetTrace {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ThreadTrace> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ThreadTrace>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::ThreadTrace>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "monitoring_trace",
             method: http::Method::GET,
@@ -2687,9 +2675,11 @@ impl GetTrace {
         url.literal("/api/v1/agent/monitoring/trace/");
         url.segment(thread_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetTrace {
@@ -2786,7 +2776,9 @@ impl ListThreads {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Thread>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_list",
             method: http::Method::GET,
@@ -2822,30 +2814,28 @@ impl ListThreads {
             url.query("archived", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Thread>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ThreadList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.threads,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ThreadList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.threads,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -2914,17 +2904,14 @@ impl CreateThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_create",
             method: http::Method::POST,
@@ -2954,9 +2941,11 @@ impl CreateThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CreateThread {
@@ -3000,18 +2989,15 @@ impl GetThread {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::Thread>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::Thread>(answer).await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_get",
             method: http::Method::GET,
@@ -3025,9 +3011,11 @@ impl GetThread {
         url.literal("/api/v1/agent/threads/");
         url.segment(thread_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetThread {
@@ -3070,17 +3058,14 @@ impl DeleteThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_delete",
             method: http::Method::DELETE,
@@ -3094,9 +3079,11 @@ impl DeleteThread {
         url.literal("/api/v1/agent/threads/");
         url.segment(thread_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeleteThread {
@@ -3150,17 +3137,14 @@ impl UpdateThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_update",
             method: http::Method::PATCH,
@@ -3191,9 +3175,11 @@ impl UpdateThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UpdateThread {
@@ -3234,17 +3220,14 @@ impl ArchiveThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_archive",
             method: http::Method::POST,
@@ -3259,9 +3242,11 @@ impl ArchiveThread {
         url.segment(thread_id)?;
         url.literal("/archive");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ArchiveThread {
@@ -3324,7 +3309,9 @@ impl ListArtifacts {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Artifact>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_artifacts",
             method: http::Method::GET,
@@ -3348,30 +3335,28 @@ impl ListArtifacts {
             url.query("page", &crate::request::int64("page", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Artifact>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ArtifactList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.artifacts,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ArtifactList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.artifacts,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -3448,17 +3433,14 @@ impl ForkThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_fork",
             method: http::Method::POST,
@@ -3491,9 +3473,11 @@ impl ForkThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ForkThread {
@@ -3557,7 +3541,9 @@ impl ListMessages {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Message>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_messages",
             method: http::Method::GET,
@@ -3581,30 +3567,28 @@ impl ListMessages {
             url.query("page", &crate::request::int64("page", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Message>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::MessageList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.messages,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::MessageList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.messages,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -3691,20 +3675,18 @@ impl AskThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::TurnResult> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::TurnResult::try_from(
-                        crate::transport::finish::<crate::types::TurnAnswer>(answer)
-                            .await?,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::TurnResult::try_from(
+                    crate::transport::finish::<crate::types::TurnAnswer>(fetched)?,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_ask",
             method: http::Method::POST,
@@ -3740,9 +3722,11 @@ impl AskThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for AskThread {
@@ -3798,21 +3782,19 @@ impl EditAndRerun {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Message> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::EditedMessage>(answer)
-                            .await?
-                            .message,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::EditedMessage>(fetched)?
+                        .message,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_edit_and_rerun",
             method: http::Method::POST,
@@ -3845,9 +3827,11 @@ impl EditAndRerun {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for EditAndRerun {
@@ -3894,17 +3878,14 @@ impl ListReplies {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Replies> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Replies>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Replies>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_replies",
             method: http::Method::GET,
@@ -3922,9 +3903,11 @@ impl ListReplies {
         url.segment(message_id)?;
         url.literal("/replies");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ListReplies {
@@ -3973,17 +3956,14 @@ impl RetryMessage {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::RetryAnswer> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::RetryAnswer>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::RetryAnswer>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_retry",
             method: http::Method::POST,
@@ -4001,9 +3981,11 @@ impl RetryMessage {
         url.segment(message_id)?;
         url.literal("/retry");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for RetryMessage {
@@ -4053,17 +4035,14 @@ impl PinThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_pin",
             method: http::Method::POST,
@@ -4092,9 +4071,11 @@ impl PinThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for PinThread {
@@ -4144,17 +4125,14 @@ impl RenameThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_rename",
             method: http::Method::PATCH,
@@ -4183,9 +4161,11 @@ impl RenameThread {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for RenameThread {
@@ -4232,17 +4212,14 @@ impl ReplyCounts {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ReplyCounts> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ReplyCounts>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::ReplyCounts>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_reply_counts",
             method: http::Method::GET,
@@ -4259,9 +4236,11 @@ impl ReplyCounts {
         url.literal("/reply-counts");
         url.query("messageIds", message_ids);
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ReplyCounts {
@@ -4310,17 +4289,14 @@ impl SetThreadTags {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Thread> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Thread>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Thread>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_set_tags",
             method: http::Method::POST,
@@ -4350,9 +4326,11 @@ impl SetThreadTags {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for SetThreadTags {
@@ -4393,17 +4371,14 @@ impl UnarchiveThread {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "threads_unarchive",
             method: http::Method::POST,
@@ -4418,9 +4393,11 @@ impl UnarchiveThread {
         url.segment(thread_id)?;
         url.literal("/unarchive");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UnarchiveThread {
@@ -4465,7 +4442,9 @@ impl ListTools {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Tool>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_list",
             method: http::Method::GET,
@@ -4480,30 +4459,28 @@ impl ListTools {
             url.query("category", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Tool>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ToolList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.tools,
-                            envelope.items,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ToolList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.tools,
+                        envelope.items,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListTools {
@@ -4560,17 +4537,16 @@ impl ExecuteTool {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ToolExecution> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ToolExecution>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::ToolExecution>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_execute",
             method: http::Method::POST,
@@ -4603,9 +4579,11 @@ impl ExecuteTool {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ExecuteTool {
@@ -4695,18 +4673,16 @@ impl ToolMatrixQuery {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ToolMatrix> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_envelope::<crate::types::ToolMatrix>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish_envelope::<crate::types::ToolMatrix>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_matrix",
             method: http::Method::GET,
@@ -4739,32 +4715,30 @@ impl ToolMatrixQuery {
             url.query("entityId", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::Page<crate::types::ToolMatrixRow>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ToolMatrix,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.rows,
-                            envelope.items,
-                        ]),
-                        has_more: envelope.has_more,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ToolMatrix,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.rows,
+                        envelope.items,
+                    ]),
+                    has_more: envelope.has_more,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from `offset` on (default 0), fetched `limit` at a
     /// time (default 50), one request per page as the stream is polled.
@@ -4844,7 +4818,9 @@ impl SearchTools {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Tool>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_search",
             method: http::Method::GET,
@@ -4864,30 +4840,28 @@ impl SearchTools {
             url.query("entity", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Tool>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::ToolSearchResult,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.results,
-                            envelope.tools,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::ToolSearchResult,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.results,
+                        envelope.tools,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for SearchTools {
@@ -4929,18 +4903,17 @@ impl ToolStatsQuery {
     ///Sends the call.
     pub async fn send(self) -> crate::Result<Option<crate::types::ToolStats>> {
         crate::request::optional({
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(
-                    deadline,
-                    async move {
-                        let answer = self.answer().await?;
-                        crate::transport::finish::<crate::types::ToolStats>(answer).await
-                    },
-                )
-                .await
+            match self.client.call(self.prepare(), &self.call_options, true).await {
+                Ok(fetched) => {
+                    crate::transport::finish::<crate::types::ToolStats>(fetched)
+                }
+                Err(e) => Err(e),
+            }
         })
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_stats",
             method: http::Method::GET,
@@ -4952,9 +4925,11 @@ impl ToolStatsQuery {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/tools/stats");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ToolStatsQuery {
@@ -5006,17 +4981,14 @@ impl SetToolEnabled {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ToolEnabled> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ToolEnabled>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::ToolEnabled>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_set_enabled",
             method: http::Method::PATCH,
@@ -5049,9 +5021,11 @@ impl SetToolEnabled {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for SetToolEnabled {
@@ -5114,18 +5088,16 @@ impl TestTool {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::ToolTestResult> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::ToolTestResult>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::ToolTestResult>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tools_test",
             method: http::Method::POST,
@@ -5161,9 +5133,11 @@ impl TestTool {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for TestTool {
@@ -5204,17 +5178,14 @@ impl GetBgoBatch {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Batch> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::Batch>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::Batch>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_batches_get",
             method: http::Method::GET,
@@ -5228,9 +5199,11 @@ impl GetBgoBatch {
         url.literal("/api/v1/agent/trigger/batches/");
         url.segment(batch_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetBgoBatch {
@@ -5284,17 +5257,14 @@ impl TriggerBatch {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BatchHandle> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BatchHandle>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BatchHandle>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_batches_trigger",
             method: http::Method::POST,
@@ -5336,9 +5306,11 @@ impl TriggerBatch {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for TriggerBatch {
@@ -5400,7 +5372,9 @@ impl ListBgoRuns {
     pub async fn send(self) -> crate::Result<Vec<crate::types::BgoRun>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_runs_list",
             method: http::Method::GET,
@@ -5421,30 +5395,28 @@ impl ListBgoRuns {
             url.query("limit", &crate::request::int64("limit", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::BgoRun>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::BgoRunList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.runs,
-                            envelope.items,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::BgoRunList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.runs,
+                        envelope.items,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListBgoRuns {
@@ -5485,17 +5457,14 @@ impl GetBgoRun {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BgoRun> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BgoRun>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BgoRun>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_runs_get",
             method: http::Method::GET,
@@ -5509,9 +5478,11 @@ impl GetBgoRun {
         url.literal("/api/v1/agent/trigger/runs/");
         url.segment(run_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GetBgoRun {
@@ -5552,18 +5523,16 @@ impl CancelBgoRun {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::CancelRunResponse> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::CancelRunResponse>(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::CancelRunResponse>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_runs_cancel",
             method: http::Method::POST,
@@ -5578,9 +5547,11 @@ impl CancelBgoRun {
         url.segment(run_id)?;
         url.literal("/cancel");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CancelBgoRun {
@@ -5621,17 +5592,14 @@ impl ReplayBgoRun {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::RunHandle> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::RunHandle>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::RunHandle>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_runs_replay",
             method: http::Method::POST,
@@ -5646,9 +5614,11 @@ impl ReplayBgoRun {
         url.segment(run_id)?;
         url.literal("/replay");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ReplayBgoRun {
@@ -5689,7 +5659,9 @@ impl ListBgoSchedules {
     pub async fn send(self) -> crate::Result<Vec<crate::types::BgoSchedule>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_list",
             method: http::Method::GET,
@@ -5701,32 +5673,30 @@ impl ListBgoSchedules {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/trigger/schedules");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::Page<crate::types::BgoSchedule>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::BgoScheduleList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.schedules,
-                            envelope.items,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::BgoScheduleList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.schedules,
+                        envelope.items,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListBgoSchedules {
@@ -5770,17 +5740,14 @@ impl CreateBgoSchedule {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BgoSchedule> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BgoSchedule>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BgoSchedule>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_create",
             method: http::Method::POST,
@@ -5793,9 +5760,11 @@ impl CreateBgoSchedule {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/trigger/schedules");
         let body = Some(crate::request::json(body)?);
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CreateBgoSchedule {
@@ -5836,17 +5805,14 @@ impl DeleteBgoSchedule {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<()> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_delete",
             method: http::Method::DELETE,
@@ -5860,9 +5826,11 @@ impl DeleteBgoSchedule {
         url.literal("/api/v1/agent/trigger/schedules/");
         url.segment(schedule_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeleteBgoSchedule {
@@ -5900,17 +5868,14 @@ impl ActivateBgoSchedule {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BgoSchedule> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BgoSchedule>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BgoSchedule>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_activate",
             method: http::Method::POST,
@@ -5925,9 +5890,11 @@ impl ActivateBgoSchedule {
         url.segment(schedule_id)?;
         url.literal("/activate");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ActivateBgoSchedule {
@@ -5968,17 +5935,14 @@ impl DeactivateBgoSchedule {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::BgoSchedule> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::BgoSchedule>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::BgoSchedule>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_schedules_deactivate",
             method: http::Method::POST,
@@ -5993,9 +5957,11 @@ impl DeactivateBgoSchedule {
         url.segment(schedule_id)?;
         url.literal("/deactivate");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeactivateBgoSchedule {
@@ -6036,7 +6002,9 @@ impl ListBgoTasks {
     pub async fn send(self) -> crate::Result<Vec<crate::types::BgoTask>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_tasks_list",
             method: http::Method::GET,
@@ -6048,30 +6016,28 @@ impl ListBgoTasks {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/agent/trigger/tasks");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::BgoTask>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::BgoTaskList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([
-                            envelope.tasks,
-                            envelope.items,
-                        ]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::BgoTaskList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([
+                        envelope.tasks,
+                        envelope.items,
+                    ]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListBgoTasks {
@@ -6125,17 +6091,14 @@ impl TriggerTask {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::RunHandle> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::RunHandle>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::RunHandle>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "bgo_tasks_trigger",
             method: http::Method::POST,
@@ -6178,9 +6141,11 @@ impl TriggerTask {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for TriggerTask {
@@ -6229,17 +6194,14 @@ impl SessionToken {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MintedToken> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MintedToken>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::MintedToken>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tokens_session",
             method: http::Method::POST,
@@ -6255,9 +6217,11 @@ impl SessionToken {
         url.segment(entity_id)?;
         url.literal("/session-tokens");
         let body = Some(crate::request::json(body)?);
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for SessionToken {
@@ -6335,7 +6299,9 @@ impl ListMemories {
     pub async fn send(self) -> crate::Result<Vec<crate::types::Memory>> {
         Ok(self.fetch().await?.items)
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_list",
             method: http::Method::GET,
@@ -6362,27 +6328,25 @@ impl ListMemories {
             url.query("offset", &crate::request::int64("offset", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(self) -> crate::Result<crate::paging::Page<crate::types::Memory>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::transport::finish_envelope::<
-                        crate::types::MemoryList,
-                    >(answer)
-                        .await?;
-                    Ok(crate::paging::Page {
-                        items: crate::request::first_non_empty([envelope.memories]),
-                        has_more: None,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::transport::finish_envelope::<
+                    crate::types::MemoryList,
+                >(fetched)?;
+                Ok(crate::paging::Page {
+                    items: crate::request::first_non_empty([envelope.memories]),
+                    has_more: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 impl std::future::IntoFuture for ListMemories {
@@ -6467,21 +6431,19 @@ impl CreateMemory {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Memory> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::MemoryEnvelope>(answer)
-                            .await?
-                            .memory,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::MemoryEnvelope>(fetched)?
+                        .memory,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_create",
             method: http::Method::POST,
@@ -6526,9 +6488,11 @@ impl CreateMemory {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for CreateMemory {
@@ -6604,17 +6568,16 @@ impl SearchMemories {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::MemorySearch> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::MemorySearch>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::transport::finish::<crate::types::MemorySearch>(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_search",
             method: http::Method::GET,
@@ -6643,9 +6606,11 @@ impl SearchMemories {
             url.query("minScore", value);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for SearchMemories {
@@ -6723,21 +6688,19 @@ impl UpdateMemory {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::Memory> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::MemoryEnvelope>(answer)
-                            .await?
-                            .memory,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::MemoryEnvelope>(fetched)?
+                        .memory,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_update",
             method: http::Method::POST,
@@ -6777,9 +6740,11 @@ impl UpdateMemory {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for UpdateMemory {
@@ -6820,21 +6785,19 @@ impl DeleteMemory {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<bool> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    Ok(
-                        crate::transport::finish::<crate::types::MemoryDeleted>(answer)
-                            .await?
-                            .deleted,
-                    )
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                Ok(
+                    crate::transport::finish::<crate::types::MemoryDeleted>(fetched)?
+                        .deleted,
+                )
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "memory_delete",
             method: http::Method::DELETE,
@@ -6848,9 +6811,11 @@ impl DeleteMemory {
         url.literal("/api/v1/memory/");
         url.segment(id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for DeleteMemory {
@@ -6897,17 +6862,14 @@ impl GuestToken {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::types::GuestToken> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::transport::finish::<crate::types::GuestToken>(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => crate::transport::finish::<crate::types::GuestToken>(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(
+        &self,
+    ) -> crate::Result<crate::request::Prepared<crate::retry::Idempotency>> {
         static OPERATION: crate::request::Operation<crate::retry::Idempotency> = crate::request::Operation {
             id: "tokens_guest",
             method: http::Method::POST,
@@ -6937,9 +6899,11 @@ impl GuestToken {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for GuestToken {

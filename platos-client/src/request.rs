@@ -29,6 +29,13 @@ pub(crate) struct Operation<R: 'static> {
     pub(crate) streams: bool,
 }
 
+/// A generated call made ready to send: its operation, URL and body.
+pub(crate) struct Prepared<R: 'static> {
+    pub(crate) operation: &'static Operation<R>,
+    pub(crate) url: String,
+    pub(crate) body: Option<Vec<u8>>,
+}
+
 /// What one call sets for itself, beside its parameters; the send loop
 /// reads it.
 #[derive(Debug, Clone, Default)]

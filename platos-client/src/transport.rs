@@ -1,11 +1,13 @@
 //! Every REST wire decision, in one place.
 //!
 //! A generated request builds its URL and body and hands them to
-//! [`PlatosClient::execute`] here, which adds the headers of docs/wire.md
-//! §1.1, mints the idempotency key of §2, retries per §2 and refreshes the
-//! token per §1.3, all within the call's [`CallOptions`]. The [`Answer`] it
-//! returns is read into SDK values (or a decode error keeping the status)
-//! by its `finish` methods; a refusal is a classified [`Error`]. Namespaces
+//! [`PlatosClient::call`] here, which sends them through `execute` (the
+//! headers of docs/wire.md §1.1, the idempotency key of §2, retries per §2,
+//! the token refresh of §1.3) and reads the answer, all within the call's
+//! [`CallOptions`]; the `finish` functions then decode it (or make a decode
+//! error keeping the status); a refusal is a classified [`Error`]. Only the
+//! decode is generic over the answer's type: every operation shares one
+//! sending future, which keeps the crate's compiled code small. Namespaces
 //! never touch HTTP.
 
 use std::fmt;
@@ -117,11 +119,6 @@ impl Answer {
         self.response.status().as_u16()
     }
 
-    #[cfg(feature = "v1")]
-    pub(crate) fn headers(&self) -> &reqwest::header::HeaderMap {
-        self.response.headers()
-    }
-
     /// The body, up to the client's `max_response_bytes`.
     async fn bytes(self) -> Result<(u16, Bytes)> {
         let status = self.status();
@@ -165,12 +162,6 @@ impl Answer {
         Ok((status, body))
     }
 
-    /// The body decoded as `T`; a body that does not fit names the field.
-    pub(crate) async fn finish<T: DeserializeOwned>(self) -> Result<T> {
-        let (status, body) = self.bytes().await?;
-        decode(Some(status), &body)
-    }
-
     /// The body as JSON, `null` when empty (a V1 `raw` call's answer).
     #[cfg(feature = "v1")]
     pub(crate) async fn finish_json(self) -> Result<serde_json::Value> {
@@ -180,37 +171,89 @@ impl Answer {
         }
         decode(Some(status), &body)
     }
+}
 
-    /// Like [`finish`](Self::finish), but an empty body reads as `{}`: an
-    /// older server's way of saying "empty list" (every envelope field is
-    /// optional).
-    pub(crate) async fn finish_envelope<T: DeserializeOwned>(self) -> Result<T> {
-        let (status, body) = self.bytes().await?;
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return decode(Some(status), b"{}");
-        }
-        decode(Some(status), &body)
-    }
+/// A call's answer read whole (or its body left unread when the caller
+/// needs none): what a generated call decodes, without awaiting anything.
+pub(crate) struct Fetched {
+    pub(crate) status: u16,
+    /// The server answered from its record of the idempotency key (V1).
+    #[cfg(feature = "v1")]
+    pub(crate) replayed: bool,
+    pub(crate) body: Bytes,
+}
 
-    /// An answer whose body says nothing the caller needs.
-    pub(crate) fn finish_unit(self) -> Result<()> {
-        Ok(())
+impl Answer {
+    /// Reads the answer whole within the client's `max_response_bytes`, or
+    /// drops an unneeded body unread.
+    pub(crate) async fn fetch(self, read_body: bool) -> Result<Fetched> {
+        #[cfg(feature = "v1")]
+        let replayed = self
+            .response
+            .headers()
+            .get(REPLAYED)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let (status, body) = if read_body {
+            self.bytes().await?
+        } else {
+            (self.status(), Bytes::new())
+        };
+        Ok(Fetched {
+            status,
+            #[cfg(feature = "v1")]
+            replayed,
+            body,
+        })
     }
 }
+
+/// The header an idempotent replay is marked with (V1, docs/v1.md).
+#[cfg(feature = "v1")]
+const REPLAYED: &str = "idempotency-replayed";
+
+// What a generated call's answer becomes. Only these (and `decode`) are
+// generic over the answer's type: the sending and reading before them is
+// one state machine every operation shares (`PlatosClient::call`).
 
 /// The main client's answers: the value alone.
-pub(crate) async fn finish<T: DeserializeOwned>(answer: Answer) -> Result<T> {
-    answer.finish().await
+pub(crate) fn finish<T: DeserializeOwned>(fetched: Fetched) -> Result<T> {
+    decode(Some(fetched.status), &fetched.body)
 }
 
-/// An envelope (a list's page), an empty body read as `{}`.
-pub(crate) async fn finish_envelope<T: DeserializeOwned>(answer: Answer) -> Result<T> {
-    answer.finish_envelope().await
+/// An envelope (a list's page), an empty body read as `{}`: an older
+/// server's way of saying "empty list" (every envelope field is optional).
+pub(crate) fn finish_envelope<T: DeserializeOwned>(fetched: Fetched) -> Result<T> {
+    if fetched.body.iter().all(u8::is_ascii_whitespace) {
+        return decode(Some(fetched.status), b"{}");
+    }
+    decode(Some(fetched.status), &fetched.body)
 }
 
 /// An answer without a body the caller needs.
-pub(crate) async fn finish_unit(answer: Answer) -> Result<()> {
-    answer.finish_unit()
+pub(crate) fn finish_unit(_: Fetched) -> Result<()> {
+    Ok(())
+}
+
+impl PlatosClient {
+    /// One generated call, whole: sent (headers, key, retries, refresh) and
+    /// its answer read, all within the call's own deadline. Every operation
+    /// runs this one (non-generic) future; only its decode is per type.
+    pub(crate) async fn call(
+        &self,
+        prepared: Result<crate::request::Prepared<Idempotency>>,
+        options: &CallOptions,
+        read_body: bool,
+    ) -> Result<Fetched> {
+        let prepared = prepared?;
+        crate::request::deadline(options.deadline, async {
+            let answer = self
+                .execute(prepared.operation, prepared.url, prepared.body, options)
+                .await?;
+            answer.fetch(read_body).await
+        })
+        .await
+    }
 }
 
 impl PlatosClient {
@@ -515,19 +558,7 @@ pub(crate) async fn read_json(response: reqwest::Response) -> Result<serde_json:
     decode::<serde_json::Value>(Some(status.as_u16()), &bytes)
 }
 
-/// Decodes JSON, naming the path of the first field that does not fit.
-pub(crate) fn decode<T: DeserializeOwned>(status: Option<u16>, bytes: &[u8]) -> Result<T> {
-    // The path is tracked only to explain a failure: a body that decodes
-    // pays for none of it.
-    if let Ok(value) = serde_json::from_slice(bytes) {
-        return Ok(value);
-    }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        Error::decode(status, path, e.into_inner().to_string(), bytes)
-    })
-}
+pub(crate) use crate::json_path::decode;
 
 pub(crate) async fn error_from_response(response: reqwest::Response) -> Error {
     let status = response.status();

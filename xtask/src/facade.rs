@@ -1488,8 +1488,8 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
     };
     let (id, path, json) = (&op.id, &op.path, op.json);
     let http_method = ident(&op.http.to_ascii_uppercase());
-    let answer = quote! {
-        async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    let prepare = quote! {
+        fn prepare(&self) -> crate::Result<crate::request::Prepared<#rule_enum>> {
             static OPERATION: crate::request::Operation<#rule_enum> = crate::request::Operation {
                 id: #id,
                 method: http::Method::#http_method,
@@ -1502,40 +1502,39 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
             let mut url = crate::request::Url::new(self.client.base_url());
             #url
             #body
-            self.client
-                .execute(&OPERATION, url.into_string(), body, &self.call_options)
-                .await
+            Ok(crate::request::Prepared { operation: &OPERATION, url: url.into_string(), body })
         }
     };
 
-    // What the answer becomes, within the call's deadline.
+    // What the answer becomes: the call (sent and read within its deadline,
+    // one future shared by every operation), then a decode that awaits
+    // nothing. An answer whose body says nothing is not read.
+    let read_body = !matches!(op.output, Output::Unit | Output::Discard);
     let within = |finish: TokenStream| {
         quote! {
-            let deadline = self.call_options.deadline;
-            crate::request::deadline(deadline, async move {
-                let answer = self.answer().await?;
-                #finish
-            })
-            .await
+            match self.client.call(self.prepare(), &self.call_options, #read_body).await {
+                Ok(fetched) => { #finish }
+                Err(e) => Err(e),
+            }
         }
     };
     let (out_ty, send_body, extra) = match &op.output {
         Output::Unit | Output::Discard => (
             quote!(()),
-            within(quote!(#transport::finish_unit(answer).await)),
+            within(quote!(#transport::finish_unit(fetched))),
             quote!(),
         ),
         Output::Type(t) => {
             let t = ty_tokens(target, t);
             (
                 t.clone(),
-                within(quote!(#transport::finish::<#t>(answer).await)),
+                within(quote!(#transport::finish::<#t>(fetched))),
                 quote!(),
             )
         }
         Output::Optional(t) => {
             let t = ty_tokens(target, t);
-            let call = within(quote!(#transport::finish::<#t>(answer).await));
+            let call = within(quote!(#transport::finish::<#t>(fetched)));
             (
                 quote!(Option<#t>),
                 quote!(crate::request::optional({ #call })),
@@ -1548,7 +1547,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
             let t = ty.stored(target);
             (
                 t,
-                within(quote!(Ok(#transport::finish::<#a>(answer).await?.#f))),
+                within(quote!(Ok(#transport::finish::<#a>(fetched)?.#f))),
                 quote!(),
             )
         }
@@ -1557,7 +1556,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
             let p = path_tokens(path);
             (
                 p.clone(),
-                within(quote!(#p::try_from(#transport::finish::<#a>(answer).await?))),
+                within(quote!(#p::try_from(#transport::finish::<#a>(fetched)?))),
                 quote!(),
             )
         }
@@ -1613,14 +1612,14 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
                     let finish = ident(target.whole_finish);
                     (
                         envelope.clone(),
-                        within(quote!(#transport::#finish::<#envelope>(answer).await)),
+                        within(quote!(#transport::#finish::<#envelope>(fetched))),
                     )
                 }
                 None => (quote!(Vec<#item>), quote!(Ok(self.fetch().await?.items))),
             };
             let page = if list.cursor.is_some() {
                 within(quote! {
-                    let envelope = #transport::finish_envelope::<#envelope>(answer).await?;
+                    let envelope = #transport::finish_envelope::<#envelope>(fetched)?;
                     let next = match envelope.page.has_more {
                         Some(false) => None,
                         _ => envelope.page.next_cursor.clone(),
@@ -1632,7 +1631,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
                 })
             } else {
                 within(quote! {
-                    let envelope = #transport::finish_envelope::<#envelope>(answer).await?;
+                    let envelope = #transport::finish_envelope::<#envelope>(fetched)?;
                     Ok(crate::paging::Page {
                         items: crate::request::first_non_empty([#(envelope.#keys),*]),
                         has_more: #has_more,
@@ -1715,7 +1714,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
             pub async fn send(self) -> crate::Result<#out_ty> {
                 #send_body
             }
-            #answer
+            #prepare
             #extra
         }
 

@@ -134,6 +134,7 @@ mod http;
 mod pool;
 mod queue;
 mod reconcile;
+mod rfc3339;
 pub(crate) mod socketio;
 mod turn;
 
@@ -656,7 +657,7 @@ enum Check {
         client: Context,
         message: String,
         /// When the turn was asked for, by this machine's clock.
-        sent_at: chrono::DateTime<chrono::Utc>,
+        sent_at: std::time::SystemTime,
     },
     /// Reading the thread's messages. (In a mutex only so the stream stays
     /// `Sync`; it is reached through `&mut`, never locked.)
@@ -671,7 +672,7 @@ impl Check {
         Check::Armed {
             client: client.clone(),
             message,
-            sent_at: std::time::SystemTime::now().into(),
+            sent_at: std::time::SystemTime::now(),
         }
     }
 }

@@ -8,9 +8,8 @@
 //! the answer persisted after the turn's user message, a failure recorded
 //! there, or nothing, which ends the stream with `turn_lost`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Utc};
 use platos_events::{Event, RecoveredMessageEvent};
 use serde_json::{Map, Value};
 
@@ -24,7 +23,7 @@ const PAGE: u64 = 100;
 /// the turn's user message (clock skew). An identical message older than
 /// that belongs to an earlier turn, so its answer is never taken for this
 /// one's.
-const SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+const SKEW: Duration = Duration::from_secs(30);
 
 /// Pages read at most: a thread longer than this is not searched further
 /// and the turn counts as unknown (never as recovered by guess).
@@ -50,7 +49,7 @@ pub(crate) async fn check(
     client: &Context,
     thread_id: &str,
     sent: &str,
-    sent_at: DateTime<Utc>,
+    sent_at: SystemTime,
     silent_for: Duration,
 ) -> Vec<Result<Event, Error>> {
     let lost = |why: &str| {
@@ -84,7 +83,8 @@ pub(crate) async fn check(
             }
         }
     }
-    match verdict(&messages, sent, sent_at - SKEW) {
+    let not_before = sent_at.checked_sub(SKEW).unwrap_or(SystemTime::UNIX_EPOCH);
+    match verdict(&messages, sent, not_before) {
         Verdict::Answered(message) => {
             let gap = Event::stream_gap(
                 Some(format!(
@@ -113,9 +113,9 @@ pub(crate) async fn check(
 /// earlier turn's), then the first assistant message after it. A failure is
 /// an assistant message whose `responseJson.error` is set (a string or
 /// `{message, code}`).
-pub(crate) fn verdict(messages: &[Message], sent: &str, not_before: DateTime<Utc>) -> Verdict {
-    let recent = |m: &Message| match m.created_at.as_deref().map(DateTime::parse_from_rfc3339) {
-        Some(Ok(at)) => at >= not_before,
+pub(crate) fn verdict(messages: &[Message], sent: &str, not_before: SystemTime) -> Verdict {
+    let recent = |m: &Message| match m.created_at.as_deref().map(super::rfc3339::parse) {
+        Some(Some(at)) => at >= not_before,
         // Unstamped: the text is all there is to go by.
         _ => true,
     };
@@ -223,8 +223,8 @@ mod tests {
         assert_eq!(verdict(&[], "hi", long_ago()), Verdict::Unknown);
     }
 
-    fn long_ago() -> DateTime<Utc> {
-        DateTime::UNIX_EPOCH
+    fn long_ago() -> SystemTime {
+        SystemTime::UNIX_EPOCH
     }
 
     #[test]
@@ -240,14 +240,10 @@ mod tests {
                 "2026-12-02T15:00:05Z",
             ),
         ];
-        let sent_at = DateTime::parse_from_rfc3339("2026-12-02T15:10:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let sent_at = crate::realtime::rfc3339::parse("2026-12-02T15:10:00Z").unwrap();
         assert_eq!(verdict(&thread, "yes", sent_at - SKEW), Verdict::Unknown);
         // Within the skew it may be this turn's message.
-        let sent_at = DateTime::parse_from_rfc3339("2026-12-02T15:00:20Z")
-            .unwrap()
-            .with_timezone(&Utc);
+        let sent_at = crate::realtime::rfc3339::parse("2026-12-02T15:00:20Z").unwrap();
         assert!(matches!(
             verdict(&thread, "yes", sent_at - SKEW),
             Verdict::Answered(_)

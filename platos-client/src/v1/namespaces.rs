@@ -460,20 +460,16 @@ impl ProviderKeysRotateSecret {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::ProviderKeyItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::ProviderKeyItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::ProviderKeyItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "provider_keys_rotate_secret",
             method: http::Method::POST,
@@ -510,9 +506,11 @@ impl ProviderKeysRotateSecret {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ProviderKeysRotateSecret {
@@ -563,20 +561,16 @@ impl BffMagicLinkStart {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MagicLinkRequestItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::MagicLinkRequestItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::MagicLinkRequestItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "bff_magic_link_start",
             method: http::Method::POST,
@@ -603,9 +597,11 @@ impl BffMagicLinkStart {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for BffMagicLinkStart {
@@ -652,20 +648,16 @@ impl BffMagicLinkComplete {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MagicLinkSessionItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::MagicLinkSessionItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::MagicLinkSessionItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "bff_magic_link_complete",
             method: http::Method::POST,
@@ -692,9 +684,11 @@ impl BffMagicLinkComplete {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for BffMagicLinkComplete {
@@ -747,20 +741,16 @@ impl BffSessionExchange {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OperatorSessionItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::OperatorSessionItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::OperatorSessionItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "bff_session_exchange",
             method: http::Method::POST,
@@ -787,9 +777,11 @@ impl BffSessionExchange {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for BffSessionExchange {
@@ -836,17 +828,12 @@ impl BffSessionSignOut {
     }
     ///Sends the call.
     pub async fn send(self) -> crate::Result<crate::v1::Reply<()>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish_unit(answer).await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, false).await {
+            Ok(fetched) => crate::v1::transport::finish_unit(fetched),
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "bff_session_sign_out",
             method: http::Method::DELETE,
@@ -858,9 +845,11 @@ impl BffSessionSignOut {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/bff/session");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for BffSessionSignOut {
@@ -931,20 +920,16 @@ impl EnvironmentScopeResolve {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::EnvironmentScopeItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::EnvironmentScopeItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::EnvironmentScopeItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "environment_scope_resolve",
             method: http::Method::GET,
@@ -974,9 +959,11 @@ impl EnvironmentScopeResolve {
             url.query("access", value.as_str());
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for EnvironmentScopeResolve {
@@ -1051,20 +1038,16 @@ impl EnvironmentEndUsersList {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::EndUserCollection>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::EndUserCollection,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::EndUserCollection,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "environment_end_users_list",
             method: http::Method::GET,
@@ -1091,33 +1074,31 @@ impl EnvironmentEndUsersList {
             url.query("status", value.as_str());
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::CursorPage<crate::v1::types::EndUser>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::v1::transport::finish_envelope::<
-                        crate::v1::types::EndUserCollection,
-                    >(answer)
-                        .await?;
-                    let next = match envelope.page.has_more {
-                        Some(false) => None,
-                        _ => envelope.page.next_cursor.clone(),
-                    };
-                    Ok(crate::paging::CursorPage {
-                        items: crate::request::first_non_empty([envelope.data]),
-                        next,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::v1::transport::finish_envelope::<
+                    crate::v1::types::EndUserCollection,
+                >(fetched)?;
+                let next = match envelope.page.has_more {
+                    Some(false) => None,
+                    _ => envelope.page.next_cursor.clone(),
+                };
+                Ok(crate::paging::CursorPage {
+                    items: crate::request::first_non_empty([envelope.data]),
+                    next,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from this page on, following the answers'
     /// `page.nextCursor`, one request per page as the stream is polled.
@@ -1181,20 +1162,16 @@ impl EnvironmentVariablesList {
     ) -> crate::Result<
         crate::v1::Reply<crate::v1::types::EnvironmentVariableCollection>,
     > {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::EnvironmentVariableCollection,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::EnvironmentVariableCollection,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "environment_variables_list",
             method: http::Method::GET,
@@ -1209,9 +1186,11 @@ impl EnvironmentVariablesList {
         url.segment(environment_id)?;
         url.literal("/variables");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for EnvironmentVariablesList {
@@ -1284,20 +1263,16 @@ impl EnvironmentVariablesSet {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::EnvironmentVariableItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::EnvironmentVariableItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::EnvironmentVariableItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "environment_variables_set",
             method: http::Method::PUT,
@@ -1332,9 +1307,11 @@ impl EnvironmentVariablesSet {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for EnvironmentVariablesSet {
@@ -1379,20 +1356,16 @@ impl IdentitySessionGet {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OperatorSessionItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::OperatorSessionItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::OperatorSessionItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "identity_session_get",
             method: http::Method::GET,
@@ -1404,9 +1377,11 @@ impl IdentitySessionGet {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/identity/session");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for IdentitySessionGet {
@@ -1457,20 +1432,16 @@ impl InvitationsAccept {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::AcceptedInvitationItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::AcceptedInvitationItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::AcceptedInvitationItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "invitations_accept",
             method: http::Method::POST,
@@ -1497,9 +1468,11 @@ impl InvitationsAccept {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for InvitationsAccept {
@@ -1544,20 +1517,16 @@ impl OrganizationsList {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationCollection>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::OrganizationCollection,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::OrganizationCollection,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "organizations_list",
             method: http::Method::GET,
@@ -1569,9 +1538,11 @@ impl OrganizationsList {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/organizations");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for OrganizationsList {
@@ -1630,20 +1601,16 @@ impl OrganizationsCreate {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::OrganizationItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::OrganizationItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "organizations_create",
             method: http::Method::POST,
@@ -1674,9 +1641,11 @@ impl OrganizationsCreate {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for OrganizationsCreate {
@@ -1740,20 +1709,16 @@ impl InvitationsIssue {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::IssuedInvitationItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::IssuedInvitationItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::IssuedInvitationItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "invitations_issue",
             method: http::Method::POST,
@@ -1786,9 +1751,11 @@ impl InvitationsIssue {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for InvitationsIssue {
@@ -1837,20 +1804,16 @@ impl OrganizationMembersList {
     ) -> crate::Result<
         crate::v1::Reply<crate::v1::types::OrganizationMemberCollection>,
     > {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::OrganizationMemberCollection,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::OrganizationMemberCollection,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "organization_members_list",
             method: http::Method::GET,
@@ -1865,9 +1828,11 @@ impl OrganizationMembersList {
         url.segment(organization_id)?;
         url.literal("/members");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for OrganizationMembersList {
@@ -1929,20 +1894,16 @@ impl OrganizationMembersChangeRole {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MemberRoleChangeItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::MemberRoleChangeItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::MemberRoleChangeItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "organization_members_change_role",
             method: http::Method::PATCH,
@@ -1974,9 +1935,11 @@ impl OrganizationMembersChangeRole {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for OrganizationMembersChangeRole {
@@ -2021,20 +1984,16 @@ impl ProjectsList {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::ProjectCollection>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::ProjectCollection,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::ProjectCollection,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "projects_list",
             method: http::Method::GET,
@@ -2046,9 +2005,11 @@ impl ProjectsList {
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/projects");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ProjectsList {
@@ -2132,20 +2093,16 @@ impl ProjectsCreate {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::CreatedProjectItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::CreatedProjectItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::CreatedProjectItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "projects_create",
             method: http::Method::POST,
@@ -2197,9 +2154,11 @@ impl ProjectsCreate {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for ProjectsCreate {
@@ -2264,20 +2223,16 @@ impl McpEntityTokensList {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::BearerCredentialCollection>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::BearerCredentialCollection,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::BearerCredentialCollection,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "mcp_entity_tokens_list",
             method: http::Method::GET,
@@ -2300,33 +2255,31 @@ impl McpEntityTokensList {
             url.query("limit", &crate::request::int64("limit", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::CursorPage<crate::v1::types::BearerCredential>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::v1::transport::finish_envelope::<
-                        crate::v1::types::BearerCredentialCollection,
-                    >(answer)
-                        .await?;
-                    let next = match envelope.page.has_more {
-                        Some(false) => None,
-                        _ => envelope.page.next_cursor.clone(),
-                    };
-                    Ok(crate::paging::CursorPage {
-                        items: crate::request::first_non_empty([envelope.data]),
-                        next,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::v1::transport::finish_envelope::<
+                    crate::v1::types::BearerCredentialCollection,
+                >(fetched)?;
+                let next = match envelope.page.has_more {
+                    Some(false) => None,
+                    _ => envelope.page.next_cursor.clone(),
+                };
+                Ok(crate::paging::CursorPage {
+                    items: crate::request::first_non_empty([envelope.data]),
+                    next,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from this page on, following the answers'
     /// `page.nextCursor`, one request per page as the stream is polled.
@@ -2430,20 +2383,16 @@ impl McpEntityTokensMint {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MintedTokenItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::MintedTokenItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::MintedTokenItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "mcp_entity_tokens_mint",
             method: http::Method::POST,
@@ -2490,9 +2439,11 @@ impl McpEntityTokensMint {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for McpEntityTokensMint {
@@ -2550,20 +2501,16 @@ impl McpEntityTokensRevoke {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::RevokedTokenItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::RevokedTokenItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::RevokedTokenItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "mcp_entity_tokens_revoke",
             method: http::Method::DELETE,
@@ -2585,9 +2532,11 @@ impl McpEntityTokensRevoke {
         url.segment(token_id)?;
         url.query("environmentId", environment_id);
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for McpEntityTokensRevoke {
@@ -2637,20 +2586,16 @@ impl McpOrganizationPoliciesList {
     ) -> crate::Result<
         crate::v1::Reply<crate::v1::types::OrganizationPolicyCollection>,
     > {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::OrganizationPolicyCollection,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::OrganizationPolicyCollection,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "mcp_organization_policies_list",
             method: http::Method::GET,
@@ -2665,9 +2610,11 @@ impl McpOrganizationPoliciesList {
         url.segment(environment_id)?;
         url.literal("/policies");
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for McpOrganizationPoliciesList {
@@ -2729,20 +2676,16 @@ impl McpOrganizationPoliciesSet {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::OrganizationPolicyItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::OrganizationPolicyItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::OrganizationPolicyItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "mcp_organization_policies_set",
             method: http::Method::PUT,
@@ -2776,9 +2719,11 @@ impl McpOrganizationPoliciesSet {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for McpOrganizationPoliciesSet {
@@ -2837,20 +2782,16 @@ impl McpOrganizationPoliciesRemove {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::PolicyDeletionItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::PolicyDeletionItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::PolicyDeletionItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "mcp_organization_policies_remove",
             method: http::Method::DELETE,
@@ -2867,9 +2808,11 @@ impl McpOrganizationPoliciesRemove {
         url.literal("/policies/");
         url.segment(policy_id)?;
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for McpOrganizationPoliciesRemove {
@@ -2928,20 +2871,16 @@ impl McpPlatformTokensList {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::BearerCredentialCollection>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::BearerCredentialCollection,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::BearerCredentialCollection,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "mcp_platform_tokens_list",
             method: http::Method::GET,
@@ -2961,33 +2900,31 @@ impl McpPlatformTokensList {
             url.query("limit", &crate::request::int64("limit", *value)?);
         }
         let body = None;
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
     async fn fetch(
         self,
     ) -> crate::Result<crate::paging::CursorPage<crate::v1::types::BearerCredential>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    let envelope = crate::v1::transport::finish_envelope::<
-                        crate::v1::types::BearerCredentialCollection,
-                    >(answer)
-                        .await?;
-                    let next = match envelope.page.has_more {
-                        Some(false) => None,
-                        _ => envelope.page.next_cursor.clone(),
-                    };
-                    Ok(crate::paging::CursorPage {
-                        items: crate::request::first_non_empty([envelope.data]),
-                        next,
-                    })
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                let envelope = crate::v1::transport::finish_envelope::<
+                    crate::v1::types::BearerCredentialCollection,
+                >(fetched)?;
+                let next = match envelope.page.has_more {
+                    Some(false) => None,
+                    _ => envelope.page.next_cursor.clone(),
+                };
+                Ok(crate::paging::CursorPage {
+                    items: crate::request::first_non_empty([envelope.data]),
+                    next,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
     /// Every item from this page on, following the answers'
     /// `page.nextCursor`, one request per page as the stream is polled.
@@ -3076,20 +3013,16 @@ impl McpPlatformTokensMint {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::MintedTokenItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::MintedTokenItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::MintedTokenItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "mcp_platform_tokens_mint",
             method: http::Method::POST,
@@ -3131,9 +3064,11 @@ impl McpPlatformTokensMint {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for McpPlatformTokensMint {
@@ -3184,20 +3119,16 @@ impl McpPlatformTokensRevoke {
     pub async fn send(
         self,
     ) -> crate::Result<crate::v1::Reply<crate::v1::types::RevokedTokenItem>> {
-        let deadline = self.call_options.deadline;
-        crate::request::deadline(
-                deadline,
-                async move {
-                    let answer = self.answer().await?;
-                    crate::v1::transport::finish::<
-                        crate::v1::types::RevokedTokenItem,
-                    >(answer)
-                        .await
-                },
-            )
-            .await
+        match self.client.call(self.prepare(), &self.call_options, true).await {
+            Ok(fetched) => {
+                crate::v1::transport::finish::<
+                    crate::v1::types::RevokedTokenItem,
+                >(fetched)
+            }
+            Err(e) => Err(e),
+        }
     }
-    async fn answer(&self) -> crate::Result<crate::transport::Answer> {
+    fn prepare(&self) -> crate::Result<crate::request::Prepared<crate::v1::KeyClass>> {
         static OPERATION: crate::request::Operation<crate::v1::KeyClass> = crate::request::Operation {
             id: "mcp_platform_tokens_revoke",
             method: http::Method::POST,
@@ -3227,9 +3158,11 @@ impl McpPlatformTokensRevoke {
                 },
             )?,
         );
-        self.client
-            .execute(&OPERATION, url.into_string(), body, &self.call_options)
-            .await
+        Ok(crate::request::Prepared {
+            operation: &OPERATION,
+            url: url.into_string(),
+            body,
+        })
     }
 }
 impl std::future::IntoFuture for McpPlatformTokensRevoke {

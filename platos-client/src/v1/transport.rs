@@ -23,10 +23,9 @@ use crate::config::{RetryConfig, Secret};
 use crate::error::{Error, Result};
 use crate::request::{CallOptions, Operation};
 use crate::retry;
-use crate::transport::{Answer, error_from_response, transport_error};
+use crate::transport::{Answer, Fetched, error_from_response, transport_error};
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-const REPLAYED: &str = "idempotency-replayed";
 
 /// How an operation treats `idempotency-key` (`x-platos-idempotency-class`
 /// in `spec/v1.yaml`).
@@ -215,38 +214,49 @@ impl<T> Reply<T> {
     }
 }
 
-/// A generated call's answer as a [`Reply`]: the envelope, its status and
-/// whether it was replayed.
-pub(crate) async fn finish<T: DeserializeOwned>(answer: Answer) -> Result<Reply<T>> {
-    let (status, replayed) = (answer.status(), replayed(&answer));
+/// The answer decoded, with its status and whether it was a replay.
+pub(crate) fn finish<T: DeserializeOwned>(fetched: Fetched) -> Result<Reply<T>> {
+    let (status, replayed) = (fetched.status, fetched.replayed);
     Ok(Reply {
-        value: answer.finish().await?,
+        value: crate::transport::finish(fetched)?,
         status,
         replayed,
     })
 }
 
 /// The envelope alone (paging reads `page` and `data` from it).
-pub(crate) async fn finish_envelope<T: DeserializeOwned>(answer: Answer) -> Result<T> {
-    answer.finish().await
+pub(crate) fn finish_envelope<T: DeserializeOwned>(fetched: Fetched) -> Result<T> {
+    crate::transport::finish(fetched)
 }
 
 /// An answer without a body the caller needs, with its status.
-pub(crate) async fn finish_unit(answer: Answer) -> Result<Reply<()>> {
+pub(crate) fn finish_unit(fetched: Fetched) -> Result<Reply<()>> {
     Ok(Reply {
         value: (),
-        status: answer.status(),
-        replayed: replayed(&answer),
+        status: fetched.status,
+        replayed: fetched.replayed,
     })
 }
 
-/// Whether the server answered from its record of the key.
-fn replayed(answer: &Answer) -> bool {
-    answer
-        .headers()
-        .get(REPLAYED)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+impl V1Client {
+    /// One generated call, whole: sent (headers, key, retries) and its
+    /// answer read, within the call's own deadline; the one future every
+    /// V1 operation runs (only the decode is per type).
+    pub(crate) async fn call(
+        &self,
+        prepared: Result<crate::request::Prepared<KeyClass>>,
+        options: &CallOptions,
+        read_body: bool,
+    ) -> Result<Fetched> {
+        let prepared = prepared?;
+        crate::request::deadline(options.deadline, async {
+            let answer = self
+                .execute(prepared.operation, prepared.url, prepared.body, options)
+                .await?;
+            answer.fetch(read_body).await
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
