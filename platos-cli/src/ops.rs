@@ -250,6 +250,9 @@ impl Call {
                 if self.op.once {
                     request = request.once();
                 }
+                if self.op.anonymous {
+                    request = request.anonymous();
+                }
                 for (k, v) in &self.path {
                     request = request.param(*k, v.clone());
                 }
@@ -266,6 +269,9 @@ impl Call {
                 let mut request = client
                     .raw(self.op.method, self.op.path)
                     .operation(self.op.operation_id);
+                if self.op.anonymous {
+                    request = request.anonymous();
+                }
                 for (k, v) in &self.path {
                     request = request.param(*k, v.clone());
                 }

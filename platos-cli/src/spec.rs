@@ -36,6 +36,8 @@ pub struct Op {
     pub list: Option<List>,
     /// `x-platos-idempotency: once`: sent once, never retried.
     pub once: bool,
+    /// `security: []`: sent without the client's credentials.
+    pub anonymous: bool,
 }
 
 /// Where a parameter goes on the wire.

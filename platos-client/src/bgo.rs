@@ -51,6 +51,7 @@ impl Bgo<'_> {
             path: "",
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let mut request = self.client.http().request(method, url);
         if let Some(body) = body {

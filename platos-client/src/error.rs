@@ -735,9 +735,16 @@ impl Refusal {
 }
 
 /// `OPERATOR_ONLY` is a code; `Agent not found` is a message.
+/// `OPERATOR_ONLY`, or a lower-case token with an underscore
+/// (`payload_too_large`); never a reason phrase such as `Not Found`.
 fn looks_like_code(s: &str) -> bool {
-    s.chars()
-        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    let upper = s
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    let snake = s.contains('_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    !s.is_empty() && (upper || snake)
 }
 
 fn keep_body(body: &[u8]) -> String {
@@ -884,6 +891,13 @@ mod tests {
         let e = parse(404, r#"{"error":"Agent not found","agentId":"a1"}"#);
         assert_eq!(e.code(), None);
         assert_eq!(e.message(), "Agent not found");
+
+        // The body cap's refusal names its code in lower case.
+        let e = parse(413, r#"{"error":"payload_too_large","limit":262144}"#);
+        assert!(matches!(e, Error::Refused(_)));
+        assert_eq!(e.code(), Some("payload_too_large"));
+        assert_eq!(e.status(), Some(413));
+        assert_eq!(parse(401, r#"{"error":"unauthorized"}"#).code(), None);
     }
 
     #[test]

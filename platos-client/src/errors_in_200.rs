@@ -1,7 +1,8 @@
 //! Refusals the server answers with HTTP 200.
 //!
-//! The memory routes (`/api/v1/memory`, docs/wire.md §3.11)
-//! catch their own failures and answer `200 {error, status, validationErrors?}`.
+//! The memory routes (`/api/v1/memory`, docs/wire.md §3.11), one thread's
+//! cost (§3.6) and the durable approval resolve (§3.4) catch their own
+//! failures and answer `200 {error, status?, validationErrors?}`.
 //! [`lift`] gives such an answer the status its body names, so the one
 //! classification of refusals (`transport::error_from_response`) turns it into
 //! the same [`Error`](crate::Error) any other route's refusal becomes.
@@ -9,7 +10,12 @@
 use serde_json::Value;
 
 /// The path prefixes whose routes answer refusals with HTTP 200.
-const PREFIXES: [&str; 2] = ["/api/v1/memory", "/api/v1/platos/memory"];
+const PREFIXES: [&str; 4] = [
+    "/api/v1/memory",
+    "/api/v1/platos/memory",
+    "/api/v1/agent/monitoring/cost/thread",
+    "/api/v1/agent/durable-approvals",
+];
 
 /// Whether the route at `path` (a spec path template) may hide a refusal in a 200.
 pub(crate) fn applies(path: &str) -> bool {
@@ -62,10 +68,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_memory_routes_apply() {
+    fn only_the_listed_routes_apply() {
         assert!(applies("/api/v1/memory"));
         assert!(applies("/api/v1/memory/{id}"));
         assert!(applies("/api/v1/platos/memory/search"));
+        assert!(applies("/api/v1/agent/monitoring/cost/thread/{threadId}"));
+        assert!(applies("/api/v1/agent/durable-approvals/{token}/resolve"));
+        assert!(!applies("/api/v1/agent/monitoring/cost"));
+        assert!(!applies("/api/v1/agent/approvals/{approvalId}/resolve"));
         assert!(!applies("/api/v1/memoryx"));
         assert!(!applies("/api/v1/agent/threads"));
     }

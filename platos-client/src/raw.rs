@@ -18,7 +18,7 @@ use http::Method;
 
 use crate::PlatosClient;
 use crate::error::{Error, Result};
-use crate::request::Operation;
+use crate::request::{Credentials, Operation};
 use crate::retry::Idempotency;
 use crate::transport::read_json;
 
@@ -38,6 +38,7 @@ pub struct RawRequest<C> {
     body: Option<serde_json::Value>,
     operation: &'static str,
     once: bool,
+    credentials: Credentials,
 }
 
 impl<C> RawRequest<C> {
@@ -51,6 +52,7 @@ impl<C> RawRequest<C> {
             body: None,
             operation: RAW_OPERATION,
             once: false,
+            credentials: Credentials::Sent,
         }
     }
 
@@ -77,6 +79,14 @@ impl<C> RawRequest<C> {
     /// as `threads_create`); `raw` otherwise.
     pub fn operation(mut self, operation_id: &'static str) -> Self {
         self.operation = operation_id;
+        self
+    }
+
+    /// Sends the call without the client's credentials (auth header,
+    /// session token, scope headers): for routes that read none, such as
+    /// the guest-token mint (`security: []` in the spec).
+    pub fn anonymous(mut self) -> Self {
+        self.credentials = Credentials::Omitted;
         self
     }
 
@@ -217,6 +227,7 @@ impl RawRequest<&PlatosClient> {
             rule,
             json: true,
             streams: false,
+            credentials: self.credentials,
         };
         let request = self.build(client.http(), client.base_url())?;
         let response = client.exec_raw(request, &operation).await?;
@@ -258,6 +269,7 @@ impl RawRequest<&crate::v1::V1Client> {
             rule,
             json: true,
             streams: false,
+            credentials: self.credentials,
         };
         let url = self.url(client.base_url())?;
         let body = self.body_bytes()?;

@@ -27,6 +27,17 @@ pub(crate) struct Operation<R: 'static> {
     /// The answer is a stream that lasts as long as it runs: no per-try
     /// timeout covers its body (its reader bounds the wait instead).
     pub(crate) streams: bool,
+    /// Whether the client's credentials go with the call.
+    pub(crate) credentials: Credentials,
+}
+
+/// Whether a call carries the client's credentials (auth header, session
+/// token, scope headers). The spec says so: an operation with `security: []`
+/// (the guest-token mint) is anonymous and gets none of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    Sent,
+    Omitted,
 }
 
 /// A generated call made ready to send: its operation, URL and body.

@@ -27,6 +27,7 @@ static STREAM_OPERATION: crate::request::Operation<crate::retry::Idempotency> =
         rule: crate::retry::Idempotency::Key,
         json: false,
         streams: true,
+        credentials: crate::request::Credentials::Sent,
     };
 
 impl PlatosClient {

@@ -355,7 +355,31 @@ impl PlatosClient {
             return Ok(response);
         }
         let limit = self.shared().max_response_bytes;
+        // A raw call to a route that answers refusals with HTTP 200 is read
+        // by the same rule as the generated call (`errors_in_200.rs`).
+        if crate::errors_in_200::applies(response.url().path()) {
+            return crate::errors_in_200::lift(response, limit)
+                .await
+                .map_err(|e| transport_error(e).via_proxy(proxy));
+        }
         Ok(crate::body::limit_body(response, limit))
+    }
+}
+
+/// Reports a deprecated route once: a generated call by its operation, a
+/// raw call (no path template) by its method and path.
+fn note_deprecation(operation: &Operation<Idempotency>, response: &reqwest::Response) {
+    if operation.path.is_empty() {
+        let path = response.url().path();
+        let route = format!("{} {path}", operation.method);
+        crate::deprecation::note(operation.id, &route, path, response.headers());
+    } else {
+        crate::deprecation::note(
+            operation.id,
+            operation.id,
+            operation.path,
+            response.headers(),
+        );
     }
 }
 
@@ -444,11 +468,16 @@ impl PlatosClient {
             // Read on every try: a retry after another call refreshed the
             // token sends the new one instead of collecting a needless 401.
             let (token, epoch) = shared.auth.session_token_with_epoch();
+            // An anonymous route gets no credential, so nothing to refresh either.
+            let anonymous = operation.credentials == crate::request::Credentials::Omitted;
+            let token = token.filter(|_| !anonymous);
             let mut attempt = match request.try_clone() {
                 Some(r) => r,
                 // Streaming bodies cannot be replayed: send the original once.
                 None => {
-                    inner.set_auth_headers(&mut request, token.as_ref());
+                    if !anonymous {
+                        inner.set_auth_headers(&mut request, token.as_ref());
+                    }
                     if !streamed {
                         *request.timeout_mut() =
                             Some(retry::try_timeout(shared.timeout, remaining()));
@@ -456,7 +485,9 @@ impl PlatosClient {
                     return http.execute(request).await;
                 }
             };
-            inner.set_auth_headers(&mut attempt, token.as_ref());
+            if !anonymous {
+                inner.set_auth_headers(&mut attempt, token.as_ref());
+            }
             if !streamed {
                 *attempt.timeout_mut() = Some(retry::try_timeout(shared.timeout, remaining()));
             }
@@ -470,7 +501,7 @@ impl PlatosClient {
 
             let (result, asked) = match result {
                 Ok(response) => {
-                    crate::deprecation::note(operation.id, operation.path, response.headers());
+                    note_deprecation(operation, &response);
                     let status = response.status().as_u16();
                     if status == 401 || status == 403 {
                         let refused = token.as_ref().filter(|_| shared.auth.can_refresh());

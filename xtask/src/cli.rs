@@ -22,7 +22,9 @@
 //!
 //! An operation marked `x-platos-idempotency: once` is sent once, without a
 //! key and never retried (`RawRequest::once`); every other call follows the
-//! rule of its method, as the SDK's own calls do.
+//! rule of its method, as the SDK's own calls do. An operation with
+//! `security: []` goes without the client's credentials
+//! (`RawRequest::anonymous`), as the SDK's own call does.
 //!
 //! Every problem in a spec is reported at once, naming its operation.
 
@@ -73,6 +75,7 @@ struct Op {
     params: Vec<Param>,
     list: Option<(Vec<String>, String)>,
     once: bool,
+    anonymous: bool,
 }
 
 /// Generates `platos-cli/src/generated.rs` (without its header) from both specs.
@@ -149,6 +152,7 @@ fn emit_op(out: &mut String, api: Api, op: &Op) {
         }
     }
     let _ = writeln!(out, "        once: {},", op.once);
+    let _ = writeln!(out, "        anonymous: {},", op.anonymous);
     let _ = writeln!(out, "    }},");
 }
 
@@ -391,6 +395,7 @@ fn read_op(
         list,
         // Sent once, never retried: a repeat could act twice.
         once: op["x-platos-idempotency"].as_str() == Some("once"),
+        anonymous: op["security"].as_array().is_some_and(Vec::is_empty),
     }))
 }
 

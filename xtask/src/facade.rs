@@ -225,6 +225,8 @@ struct Op {
     body: Body,
     output: Output,
     idempotency: &'static str,
+    /// `security: []`: the call goes without the client's credentials.
+    anonymous: bool,
 }
 
 struct OpenEnum {
@@ -855,6 +857,10 @@ fn read_op(
         body,
         output,
         idempotency,
+        anonymous: op
+            .get("security")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty),
     })
 }
 
@@ -1487,6 +1493,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
         }
     };
     let (id, path, json) = (&op.id, &op.path, op.json);
+    let credentials = ident(if op.anonymous { "Omitted" } else { "Sent" });
     let http_method = ident(&op.http.to_ascii_uppercase());
     let prepare = quote! {
         fn prepare(&self) -> crate::Result<crate::request::Prepared<#rule_enum>> {
@@ -1497,6 +1504,7 @@ fn emit_op(target: &Target, op: &Op) -> TokenStream {
                 rule: #rule_enum::#rule,
                 json: #json,
                 streams: false,
+                credentials: crate::request::Credentials::#credentials,
             };
             #( #locals )*
             let mut url = crate::request::Url::new(self.client.base_url());

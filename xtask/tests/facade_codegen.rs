@@ -61,7 +61,11 @@ components:
     assert!(after.contains("let thing_id = &self.thing_id;"), "{after}");
     assert!(after.contains("url.segment(thing_id)?;"), "{after}");
     assert!(after.contains("if let Some(value) = &self.note {"));
-    assert!(after.contains(".execute(&OPERATION, url.into_string(), body, &self.call_options)"));
+    assert!(after.contains("operation: &OPERATION,"), "{after}");
+    assert!(
+        after.contains(".call(self.prepare(), &self.call_options,"),
+        "{after}"
+    );
 }
 
 #[test]

@@ -208,6 +208,17 @@ const OPERATION_IDS: &[&str] = &[
     "memory_search",
     "memory_update",
     "memory_delete",
+    "memory_extract",
+    "memory_export",
+    "memory_import",
+    "memory_relate",
+    "memory_archive",
+    "memory_restore",
+    "memory_graph_entities",
+    "memory_graph_relationships",
+    "memory_graph_path",
+    "approvals_resolve_durable",
+    "monitoring_cost_thread",
 ];
 
 #[test]

@@ -13,7 +13,13 @@
 //! | `POST /api/approve` `{threadId, approvalId, approved}` | answers an approval of the running turn |
 //! | `GET /api/messages?threadId` | the thread's messages (for edit) |
 //! | `POST /api/edit` `{threadId, messageId, content}` | edit-and-rerun: the page then streams the new turn |
-//! | `POST /api/upload?threadId&filename` | the body (with its `Content-Type`) uploaded as an attachment → `{attachmentId}` |
+//! | `POST /api/upload?threadId&filename` | the body (with its `Content-Type` and `Content-Length`) streamed on into an attachment → `{attachmentId, bytes}` |
+//!
+//! An upload is never held in memory: the browser's body is handed to
+//! `attachments().upload` as a reader of the length the request declared,
+//! and the SDK streams it to storage as it arrives (a 100 MB file costs what
+//! a 100 KB one does). The service's size limit is the SDK's to enforce,
+//! before anything is sent.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -83,8 +89,11 @@ pub fn router(settings: &Settings) -> anyhow::Result<Router> {
         .route("/api/approve", post(approve))
         .route("/api/messages", get(messages))
         .route("/api/edit", post(edit))
-        .route("/api/upload", post(upload))
-        .layer(DefaultBodyLimit::max(20 * 1024 * 1024))
+        // The upload is streamed, not buffered: no body limit of axum's applies.
+        .route(
+            "/api/upload",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
         .with_state(app))
 }
 
@@ -233,18 +242,31 @@ async fn upload(
     State(app): Shared,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
-    let mime = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let mime = header("content-type")
         .filter(|m| m.contains('/'))
         .unwrap_or("application/octet-stream")
         .to_owned();
+    // The presigned URL is signed for an exact length, so the relay needs it
+    // up front: a browser's `fetch` with a File sends it.
+    let Some(len) = header("content-length").and_then(|v| v.parse::<u64>().ok()) else {
+        return (
+            StatusCode::LENGTH_REQUIRED,
+            Json(json!({"error": "an upload needs a Content-Length"})),
+        )
+            .into_response();
+    };
+    // The request body as a reader: read as the SDK sends, never whole.
+    let chunks = body
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other));
+    let source = UploadSource::reader(tokio_util::io::StreamReader::new(chunks), len);
     let mut up = app
         .client
         .attachments()
-        .upload(&app.agent_id, &q.thread_id, UploadSource::bytes(body))
+        .upload(&app.agent_id, &q.thread_id, source)
         .mime_type(mime);
     if let Some(name) = q.filename {
         up = up.filename(name);

@@ -1,8 +1,9 @@
 //! The page in a real browser: headless Chromium (Debian's `chromium`)
 //! driven by playwright-core (`npm ci --prefix tests/node`) through
 //! `tests/node/chat_web.mjs`. It types a message, approves the tool call,
-//! sees the streamed text, uploads a file and sends a turn with it; the
-//! screenshot is kept at `target/chat-web/screenshot.png`.
+//! sees the streamed text, uploads a file and sends a turn with it, stops a
+//! long turn mid-stream, edits a message and reruns it; the screenshot is
+//! kept at `target/chat-web/screenshot.png`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -25,6 +26,10 @@ async fn the_page_streams_approves_and_uploads_in_chromium() {
         "playwright-core is missing: npm ci --prefix tests/node"
     );
     let server = platos_test_server::TestServer::start().await.unwrap();
+    // Spaced events: the stop click lands while the long turn still streams.
+    server
+        .faults()
+        .set_event_delay(std::time::Duration::from_millis(20));
     let app = platos_chat_web::router(&platos_chat_web::embedded_settings(&server)).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
@@ -51,7 +56,13 @@ async fn the_page_streams_approves_and_uploads_in_chromium() {
         out.status.success(),
         "browser run failed:\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("chat-web: file uploaded"), "{stdout}");
+    for step in [
+        "chat-web: file uploaded",
+        "chat-web: turn stopped",
+        "chat-web: edited and rerun",
+    ] {
+        assert!(stdout.contains(step), "{step} missing:\n{stdout}");
+    }
     assert!(shot.exists(), "no screenshot at {}", shot.display());
     server.shutdown().await;
 }

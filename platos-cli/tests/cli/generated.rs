@@ -197,6 +197,15 @@ async fn every_namespace_has_a_working_generated_command() {
             "no call for namespace {ns}"
         );
     }
+    // `security: []` in the spec: the guest-token mint goes without credentials.
+    let guest = server.recorder().requests_to("/guest-token");
+    assert!(
+        !guest.is_empty()
+            && guest.iter().all(|r| {
+                r.header("authorization").is_none() && r.header("x-platos-session-token").is_none()
+            }),
+        "{guest:?}"
+    );
     // Each went through the SDK's transport: V1 writes carry an idempotency key.
     let invite = server.recorder().requests_to("/invitations");
     assert!(

@@ -477,6 +477,7 @@ impl ProviderKeysRotateSecret {
             rule: crate::v1::KeyClass::Required,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let id = &self.id;
         let environment_id = crate::request::needed(
@@ -578,6 +579,7 @@ impl BffMagicLinkStart {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Omitted,
         };
         let email = &self.email;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -665,6 +667,7 @@ impl BffMagicLinkComplete {
             rule: crate::v1::KeyClass::Exempt,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Omitted,
         };
         let token = &self.token;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -758,6 +761,7 @@ impl BffSessionExchange {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Omitted,
         };
         let token = &self.token;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -841,6 +845,7 @@ impl BffSessionSignOut {
             rule: crate::v1::KeyClass::Accepted,
             json: false,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/bff/session");
@@ -937,6 +942,7 @@ impl EnvironmentScopeResolve {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_slug = crate::request::needed(
             self.environment_slug.as_ref(),
@@ -1055,6 +1061,7 @@ impl EnvironmentEndUsersList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -1179,6 +1186,7 @@ impl EnvironmentVariablesList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -1280,6 +1288,7 @@ impl EnvironmentVariablesSet {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let key = &self.key;
@@ -1373,6 +1382,7 @@ impl IdentitySessionGet {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/identity/session");
@@ -1449,6 +1459,7 @@ impl InvitationsAccept {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let token = &self.token;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -1534,6 +1545,7 @@ impl OrganizationsList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/organizations");
@@ -1618,6 +1630,7 @@ impl OrganizationsCreate {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let name = &self.name;
         let slug = &self.slug;
@@ -1726,6 +1739,7 @@ impl InvitationsIssue {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let organization_id = &self.organization_id;
         let email = &self.email;
@@ -1821,6 +1835,7 @@ impl OrganizationMembersList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let organization_id = &self.organization_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -1911,6 +1926,7 @@ impl OrganizationMembersChangeRole {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let organization_id = &self.organization_id;
         let membership_id = &self.membership_id;
@@ -2001,6 +2017,7 @@ impl ProjectsList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let mut url = crate::request::Url::new(self.client.base_url());
         url.literal("/api/v1/projects");
@@ -2110,6 +2127,7 @@ impl ProjectsCreate {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let organization_id = crate::request::needed(
             self.organization_id.as_ref(),
@@ -2240,6 +2258,7 @@ impl McpEntityTokensList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let entity_id = &self.entity_id;
         let environment_id = &self.environment_id;
@@ -2400,6 +2419,7 @@ impl McpEntityTokensMint {
             rule: crate::v1::KeyClass::Required,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let entity_id = &self.entity_id;
         let environment_id = crate::request::needed(
@@ -2518,6 +2538,7 @@ impl McpEntityTokensRevoke {
             rule: crate::v1::KeyClass::Exempt,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let entity_id = &self.entity_id;
         let token_id = &self.token_id;
@@ -2603,6 +2624,7 @@ impl McpOrganizationPoliciesList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -2693,6 +2715,7 @@ impl McpOrganizationPoliciesSet {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let pattern = &self.pattern;
@@ -2799,6 +2822,7 @@ impl McpOrganizationPoliciesRemove {
             rule: crate::v1::KeyClass::Accepted,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let policy_id = &self.policy_id;
@@ -2888,6 +2912,7 @@ impl McpPlatformTokensList {
             rule: crate::v1::KeyClass::NotApplicable,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let mut url = crate::request::Url::new(self.client.base_url());
@@ -3030,6 +3055,7 @@ impl McpPlatformTokensMint {
             rule: crate::v1::KeyClass::Required,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let environment_id = &self.environment_id;
         let name = &self.name;
@@ -3136,6 +3162,7 @@ impl McpPlatformTokensRevoke {
             rule: crate::v1::KeyClass::Exempt,
             json: true,
             streams: false,
+            credentials: crate::request::Credentials::Sent,
         };
         let id = &self.id;
         let environment_id = &self.environment_id;

@@ -95,7 +95,12 @@ impl V1Client {
         if body.is_some() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        if let Some(token) = &shared.operator_token {
+        // An operation with `security: []` (sign-in) goes without the token.
+        let token = shared
+            .operator_token
+            .as_ref()
+            .filter(|_| operation.credentials == crate::request::Credentials::Sent);
+        if let Some(token) = token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
                 .map_err(|_| Error::config("the operator token is not a valid header value"))?;
             value.set_sensitive(true);

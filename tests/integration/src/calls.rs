@@ -41,6 +41,23 @@ fn obj(args: &Value, key: &str) -> Map<String, Value> {
         .clone()
 }
 
+/// The approval decision `args` describe: `approved`, `comment?`, `editedArgs?`.
+fn decision(args: &Value) -> Decision {
+    let approved = args["approved"].as_bool().expect("approved is a bool");
+    let mut decision = if approved {
+        Decision::approve()
+    } else {
+        Decision::reject()
+    };
+    if let Some(c) = opt_s(args, "comment") {
+        decision = decision.with_comment(c);
+    }
+    if args.get("editedArgs").is_some() {
+        decision = decision.with_edited_args(obj(args, "editedArgs"));
+    }
+    decision
+}
+
 /// Sets the builder's optional arguments that `args` carries.
 macro_rules! opts {
     ($b:ident, $args:expr, str: [$($sk:literal => $sf:ident),* $(,)?], u64: [$($uk:literal => $uf:ident),* $(,)?]) => {{
@@ -222,6 +239,42 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
             json(b.await?)
         }
         "memory.delete" => json(client.memory().delete(s(args, "id")).await?),
+        "memory.extract" => json(client.memory().extract(s(args, "threadId")).await?),
+        "memory.export" => {
+            let mut b = client.memory().export();
+            b = opts!(b, args, str: ["userId" => user_id], u64: []);
+            json(b.await?)
+        }
+        "memory.import" => {
+            let bundle = serde_json::from_value(args["bundle"].clone()).expect("a MemoryBundle");
+            let mut b = client.memory().import(bundle);
+            b = opts!(b, args, str: ["mode" => mode, "userId" => user_id], u64: []);
+            json(b.await?)
+        }
+        "memory.relate" => {
+            let mut b = client.memory().relate();
+            b = opts!(b, args,
+                str: ["fromEntityKey" => from_entity_key, "toEntityKey" => to_entity_key,
+                      "relationshipType" => relationship_type, "fromLabel" => from_label,
+                      "toLabel" => to_label, "userId" => user_id],
+                u64: []);
+            json(b.await?)
+        }
+        "memory.archive" => json(client.memory().archive(s(args, "id")).await?),
+        "memory.restore" => json(client.memory().restore(s(args, "id")).await?),
+        "memory.graph_entities" => {
+            let mut b = client.memory().graph_entities();
+            b = opts!(b, args, str: ["entityType" => entity_type], u64: ["limit" => limit]);
+            json(b.await?)
+        }
+        "memory.graph_relationships" => {
+            json(client.memory().graph_relationships(s(args, "id")).await?)
+        }
+        "memory.graph_path" => {
+            let mut b = client.memory().graph_path(s(args, "from"), s(args, "to"));
+            b = opts!(b, args, str: [], u64: ["maxHops" => max_hops]);
+            json(b.await?)
+        }
         "approvals.list" => {
             let mut b = client.approvals().list();
             b = opts!(b, args,
@@ -231,26 +284,18 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
             json(b.await?)
         }
         "approvals.get" => json(client.approvals().get(s(args, "approvalId")).await?),
-        "approvals.resolve" => {
-            let approved = args["approved"].as_bool().expect("approved is a bool");
-            let mut decision = if approved {
-                Decision::approve()
-            } else {
-                Decision::reject()
-            };
-            if let Some(c) = opt_s(args, "comment") {
-                decision = decision.with_comment(c);
-            }
-            if args.get("editedArgs").is_some() {
-                decision = decision.with_edited_args(obj(args, "editedArgs"));
-            }
-            json(
-                client
-                    .approvals()
-                    .resolve(s(args, "approvalId"), decision)
-                    .await?,
-            )
-        }
+        "approvals.resolve" => json(
+            client
+                .approvals()
+                .resolve(s(args, "approvalId"), decision(args))
+                .await?,
+        ),
+        "approvals.resolve_durable" => json(
+            client
+                .approvals()
+                .resolve_durable(s(args, "token"), decision(args))
+                .await?,
+        ),
         "budgets.list" => {
             let mut b = client.budgets().list();
             b = opts!(b, args, str: [], u64: ["page" => page, "limit" => limit, "offset" => offset]);
@@ -274,6 +319,9 @@ pub async fn invoke(client: &PlatosClient, call: &str, args: &Value) -> Result<V
             b = opts!(b, args, str: ["search" => search],
                 u64: ["days" => days, "limit" => limit, "offset" => offset]);
             json(b.await?)
+        }
+        "monitoring.cost_thread" => {
+            json(client.monitoring().cost_thread(s(args, "threadId")).await?)
         }
         "monitoring.cost_by_scope" => {
             let mut b = client.monitoring().cost_by_scope();

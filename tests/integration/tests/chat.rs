@@ -298,6 +298,26 @@ async fn the_server_mints_guest_and_entity_session_tokens() {
     assert!(as_guest.threads().list().await.unwrap().is_empty());
     let private = client.tokens().guest(SEED_AGENT_SUPPORT).await.unwrap_err();
     assert!(matches!(private, Error::NotFound(_)), "{private:?}");
+    // The route reads no credential (`security: []` in the spec), so none
+    // is sent: not a session client's token, not an api-key client's key or scope.
+    operator_client(&server)
+        .tokens()
+        .guest("ag_public")
+        .await
+        .unwrap();
+    let sent = server.recorder().requests_to("/guest-token");
+    assert_eq!(sent.len(), 3);
+    for r in &sent {
+        for h in [
+            "authorization",
+            "x-platos-session-token",
+            "x-platos-organization-id",
+            "x-platos-user-id",
+            "x-platos-user-token",
+        ] {
+            assert_eq!(r.header(h), None, "{h} sent to the guest route");
+        }
+    }
 
     let scope = server.scope();
     let request = SessionTokenRequest {
@@ -529,5 +549,342 @@ async fn an_upload_fails_with_a_typed_error_for_each_way_it_can_fail() {
         once.upload_failure(),
         Some(UploadFailure::Network),
         "{once:?}"
+    );
+}
+
+#[tokio::test]
+async fn extract_archive_and_restore_act_on_the_callers_own_memories() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    let other = session_client(&server, token_for(&server, "other-user"));
+    let thread = client.threads().create(SEED_AGENT_SUPPORT).await.unwrap();
+    client
+        .threads()
+        .ask(&thread.id, "I live in Lisbon")
+        .await
+        .unwrap();
+
+    let first = client.memory().extract(&thread.id).await.unwrap();
+    assert_eq!(first.memories_created, Some(1));
+    let again = client.memory().extract(&thread.id).await.unwrap();
+    assert_eq!(
+        (again.memories_created, again.skipped),
+        (Some(0), Some(1)),
+        "a second run adds nothing new"
+    );
+    // Another end user cannot extract from this thread: a 404 in an HTTP 200.
+    let refused = other.memory().extract(&thread.id).await.unwrap_err();
+    assert!(matches!(refused, Error::NotFound(_)), "{refused:?}");
+    let missing = client.memory().extract("  ").await.unwrap_err();
+    assert!(matches!(missing, Error::Validation(_)), "{missing:?}");
+
+    let listed = client.memory().list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let id = listed[0].id.clone();
+    assert_eq!(listed[0].content.as_deref(), Some("I live in Lisbon"));
+    assert_eq!(listed[0].source.as_deref(), Some("extracted"));
+
+    // Another user's archive finds nothing of theirs to archive.
+    assert!(!other.memory().archive(&id).await.unwrap().ok);
+    let archived = client.memory().archive(&id).await.unwrap();
+    assert!(archived.ok && archived.archived_at.is_some());
+    assert!(
+        client.memory().list().await.unwrap().is_empty(),
+        "an archived memory leaves the list"
+    );
+    assert!(!client.memory().archive(&id).await.unwrap().ok, "once");
+    let restored = client.memory().restore(&id).await.unwrap();
+    assert!(restored.ok);
+    let memory = restored.memory.expect("the restored memory");
+    assert_eq!(memory.id, id);
+    // `archivedAt` is not a named field of the 1.0 `Memory`: it is kept in `extra`.
+    assert!(
+        memory
+            .extra
+            .get("archivedAt")
+            .is_none_or(serde_json::Value::is_null),
+        "{memory:?}"
+    );
+    assert_eq!(client.memory().list().await.unwrap().len(), 1);
+    assert!(
+        !client.memory().restore(&id).await.unwrap().ok,
+        "not archived"
+    );
+}
+
+#[tokio::test]
+async fn the_knowledge_graph_relates_walks_and_round_trips_through_export() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    let operator = operator_client(&server);
+    let other = session_client(&server, token_for(&server, "other-user"));
+
+    let works = client
+        .memory()
+        .relate()
+        .from_entity_key("alice")
+        .from_label("Alice")
+        .from_entity_type("person")
+        .to_entity_key("acme")
+        .relationship_type("works_at")
+        .await
+        .unwrap();
+    let based = client
+        .memory()
+        .relate()
+        .from_entity_key("acme")
+        .to_entity_key("lisbon")
+        .relationship_type("based_in")
+        .await
+        .unwrap();
+    assert_eq!(
+        works.to_entity_id, based.from_entity_id,
+        "one entity per key"
+    );
+    let missing = client
+        .memory()
+        .relate()
+        .from_entity_key("alice")
+        .relationship_type("knows")
+        .await
+        .unwrap_err();
+    // A required field left unset is refused before anything is sent.
+    assert!(matches!(missing, Error::Config(_)), "{missing:?}");
+
+    let entities = client.memory().graph_entities().await.unwrap();
+    assert_eq!(entities.len(), 3);
+    let people = client
+        .memory()
+        .graph_entities()
+        .entity_type("person")
+        .await
+        .unwrap();
+    assert_eq!(people.len(), 1);
+    assert_eq!(people[0].label.as_deref(), Some("Alice"));
+    assert!(other.memory().graph_entities().await.unwrap().is_empty());
+
+    let acme = client
+        .memory()
+        .graph_relationships(&works.to_entity_id)
+        .await
+        .unwrap();
+    assert_eq!(acme.entity.entity_key.as_deref(), Some("acme"));
+    assert_eq!((acme.outbound.len(), acme.inbound.len()), (1, 1));
+    let from = acme.inbound[0].from.as_ref().expect("the other end");
+    assert_eq!(from.entity_key.as_deref(), Some("alice"));
+    // Another user's entity is a 404 in an HTTP 200: not found.
+    let hidden = other
+        .memory()
+        .graph_relationships(&works.to_entity_id)
+        .await
+        .unwrap_err();
+    assert!(matches!(hidden, Error::NotFound(_)), "{hidden:?}");
+
+    let path = client
+        .memory()
+        .graph_path(&works.from_entity_id, &based.to_entity_id)
+        .await
+        .unwrap()
+        .path
+        .expect("a path");
+    let keys: Vec<_> = path
+        .iter()
+        .map(|hop| hop.entity.entity_key.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(keys, ["alice", "acme", "lisbon"]);
+    assert_eq!(path[1].direction.as_deref(), Some("out"));
+    let short = client
+        .memory()
+        .graph_path(&works.from_entity_id, &based.to_entity_id)
+        .max_hops(1)
+        .await
+        .unwrap();
+    assert_eq!(short.path, None, "not within one hop");
+
+    // Export, then import into another user: the bundle lands with its importer.
+    client.memory().create("Prefers tea").await.unwrap();
+    let bundle = client.memory().export().await.unwrap();
+    assert_eq!(bundle.memories.len(), 1);
+    assert_eq!(bundle.entities.len(), 3);
+    assert_eq!(bundle.relationships.len(), 2);
+    let imported = other.memory().import(bundle.clone()).await.unwrap();
+    assert_eq!(
+        (
+            imported.memories_imported,
+            imported.entities_imported,
+            imported.relationships_imported
+        ),
+        (Some(1), Some(3), Some(2))
+    );
+    assert_eq!(other.memory().list().await.unwrap().len(), 1);
+    assert_eq!(other.memory().graph_entities().await.unwrap().len(), 3);
+    let replaced = other.memory().import(bundle).mode("replace").await.unwrap();
+    assert_eq!(replaced.memories_deleted, Some(1));
+    assert_eq!(other.memory().list().await.unwrap().len(), 1);
+    assert_eq!(client.memory().list().await.unwrap().len(), 1, "untouched");
+    // An operator may export any user's memories; an end user only their own.
+    let theirs = operator
+        .memory()
+        .export()
+        .user_id("other-user")
+        .await
+        .unwrap();
+    assert_eq!(theirs.user_id.as_deref(), Some("other-user"));
+    let forged = client
+        .memory()
+        .export()
+        .user_id("other-user")
+        .await
+        .unwrap();
+    assert_eq!(forged.user_id.as_deref(), Some(server.user_id()));
+}
+
+#[tokio::test]
+async fn a_durable_approval_is_resolved_by_its_waitpoint_token() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    server.open_waitpoint("wp_refund");
+
+    let done = client
+        .approvals()
+        .resolve_durable(
+            "wp_refund",
+            platos_client::Decision::approve().with_comment("fine"),
+        )
+        .await
+        .unwrap();
+    assert!(done.resolved);
+    assert_eq!(
+        (done.token.as_deref(), done.approved),
+        (Some("wp_refund"), Some(true))
+    );
+    let decision = server.waitpoint("wp_refund").expect("completed");
+    assert_eq!(
+        (
+            &decision["approved"],
+            &decision["comment"],
+            &decision["respondedBy"]
+        ),
+        (&json!(true), &json!("fine"), &json!(server.user_id()))
+    );
+
+    // The engine refuses a completed or unknown waitpoint in an HTTP 200
+    // `{resolved: false, error}`: an error, not a receipt.
+    for token in ["wp_refund", "wp_unknown"] {
+        let refused = client
+            .approvals()
+            .resolve_durable(token, platos_client::Decision::reject())
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, Error::Validation(_)), "{refused:?}");
+    }
+    assert_eq!(
+        server.waitpoint("wp_refund").unwrap()["approved"],
+        json!(true),
+        "the first decision stands"
+    );
+
+    // A server without a durable engine answers 503.
+    server.disable_durable_approvals();
+    server.open_waitpoint("wp_later");
+    let unavailable = client
+        .approvals()
+        .resolve_durable("wp_later", platos_client::Decision::approve())
+        .await
+        .unwrap_err();
+    assert_eq!(unavailable.status(), Some(503), "{unavailable:?}");
+    assert_eq!(server.waitpoint("wp_later"), None);
+}
+
+#[tokio::test]
+async fn a_threads_cost_is_its_owners_to_read() {
+    let server = TestServer::start().await.unwrap();
+    let client = user_client(&server);
+    let other = session_client(&server, token_for(&server, "other-user"));
+    let thread = client.threads().create(SEED_AGENT_SUPPORT).await.unwrap();
+    let empty = client.monitoring().cost_thread(&thread.id).await.unwrap();
+    assert_eq!((empty.tasks, empty.input_tokens), (Some(0), Some(0)));
+    client.threads().ask(&thread.id, "hello").await.unwrap();
+    let cost = client.monitoring().cost_thread(&thread.id).await.unwrap();
+    assert_eq!(cost.tasks, Some(1));
+    assert!(cost.input_tokens.unwrap_or(0) > 0 && cost.cost_cents.unwrap_or(0.0) > 0.0);
+    let hidden = other
+        .monitoring()
+        .cost_thread(&thread.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(hidden, Error::NotFound(_)), "{hidden:?}");
+}
+
+#[tokio::test]
+async fn public_write_routes_get_a_finite_length_and_refuse_a_chunked_body() {
+    let server = TestServer::start().await.unwrap();
+    server.insert_agent(
+        server.scope(),
+        json!({"id": "ag_public", "name": "Widget", "visibility": "public-guest", "isActive": true}),
+    );
+    let client = user_client(&server);
+    client.tokens().guest("ag_public").await.unwrap();
+    let scope = server.scope();
+    let mut request = SessionTokenRequest {
+        organization_id: scope.organization_id.clone(),
+        project_id: scope.project_id.clone(),
+        environment_id: scope.environment_id.clone(),
+        user_id: "u_capped".into(),
+        user_token: None,
+        ttl_seconds: None,
+        agent_id: None,
+        user_meta: None,
+        claims: Default::default(),
+    };
+    operator_client(&server)
+        .tokens()
+        .session(server.entity_id(), request.clone())
+        .await
+        .unwrap();
+    // Both calls went out with the exact length of what they sent.
+    for suffix in ["/guest-token", "/session-tokens"] {
+        let sent = server.recorder().requests_to(suffix);
+        let [one] = sent.as_slice() else {
+            panic!("one call to {suffix}: {sent:?}");
+        };
+        assert_eq!(
+            one.header("content-length"),
+            Some(one.body.len().to_string().as_str()),
+            "{suffix}"
+        );
+    }
+
+    // A body of unknown length (chunked) is refused before it is read.
+    let chunks = futures::stream::iter(
+        [&br#"{"agentId":"#[..], &br#""ag_public"}"#[..]]
+            .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from_static(c))),
+    );
+    let chunked = reqwest::Client::new()
+        .post(format!("{}/api/v1/public/guest-token", server.base_url()))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status().as_u16(), 413);
+    assert_eq!(
+        chunked.json::<serde_json::Value>().await.unwrap(),
+        json!({"error": "payload_too_large", "limit": 262_144})
+    );
+
+    // The same refusal through the SDK (a body over the cap) is typed.
+    request
+        .claims
+        .insert("blob".into(), json!("x".repeat(300 * 1024)));
+    let refused = operator_client(&server)
+        .tokens()
+        .session(server.entity_id(), request)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Refused(_)), "{refused:?}");
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (Some(413), Some("payload_too_large"))
     );
 }

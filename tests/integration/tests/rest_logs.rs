@@ -282,3 +282,86 @@ fn a_deprecated_route_is_logged_once_at_warn_with_its_sunset() {
     assert!(warnings[0].contains("operation=\"memory_list\""), "{logs}");
     assert!(warnings[0].contains("successor-version"), "{logs}");
 }
+
+/// The runtime's deprecated `/api/v1/platos/memory` alias, called through
+/// `client.raw()` against the test server (which answers it with upstream's
+/// `Deprecation`, `Sunset` and `Link`): one WARN per route with the sunset
+/// date, and the alias reaches the same memories as the new prefix.
+#[test]
+fn the_old_memory_prefix_warns_once_per_route_through_raw_calls() {
+    let capture = Capture::default();
+    let logs = capture.0.clone();
+    let _guard = tracing::subscriber::set_default(capture);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let server = platos_test_server::TestServer::start().await.unwrap();
+        let scope = server.scope();
+        let client = PlatosClient::builder()
+            .base_url(server.base_url())
+            .api_key(server.api_key())
+            .scope(
+                Scope::new(
+                    &scope.organization_id,
+                    &scope.project_id,
+                    &scope.environment_id,
+                )
+                .with_user_id(server.user_id()),
+            )
+            .build()
+            .unwrap();
+        let created = client
+            .raw("POST", "/api/v1/platos/memory")
+            .body(json!({"content": "Prefers tea"}))
+            .send()
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let listed = client
+                .raw("GET", "/api/v1/platos/memory")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(listed["memories"][0]["id"], created["memory"]["id"]);
+        }
+        let hits = client
+            .raw("GET", "/api/v1/platos/memory/search")
+            .query("q", "tea")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(hits["hits"].as_array().map(Vec::len), Some(1));
+        // The same memory under the new prefix, which announces nothing.
+        assert_eq!(client.memory().list().await.unwrap().len(), 1);
+        // A refusal the alias answers in an HTTP 200 is an error on a raw call too.
+        let missing = client
+            .raw("POST", "/api/v1/platos/memory/{id}")
+            .param("id", "no-such-memory")
+            .body(json!({"content": "x"}))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(missing, platos_client::Error::NotFound(_)),
+            "{missing:?}"
+        );
+    });
+    let logs = logs.lock().unwrap().clone();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.starts_with("WARN") && l.contains("deprecated"))
+        .collect();
+    // POST and GET on the prefix, GET on search, POST on one memory: four routes.
+    assert_eq!(warnings.len(), 4, "once per route:\n{logs}");
+    for w in &warnings {
+        assert!(w.contains("sunset=Wed, 31 Mar 2027 00:00:00 GMT"), "{w}");
+        assert!(w.contains("rel=\"successor-version\""), "{w}");
+    }
+    let search = warnings
+        .iter()
+        .find(|w| w.contains("path=\"/api/v1/platos/memory/search\""))
+        .expect("the search route's warning");
+    assert!(search.contains("link=</api/v1/memory/search>"), "{search}");
+}

@@ -80,14 +80,23 @@
 //! | `POST /threads/{id}/messages` `{message, agentId?, attachmentIds?}` | one-shot turn, below |
 //! | `POST /agents/{id}/messages` `{message, threadId?, attachmentIds?, outputSchema?, systemPromptOverride?, modelLabel?}` | one-shot turn; without `threadId` a new thread owned by the caller |
 //! | `GET /monitoring/approvals`, `GET /monitoring/approvals/{id}`, `POST /approvals/{id}/resolve` `{approved, comment?, editedArgs?}` | envelope `rows` + `pendingCount, fetchedAt` / Approval / receipt `{resolved, approvalId, approved, …}` |
+//! | `POST /durable-approvals/{token}/resolve` `{approved, comment?, approvalId?}` | `{resolved: true, token, approved}`; an unknown or completed waitpoint is HTTP 200 `{resolved: false, error}` ([`TestServer::open_waitpoint`]) |
 //! | `GET /budgets`, `GET /budgets/status` (`agentId, userId`) | envelope `caps` / `{caps:[BudgetStatus], blocked, reason?}` |
 //! | `GET /monitoring/runs`, `GET /monitoring/trace/{threadId}`, `GET /monitoring/cost-by-agent` (`days`), `GET /monitoring/cost` (`date`) | envelope `runs` / ThreadTrace / envelope `rows` + `fetchedAt` / cost object |
-//! | `GET /monitoring/cost/thread/{threadId}` | `{threadId, costCents, inputTokens, outputTokens, turnCount, turns:[{turnId, agentId, status, createdAt, inputTokens, outputTokens, costCents}], fetchedAt}` |
+//! | `GET /monitoring/cost/thread/{threadId}` | `{threadId, costCents, inputTokens, outputTokens, tasks, turnCount, turns:[{turnId, agentId, status, createdAt, inputTokens, outputTokens, costCents}], fetchedAt}` |
 //! | `GET /jobs`, `POST /jobs`, `GET|PATCH|DELETE /jobs/{id}`, `POST /jobs/{id}/dispatch` `{payload}` | see Jobs below |
 //! | `GET|POST|DELETE /messages/{messageId}/rating` | see Ratings below |
 //! | `GET /tools`, `/tools/search`, `/tools/stats`, `/tools/matrix`, `PATCH /tools/{entityId}/{toolName}/enabled`, `POST /tools/{toolId}/test`, `POST /tools/execute` | see Tools below |
 //! | `/trigger/tasks`, `/trigger/runs`, `/trigger/schedules`, `/trigger/batches` | the deprecated bgo surface |
 //! | `GET /openapi.json` (no credential) | every REST route this server answers (V1 and the event stream included) as an OpenAPI 3.1 document marked `x-platos-inventory: test-server`, listed from the table that builds the router (`routes.rs`); `cargo xtask spec-diff` compares it with `spec/` |
+//!
+//! Beside `/api/v1/agent`: the memory routes (`/api/v1/memory…`, list, create, update,
+//! delete, search, extract, export, import, relate, archive, restore and the graph;
+//! refusals in HTTP 200 `{error, status}`; an end user acts on their own memories only),
+//! mounted again under the deprecated `/api/v1/platos/memory`, whose every answer carries
+//! `Deprecation`, `Sunset` and `Link`; and the token mints (`POST /api/v1/public/guest-token`,
+//! `POST /api/v1/entities/{id}/session-tokens`), where a body needs a `Content-Length` of at
+//! most 256 KiB (else `413 {"error":"payload_too_large","limit":262144}`, chunked included).
 //!
 //! **One-shot turns** answer `200 {text, threadId, events, costCents, messageId}`: `events`
 //! is the scripted agent's `agent_event` list (`status thinking`, `meta`, `thinking`,
@@ -845,6 +854,26 @@ impl TestServer {
             .find(|a| a["attachment"]["id"] == attachment_id)?;
         let r = &a["received"];
         Some((r["bytes"].as_u64()?, r["fnv1a"].as_str()?.to_owned()))
+    }
+
+    /// Opens a durable approval's waitpoint: `POST
+    /// /durable-approvals/{token}/resolve` completes it once.
+    pub fn open_waitpoint(&self, token: &str) {
+        self.shared
+            .store()
+            .waitpoints
+            .insert(token.to_owned(), None);
+    }
+
+    /// The decision a waitpoint was completed with (`{approved, comment,
+    /// respondedBy, respondedAt}`), once it was.
+    pub fn waitpoint(&self, token: &str) -> Option<serde_json::Value> {
+        self.shared.store().waitpoints.get(token).cloned().flatten()
+    }
+
+    /// Runs the server without a durable engine: resolving a waitpoint answers 503.
+    pub fn disable_durable_approvals(&self) {
+        self.shared.store().durable_disabled = true;
     }
 
     /// Adds a thread of `agent_id`, owned by the server's user, to the primary

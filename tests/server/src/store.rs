@@ -104,10 +104,18 @@ pub(crate) struct Store {
     pub provisioned: Vec<Scope>,
     /// Memories of `/api/v1/memory`, scoped, one owner each.
     pub memories: Vec<Value>,
+    /// Knowledge-graph entities of `/api/v1/memory/graph`, scoped, one owner each.
+    pub memory_entities: Vec<Value>,
+    /// Knowledge-graph relationships between one owner's entities.
+    pub memory_relationships: Vec<Value>,
     /// Reserved attachments (`/attachments/presigned`) and what their PUT received.
     pub attachments: Vec<Value>,
     /// The largest attachment `/attachments/presigned` accepts (`None`: upstream's 20 MiB).
     pub attachment_max_bytes: Option<u64>,
+    /// Durable approvals' waitpoints by token: `None` while open, then the decision.
+    pub waitpoints: HashMap<String, Option<Value>>,
+    /// The server runs no durable engine: `/durable-approvals/*` answers 503.
+    pub durable_disabled: bool,
     /// Guest tokens minted per client address (`/api/v1/public/guest-token`).
     pub guest_tokens: HashMap<String, u32>,
     pub seed: bool,

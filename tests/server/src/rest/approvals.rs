@@ -171,3 +171,57 @@ pub(super) async fn resolve(State(s): S, h: HeaderMap, Path(id): Path<String>, b
         Resolution::NotFound => Err(approval_not_found(&id)),
     }
 }
+
+/// `POST /durable-approvals/{token}/resolve`: completes a durable approval's
+/// waitpoint. Upstream checks no owner (any caller in the scope), answers 503
+/// without a durable engine, a refused completion as HTTP 200
+/// `{resolved: false, error}`, and mirrors the approvals ledger when the body
+/// names `approvalId`.
+pub(super) async fn resolve_durable(
+    State(s): S,
+    h: HeaderMap,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Res {
+    let c = auth(&s, &h)?;
+    let b = body_object(&body)?;
+    let approval = b.get("approvalId").and_then(Value::as_str);
+    if let Some(id) = approval
+        && !s
+            .store()
+            .approvals
+            .iter()
+            .any(|a| a["id"] == id && in_scope(a, &c.scope))
+    {
+        return Err(approval_not_found(id));
+    }
+    let approved = b.get("approved").and_then(Value::as_bool).unwrap_or(false);
+    let comment = b.get("comment").and_then(Value::as_str);
+    let by = c.user_id.clone().unwrap_or_else(|| "operator".into());
+    {
+        let mut st = s.store();
+        if st.durable_disabled {
+            return Err(json_resp(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"resolved": false,
+                       "error": "trigger.dev not configured on this agent — durable approvals disabled"}),
+            ));
+        }
+        match st.waitpoints.get_mut(&token) {
+            Some(slot @ None) => {
+                *slot = Some(json!({
+                    "approved": approved, "comment": comment, "respondedBy": by,
+                    "respondedAt": now_iso()
+                }));
+            }
+            Some(Some(_)) => {
+                return ok(json!({"resolved": false, "error": "Waitpoint already completed"}));
+            }
+            None => return ok(json!({"resolved": false, "error": "Waitpoint not found"})),
+        }
+    }
+    if let Some(id) = approval {
+        resolve_approval(&s, &c.scope, id, approved, &by, comment, None);
+    }
+    ok(json!({"resolved": true, "token": token, "approved": approved}))
+}

@@ -28,8 +28,10 @@ type Res = Result<Response, Response>;
 mod agents;
 mod approvals;
 mod bgo;
+mod body_limits;
 mod budgets;
 mod chat;
+mod deprecation;
 mod jobs;
 mod memory;
 mod messages;
@@ -84,6 +86,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .get("/monitoring/approvals", approvals::list)
         .get("/monitoring/approvals/{approval_id}", approvals::get)
         .post("/approvals/{approval_id}/resolve", approvals::resolve)
+        .post(
+            "/durable-approvals/{token}/resolve",
+            approvals::resolve_durable,
+        )
         .get("/messages/{message_id}/rating", messages::rating_get)
         .post("/messages/{message_id}/rating", messages::rating_put)
         .delete("/messages/{message_id}/rating", messages::rating_delete)
@@ -130,15 +136,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .get("/trigger/batches/{id}", bgo::batches_get)
         .post("/trigger/batches/{id}", bgo::batches_trigger);
+    let memory = deprecation::ALIASES
+        .iter()
+        .fold(memory::routes("/api/v1/memory"), |r, a| {
+            r.merge(memory::routes(a.alias))
+        });
     let others = Routes::new("/api/v1")
-        .get("/memory", memory::list)
-        .post("/memory", memory::create)
-        .get("/memory/search", memory::search)
-        .post("/memory/{id}", memory::update)
-        .delete("/memory/{id}", memory::delete)
         .post("/public/guest-token", tokens::guest)
         .post("/entities/{entity_id}/session-tokens", tokens::session);
-    api.merge(others)
+    api.merge(memory)
+        .merge(others)
         .merge(crate::v1_stream::routes())
         .merge(crate::v1::routes())
         .with_listing()
@@ -147,6 +154,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             shared.clone(),
             rest_layer,
         ))
+        .layer(axum::middleware::from_fn(deprecation::signal))
+        .layer(axum::middleware::from_fn(body_limits::cap))
         .merge(crate::storage::routes())
         .with_state(shared)
 }

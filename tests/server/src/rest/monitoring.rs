@@ -306,6 +306,6 @@ pub(super) async fn cost_thread(State(s): S, h: HeaderMap, Path(id): Path<String
     drop(st);
     ok(json!({
         "threadId": id, "costCents": cost, "inputTokens": input, "outputTokens": output,
-        "turnCount": turns.len(), "turns": turns, "fetchedAt": now_iso()
+        "tasks": turns.len(), "turnCount": turns.len(), "turns": turns, "fetchedAt": now_iso()
     }))
 }
