@@ -32,17 +32,37 @@ use serde_json::{Map, Value};
 const ENVELOPE_OMIT: &str = "x-envelope-omit";
 const DEFINITIONS_PREFIX: &str = "#/definitions/";
 
-/// One event of the root `oneOf`.
+/// How a schema of tagged objects names its tag and its definitions: the
+/// event schema (`type`, `<Variant>Event`) and the V1 frame payload schema
+/// (`t`, `<Variant>Payload`, `xtask/src/v1_frames.rs`) share everything else.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tagging {
+    /// The discriminating property, e.g. `type`.
+    pub tag: &'static str,
+    /// The suffix every tagged definition's name ends in, e.g. `Event`.
+    pub suffix: &'static str,
+    /// What the schema describes, for error messages.
+    pub what: &'static str,
+}
+
+/// `spec/events.schema.json`.
+const EVENTS: Tagging = Tagging {
+    tag: "type",
+    suffix: "Event",
+    what: "event",
+};
+
+/// One tagged definition of the root `oneOf`.
 #[derive(Debug)]
-struct EventDef {
+pub(crate) struct EventDef {
     /// Definition (and struct) name, e.g. `TokenEvent`.
-    def_name: String,
+    pub def_name: String,
     /// Variant name, e.g. `Token`.
-    variant: String,
+    pub variant: String,
     /// Wire tag, e.g. `token`.
-    tag: String,
+    pub tag: String,
     /// First sentence-ish of the description, for the variant doc.
-    doc: Option<String>,
+    pub doc: Option<String>,
     /// How to read each envelope property, in envelope order.
     envelope: Vec<(String, Access)>,
 }
@@ -62,8 +82,20 @@ enum Access {
 /// Turns `spec/events.schema.json` into the body of `platos-events/src/generated.rs`.
 pub fn generate(schema_json: &str) -> Result<String> {
     let schema: Value = serde_json::from_str(schema_json).context("parsing the event schema")?;
-    let (typify_input, events) = preprocess(&schema)?;
+    let (typify_input, events) = preprocess(&schema, &EVENTS)?;
+    let structs = typify_structs(typify_input, &EVENTS)?;
+    let dispatcher = dispatcher(&events);
+    finish(
+        quote! {
+            #structs
+            #dispatcher
+        },
+        false,
+    )
+}
 
+/// The structs of every definition of a pre-processed schema, from typify.
+pub(crate) fn typify_structs(typify_input: Value, tagging: &Tagging) -> Result<TokenStream> {
     let mut settings = typify::TypeSpaceSettings::default();
     settings.with_derive("PartialEq".to_string());
     // A struct whose fields are all optional gets `Default`, so callers can
@@ -73,21 +105,28 @@ pub fn generate(schema_json: &str) -> Result<String> {
         patch.with_derive("Default");
         settings.with_patch(name, &patch);
     }
+    let what = tagging.what;
     let root: schemars::schema::RootSchema = serde_json::from_value(typify_input)
-        .context("the pre-processed event schema is not a schemars RootSchema")?;
+        .with_context(|| format!("the pre-processed {what} schema is not a schemars RootSchema"))?;
     let mut space = typify::TypeSpace::new(&settings);
     space
         .add_root_schema(root)
-        .map_err(|e| anyhow!("typify rejected the event schema: {e}"))?;
+        .map_err(|e| anyhow!("typify rejected the {what} schema: {e}"))?;
+    Ok(space.to_stream())
+}
 
-    let structs = space.to_stream();
-    let dispatcher = dispatcher(&events);
-    let tokens = quote! {
-        #structs
-        #dispatcher
-    };
-    let mut file: syn::File = syn::parse2(tokens).context("generated event code does not parse")?;
+/// Pretty-prints generated tokens; `non_exhaustive` marks every struct so
+/// that a field added to the schema later is not a semver break.
+pub(crate) fn finish(tokens: TokenStream, non_exhaustive: bool) -> Result<String> {
+    let mut file: syn::File = syn::parse2(tokens).context("generated code does not parse")?;
     drop_unused_error_module(&mut file);
+    if non_exhaustive {
+        for item in &mut file.items {
+            if let syn::Item::Struct(s) = item {
+                s.attrs.push(syn::parse_quote!(#[non_exhaustive]));
+            }
+        }
+    }
     Ok(prettyplease::unparse(&file))
 }
 
@@ -121,13 +160,15 @@ fn all_optional_definitions(typify_input: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Returns the typify input (definitions only) and the events in root order.
-fn preprocess(schema: &Value) -> Result<(Value, Vec<EventDef>)> {
+/// Returns the typify input (definitions only) and the tagged definitions in
+/// root order.
+pub(crate) fn preprocess(schema: &Value, tagging: &Tagging) -> Result<(Value, Vec<EventDef>)> {
+    let what = tagging.what;
     let mut definitions = schema
         .get("definitions")
         .and_then(Value::as_object)
         .cloned()
-        .context("the event schema has no `definitions` object")?;
+        .with_context(|| format!("the {what} schema has no `definitions` object"))?;
 
     let envelope_names = ref_names(schema.get("allOf"), "allOf")?;
     let mut envelope = Map::new();
@@ -144,7 +185,7 @@ fn preprocess(schema: &Value) -> Result<(Value, Vec<EventDef>)> {
 
     let event_names = ref_names(schema.get("oneOf"), "oneOf")?;
     if event_names.is_empty() {
-        bail!("the root oneOf lists no events");
+        bail!("the root oneOf lists no {what} definitions");
     }
     let mut events = Vec::with_capacity(event_names.len());
     for name in &event_names {
@@ -152,13 +193,13 @@ fn preprocess(schema: &Value) -> Result<(Value, Vec<EventDef>)> {
             .get_mut(name)
             .and_then(Value::as_object_mut)
             .with_context(|| format!("root oneOf names missing definition `{name}`"))?;
-        events.push(prepare_event(name, def, &envelope)?);
+        events.push(prepare_event(name, def, &envelope, tagging)?);
     }
 
     let mut seen = std::collections::BTreeSet::new();
     for e in &events {
         if !seen.insert(e.tag.as_str()) {
-            bail!("two events share the tag `{}`", e.tag);
+            bail!("two {what} definitions share the tag `{}`", e.tag);
         }
     }
 
@@ -194,14 +235,16 @@ fn prepare_event(
     name: &str,
     def: &mut Map<String, Value>,
     envelope: &Map<String, Value>,
+    tagging: &Tagging,
 ) -> Result<EventDef> {
+    let Tagging { tag, suffix, what } = *tagging;
     let variant = name
-        .strip_suffix("Event")
+        .strip_suffix(suffix)
         .filter(|v| !v.is_empty())
-        .with_context(|| format!("event definition `{name}` must be named `<Variant>Event`"))?
+        .with_context(|| format!("{what} definition `{name}` must be named `<Variant>{suffix}`"))?
         .to_string();
     if def.get("type").and_then(Value::as_str) != Some("object") {
-        bail!("event definition `{name}` must have \"type\": \"object\"");
+        bail!("{what} definition `{name}` must have \"type\": \"object\"");
     }
 
     let omit: Vec<String> = match def.get(ENVELOPE_OMIT) {
@@ -215,10 +258,11 @@ fn prepare_event(
         .or_insert_with(|| Value::Object(Map::new()))
         .as_object_mut()
         .with_context(|| format!("`properties` of `{name}` is not an object"))?;
+    let tag_key = tag;
     let tag = props
-        .remove("type")
+        .remove(tag_key)
         .and_then(|t| t.get("const").and_then(Value::as_str).map(str::to_string))
-        .with_context(|| format!("event `{name}` needs `properties.type.const` (its tag)"))?;
+        .with_context(|| format!("{what} `{name}` needs `properties.{tag_key}.const` (its tag)"))?;
 
     for o in &omit {
         if !envelope.contains_key(o) {
@@ -274,7 +318,7 @@ fn prepare_event(
     }
 
     if let Some(Value::Array(required)) = def.get_mut("required") {
-        required.retain(|r| r.as_str() != Some("type"));
+        required.retain(|r| r.as_str() != Some(tag_key));
     }
 
     let doc = def

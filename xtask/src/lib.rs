@@ -1,4 +1,5 @@
-//! Project tasks as a library: the generators (`rest`, `facade`, `events`) and
+//! Project tasks as a library: the generators (`rest`, `facade`, `events`,
+//! `v1_frames`) and
 //! [`generate_all`], and the spec-to-server comparison (`spec_diff`), shared by
 //! the `xtask` binary and its tests.
 //!
@@ -12,6 +13,7 @@ pub mod events;
 pub mod facade;
 pub mod rest;
 pub mod spec_diff;
+pub mod v1_frames;
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +47,10 @@ pub fn generate_all(root: &Path) -> Result<Vec<Output>> {
     let events = std::fs::read_to_string(&events_path)
         .with_context(|| format!("reading {}", events_path.display()))?;
 
+    let frames_path = root.join("spec/v1-frames.schema.json");
+    let frames = std::fs::read_to_string(&frames_path)
+        .with_context(|| format!("reading {}", frames_path.display()))?;
+
     let v1_path = root.join("spec/v1.yaml");
     let v1 = std::fs::read_to_string(&v1_path)
         .with_context(|| format!("reading {}", v1_path.display()))?;
@@ -54,6 +60,7 @@ pub fn generate_all(root: &Path) -> Result<Vec<Output>> {
     let v1_facade =
         facade::generate_for(&v1, &facade::V1).context("generating the V1 namespaces")?;
     let events_body = events::generate(&events).context("generating the event enum")?;
+    let frames_body = v1_frames::generate(&frames).context("generating the V1 frame payloads")?;
     let facade_body = facade::generate(&openapi).context("generating the namespace layer")?;
     let cli_body = cli::generate(&openapi, &v1).context("generating the platos commands")?;
 
@@ -88,6 +95,14 @@ pub fn generate_all(root: &Path) -> Result<Vec<Output>> {
                 &format!("xtask facade, prettyplease {PRETTYPLEASE_VERSION}"),
                 &[("spec/v1.yaml", &v1)],
                 &v1_facade,
+            ),
+        },
+        Output {
+            path: root.join("platos-client/src/v1/payload.rs"),
+            contents: with_header(
+                &format!("typify {TYPIFY_VERSION}, prettyplease {PRETTYPLEASE_VERSION}"),
+                &[("spec/v1-frames.schema.json", &frames)],
+                &frames_body,
             ),
         },
         Output {

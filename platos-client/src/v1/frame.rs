@@ -1,11 +1,14 @@
 //! What one V1 event carries: the `stream_meta` that opens a connection and
 //! the flat frames after it (docs/v1-stream.md, "Meta" and "Frames"), and
-//! the checks that turn a malformed one into a typed violation.
+//! the checks that turn a malformed one into a typed violation. The payload
+//! types and `FrameType` are generated from `spec/v1-frames.schema.json`
+//! (`payload.rs`); this file reads the envelope and hands the rest over.
 
 use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::payload::{FramePayload, FrameType};
 use crate::error::{Error, StreamViolation};
 
 /// Stream versions this reader understands (`sv` band).
@@ -38,74 +41,17 @@ pub struct Frame {
     pub seq: u64,
     /// `ts`: when the frame was written, epoch milliseconds.
     pub ts: i64,
-    /// The payload: every member but the reserved `sv`, `t`, `seq`, `ts`.
+    /// The payload: every member but the reserved `sv`, `t`, `seq`, `ts`, as
+    /// received. [`Frame::payload`] has the same members typed.
     pub fields: Map<String, Value>,
     /// The event's last-event-id: its `id:` cursor, or, for an event without
     /// an `id:` line (a transport-minted `stream.error`), the cursor before it
     /// (the id buffer persists across events). `None` when there is none.
     pub id: Option<String>,
-}
-
-/// The frame types the stream contract names. New types may appear: an
-/// unknown one is kept as [`FrameType::Unknown`] with its raw name, and its
-/// frame is admitted and handed over like any other.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum FrameType {
-    /// `meta`
-    Meta,
-    /// `reasoning.delta`
-    ReasoningDelta,
-    /// `tool_call.start`
-    ToolCallStart,
-    /// `tool_call.result`
-    ToolCallResult,
-    /// `assistant.delta`
-    AssistantDelta,
-    /// `message_persisted`
-    MessagePersisted,
-    /// `turn.done` (terminal: the stream completed)
-    TurnDone,
-    /// `stream.error` (terminal: the stream failed; payload `code`)
-    StreamError,
-    /// `stream.offline` (terminal for the connection; payload `resumeFrom`)
-    StreamOffline,
-    /// A type this SDK does not know yet.
-    Unknown(String),
-}
-
-impl FrameType {
-    /// Reads a wire name.
-    pub fn from_wire(t: &str) -> Self {
-        match t {
-            "meta" => FrameType::Meta,
-            "reasoning.delta" => FrameType::ReasoningDelta,
-            "tool_call.start" => FrameType::ToolCallStart,
-            "tool_call.result" => FrameType::ToolCallResult,
-            "assistant.delta" => FrameType::AssistantDelta,
-            "message_persisted" => FrameType::MessagePersisted,
-            "turn.done" => FrameType::TurnDone,
-            "stream.error" => FrameType::StreamError,
-            "stream.offline" => FrameType::StreamOffline,
-            other => FrameType::Unknown(other.to_owned()),
-        }
-    }
-
-    /// The wire name.
-    pub fn as_str(&self) -> &str {
-        match self {
-            FrameType::Meta => "meta",
-            FrameType::ReasoningDelta => "reasoning.delta",
-            FrameType::ToolCallStart => "tool_call.start",
-            FrameType::ToolCallResult => "tool_call.result",
-            FrameType::AssistantDelta => "assistant.delta",
-            FrameType::MessagePersisted => "message_persisted",
-            FrameType::TurnDone => "turn.done",
-            FrameType::StreamError => "stream.error",
-            FrameType::StreamOffline => "stream.offline",
-            FrameType::Unknown(t) => t,
-        }
-    }
+    /// The payload typed by `t` (docs/v1-stream.md, "Payloads"). Boxed: the
+    /// largest payload is several times the rest of the frame, which moves
+    /// through the reader by value.
+    payload: Box<FramePayload>,
 }
 
 impl fmt::Display for FrameType {
@@ -116,8 +62,59 @@ impl fmt::Display for FrameType {
 
 impl Frame {
     /// A payload member as a string, when it is one.
+    #[deprecated(
+        since = "0.1.0",
+        note = "read the typed payload instead: `frame.payload()`, e.g. `FramePayload::AssistantDelta(d)` and `d.text`"
+    )]
     pub fn str_field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).and_then(Value::as_str)
+    }
+
+    /// The payload typed by the frame's `t`: one variant per type the stream
+    /// contract names, with the members the schema names as fields and any
+    /// other member in its `extra` map; [`FramePayload::Unknown`] for a type
+    /// this SDK does not know.
+    ///
+    /// ```
+    /// # use platos_client::v1::{Frame, FramePayload};
+    /// fn print_answer(frame: &Frame) {
+    ///     if let FramePayload::AssistantDelta(delta) = frame.payload() {
+    ///         print!("{}", delta.text);
+    ///     }
+    /// }
+    /// ```
+    pub fn payload(&self) -> &FramePayload {
+        &self.payload
+    }
+
+    /// The typed payload, by value.
+    pub fn into_payload(self) -> FramePayload {
+        *self.payload
+    }
+}
+
+/// Types the members of a known frame type (the generated
+/// `FramePayload::decode` calls this); the error names the member at fault.
+pub(super) fn decode_payload<T>(fields: &Map<String, Value>) -> Result<T, String>
+where
+    T: serde::de::DeserializeOwned,
+{
+    // Plain serde first: tracking the path costs a key copy per member, and
+    // only an error needs it.
+    if let Ok(payload) = T::deserialize(fields) {
+        return Ok(payload);
+    }
+    match serde_path_to_error::deserialize::<_, T>(fields) {
+        Ok(payload) => Ok(payload),
+        Err(e) => {
+            let path = e.path().to_string();
+            let at = if path == "." {
+                "the payload".to_owned()
+            } else {
+                format!("`{path}`")
+            };
+            Err(format!("{at}: {}", e.into_inner()))
+        }
     }
 }
 
@@ -210,6 +207,9 @@ pub(crate) fn read_frame(data: &str, id: &str) -> Result<Frame, Error> {
     for key in RESERVED {
         fields.remove(key);
     }
+    // Typed from the members already parsed: no second parse of the text.
+    let payload = FramePayload::decode(&t, &fields)
+        .map_err(|why| malformed(&format!("`{t}` has a malformed payload ({why})")))?;
     Ok(Frame {
         sv,
         t,
@@ -217,6 +217,7 @@ pub(crate) fn read_frame(data: &str, id: &str) -> Result<Frame, Error> {
         ts,
         fields,
         id: (!id.is_empty()).then(|| id.to_owned()),
+        payload: Box::new(payload),
     })
 }
 
@@ -232,6 +233,7 @@ fn preview(data: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::v1::payload::FramePayload;
 
     fn code(e: Error) -> StreamViolation {
         e.stream_violation().expect("a violation")
@@ -279,14 +281,74 @@ mod tests {
         .expect("valid");
         assert_eq!(frame.t, FrameType::AssistantDelta);
         assert_eq!((frame.sv, frame.seq, frame.ts), (1, 3, 1757900000003));
-        assert_eq!(frame.str_field("text"), Some("wö"));
+        match frame.payload() {
+            FramePayload::AssistantDelta(d) => {
+                assert_eq!(d.text, "wö");
+                assert!(d.extra.is_empty(), "reserved keys are not payload");
+            }
+            other => panic!("not typed: {other:?}"),
+        }
         assert_eq!(frame.fields.len(), 1, "reserved keys are not payload");
         assert_eq!(frame.id.as_deref(), Some("c3"));
 
-        let frame = read_frame(r#"{"sv":1,"t":"x.future","seq":1,"ts":1.5}"#, "").expect("valid");
+        let frame =
+            read_frame(r#"{"sv":1,"t":"x.future","seq":1,"ts":1.5,"n":[1]}"#, "").expect("valid");
         assert_eq!(frame.t, FrameType::Unknown("x.future".into()));
         assert_eq!(frame.t.as_str(), "x.future");
         assert_eq!(frame.id, None);
+        let FramePayload::Unknown { t, fields } = frame.payload() else {
+            panic!("an unknown type is delivered raw: {:?}", frame.payload());
+        };
+        assert_eq!((t.as_str(), fields), ("x.future", &frame.fields));
+        assert_eq!(frame.payload().frame_type(), frame.t);
+    }
+
+    #[test]
+    fn payload_members_are_typed_and_unknown_ones_kept() {
+        let frame = read_frame(
+            r#"{"sv":1,"t":"tool_call.result","seq":1,"ts":1,"status":"error","ms":12.5,
+                "error":{"kind":"provider","code":"E1","agentToldUser":true,"later":1},"callId":"c"}"#,
+            "",
+        )
+        .expect("valid");
+        let FramePayload::ToolCallResult(r) = frame.payload() else {
+            panic!("{:?}", frame.payload());
+        };
+        assert_eq!((r.status.as_deref(), r.ms), (Some("error"), Some(12.5)));
+        let error = r.error.as_ref().expect("error");
+        assert_eq!(
+            (error.kind.as_deref(), error.agent_told_user),
+            (Some("provider"), Some(true))
+        );
+        assert_eq!(error.extra.get("later"), Some(&Value::from(1)));
+        assert_eq!(r.extra.get("callId"), Some(&Value::from("c")));
+    }
+
+    #[test]
+    fn wrong_typed_payload_members_are_malformed_frames() {
+        for (data, member) in [
+            (
+                r#"{"sv":1,"t":"assistant.delta","seq":1,"ts":1,"text":5}"#,
+                "`text`",
+            ),
+            (r#"{"sv":1,"t":"assistant.delta","seq":1,"ts":1}"#, "text"),
+            (
+                r#"{"sv":1,"t":"stream.error","seq":1,"ts":1,"code":false}"#,
+                "`code`",
+            ),
+            (
+                r#"{"sv":1,"t":"turn.done","seq":1,"ts":1,"usage":{"output":"many"}}"#,
+                "`usage.output`",
+            ),
+        ] {
+            let e = read_frame(data, "").unwrap_err();
+            assert_eq!(
+                e.stream_violation(),
+                Some(StreamViolation::FrameMalformed),
+                "{data}"
+            );
+            assert!(e.to_string().contains(member), "{data}: {e}");
+        }
     }
 
     #[test]

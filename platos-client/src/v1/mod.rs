@@ -12,7 +12,7 @@
 //!
 //! ```no_run
 //! use futures::StreamExt;
-//! use platos_client::v1::V1Client;
+//! use platos_client::v1::{FramePayload, V1Client};
 //!
 //! # async fn run() -> platos_client::Result<()> {
 //! let client = V1Client::builder()
@@ -25,7 +25,10 @@
 //!     .open()?;
 //! while let Some(frame) = stream.next().await {
 //!     let frame = frame?;
-//!     println!("{} #{}: {:?}", frame.t, frame.seq, frame.fields);
+//!     match frame.payload() {
+//!         FramePayload::AssistantDelta(delta) => print!("{}", delta.text),
+//!         other => println!("\n{} #{}: {other:?}", frame.t, frame.seq),
+//!     }
 //! }
 //! println!("ended: {:?}", stream.end());
 //! # Ok(()) }
@@ -38,6 +41,13 @@ mod frame;
 mod generated;
 #[rustfmt::skip]
 mod namespaces;
+/// The typed payloads of V1 frames ([`Frame::payload`]), one struct per frame
+/// type, generated from `spec/v1-frames.schema.json` (docs/v1-stream.md,
+/// "Payloads"). Members a struct does not name are kept in its `extra` map.
+// prettyplease's layout is the committed form; rustfmt would fight the drift
+// check.
+#[rustfmt::skip]
+pub mod payload;
 mod stream;
 pub(crate) mod transport;
 
@@ -53,8 +63,11 @@ use crate::config::{RetryConfig, Secret};
 use crate::error::{Error, Result};
 use crate::transport::{error_from_response, transport_error};
 
-pub use frame::{Frame, FrameType, StreamMeta};
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use frame::read_frame;
+pub use frame::{Frame, StreamMeta};
 pub use namespaces::enums::*;
+pub use payload::{FramePayload, FrameType};
 
 /// The V1 namespaces of [`V1Client`] (`client.organizations()`, …) and the
 /// requests their methods return, generated from `spec/v1.yaml`.

@@ -24,7 +24,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
 
-use super::frame::{Frame, FrameType, StreamMeta, read_frame, read_meta};
+use super::frame::{Frame, StreamMeta, read_frame, read_meta};
+use super::payload::FramePayload;
 use super::{Connect, V1Client, v1_path};
 use crate::error::{Error, Result, StreamViolation};
 use crate::retry;
@@ -116,14 +117,14 @@ impl StreamEnd {
     /// `last_event_id` is the cursor after applying it.
     pub(crate) fn of_terminal(frame: &Frame, last_event_id: Option<&str>) -> Option<StreamEnd> {
         let non_empty = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_owned);
-        match frame.t {
-            FrameType::TurnDone => Some(StreamEnd::Completed),
-            FrameType::StreamError => Some(StreamEnd::Failed {
-                code: non_empty(frame.str_field("code")),
+        match frame.payload() {
+            FramePayload::TurnDone(_) => Some(StreamEnd::Completed),
+            FramePayload::StreamError(e) => Some(StreamEnd::Failed {
+                code: non_empty(e.code.as_deref()),
             }),
             // A `resumeFrom` that cannot travel as a header is treated as absent.
-            FrameType::StreamOffline => Some(
-                match non_empty(frame.str_field("resumeFrom"))
+            FramePayload::StreamOffline(o) => Some(
+                match non_empty(o.resume_from.as_deref())
                     .filter(|c| http::HeaderValue::from_str(c).is_ok())
                     .or(non_empty(last_event_id))
                 {
@@ -854,7 +855,7 @@ mod tests {
         let of = |t: &str, f: serde_json::Value, c: Option<&str>| {
             StreamEnd::of_terminal(&frame(t, f), c)
         };
-        assert_eq!(of("assistant.delta", json!({}), c2), None);
+        assert_eq!(of("assistant.delta", json!({"text": ""}), c2), None);
         assert_eq!(of("turn.done", json!({}), c2), Some(StreamEnd::Completed));
         assert_eq!(
             of("stream.error", json!({"code": "STREAM_CURSOR_EXPIRED"}), c2),

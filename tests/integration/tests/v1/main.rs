@@ -3,5 +3,6 @@
 //! (`stream`), and the raw escape hatch of both clients (`raw`).
 
 mod client;
+mod frames;
 mod raw;
 mod stream;

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use platos_client::v1::{
-    Admission, EventStream, Frame, FrameType, ReadEventStream, ReaderEvent, StreamEnd,
-    StreamPosition, V1Client,
+    Admission, EventStream, Frame, FramePayload, FrameType, ReadEventStream, ReaderEvent,
+    StreamEnd, StreamPosition, V1Client,
 };
 use platos_client::{Error, StreamViolation};
 use platos_test_server::{ConnectionEnd, Cut, StreamConnection, StreamPlan, TestServer};
@@ -185,7 +185,13 @@ fn seqs(frames: &[Frame]) -> Vec<u64> {
 }
 
 fn text(frames: &[Frame]) -> String {
-    frames.iter().filter_map(|f| f.str_field("text")).collect()
+    frames
+        .iter()
+        .filter_map(|f| match f.payload() {
+            FramePayload::AssistantDelta(d) => Some(d.text.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn applied(seqs: &[u64]) -> Vec<(u64, Admission)> {
