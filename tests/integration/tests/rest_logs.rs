@@ -82,19 +82,26 @@ impl tracing::Subscriber for Capture {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-#[test]
-fn tracing_output_hides_secrets() {
+/// Runs `body` on a current-thread runtime (every task on this thread,
+/// under a thread-local subscriber that captures everything; `paused`
+/// starts its clock paused): what it returned, and the log.
+fn logged<T>(paused: bool, body: impl std::future::Future<Output = T>) -> (T, String) {
     let capture = Capture::default();
     let logs = capture.0.clone();
     let _guard = tracing::subscriber::set_default(capture);
-    // A current-thread runtime: every task runs on this thread, under the
-    // thread-local subscriber.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .start_paused(true)
+        .start_paused(paused)
         .build()
         .unwrap();
-    rt.block_on(async {
+    let out = rt.block_on(body);
+    let logs = logs.lock().unwrap().clone();
+    (out, logs)
+}
+
+#[test]
+fn tracing_output_hides_secrets() {
+    let ((), logs) = logged(true, async {
         let recorder = Recorder::start().await;
         recorder
             .push(Answer::json(401, json!({"message": "expired"})))
@@ -129,7 +136,6 @@ fn tracing_output_hides_secrets() {
             .await
             .unwrap_err();
     });
-    let logs = logs.lock().unwrap().clone();
     assert!(
         logs.contains("platos request"),
         "the SDK logged its requests:\n{logs}"
@@ -169,15 +175,8 @@ fn tracing_output_hides_secrets() {
 /// included.
 #[test]
 fn each_turn_has_a_span_with_its_thread_connection_reconnects_and_outcome() {
-    let capture = Capture::default();
-    let logs = capture.0.clone();
-    let _guard = tracing::subscriber::set_default(capture);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     const TEXT: &str = "a private question [tokens=4]";
-    let token = rt.block_on(async {
+    let (token, logs) = logged(false, async {
         // Events 30 ms apart: the reconnect is back before the turn's `done`.
         let server = platos_test_server::TestServer::builder()
             .event_delay(std::time::Duration::from_millis(30))
@@ -205,7 +204,6 @@ fn each_turn_has_a_span_with_its_thread_connection_reconnects_and_outcome() {
         server.shutdown().await;
         token
     });
-    let logs = logs.lock().unwrap().clone();
     let thread = platos_test_server::SEED_THREAD;
     assert!(
         logs.contains(&format!(
@@ -245,14 +243,7 @@ fn each_turn_has_a_span_with_its_thread_connection_reconnects_and_outcome() {
 /// once per route however many calls get it.
 #[test]
 fn a_deprecated_route_is_logged_once_at_warn_with_its_sunset() {
-    let capture = Capture::default();
-    let logs = capture.0.clone();
-    let _guard = tracing::subscriber::set_default(capture);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    let ((), logs) = logged(false, async {
         let recorder = Recorder::start().await;
         let deprecated = || {
             Answer::json(200, json!({"memories": [], "total": 0}))
@@ -269,7 +260,6 @@ fn a_deprecated_route_is_logged_once_at_warn_with_its_sunset() {
             client.memory().list().await.unwrap();
         }
     });
-    let logs = logs.lock().unwrap().clone();
     let warnings: Vec<&str> = logs
         .lines()
         .filter(|l| l.starts_with("WARN") && l.contains("deprecated"))
@@ -289,14 +279,7 @@ fn a_deprecated_route_is_logged_once_at_warn_with_its_sunset() {
 /// date, and the alias reaches the same memories as the new prefix.
 #[test]
 fn the_old_memory_prefix_warns_once_per_route_through_raw_calls() {
-    let capture = Capture::default();
-    let logs = capture.0.clone();
-    let _guard = tracing::subscriber::set_default(capture);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    let ((), logs) = logged(false, async {
         let server = platos_test_server::TestServer::start().await.unwrap();
         let scope = server.scope();
         let client = PlatosClient::builder()
@@ -348,7 +331,6 @@ fn the_old_memory_prefix_warns_once_per_route_through_raw_calls() {
             "{missing:?}"
         );
     });
-    let logs = logs.lock().unwrap().clone();
     let warnings: Vec<&str> = logs
         .lines()
         .filter(|l| l.starts_with("WARN") && l.contains("deprecated"))
