@@ -91,6 +91,16 @@ fn set_header(request: &mut reqwest::Request, name: &'static str, value: &str) {
     }
 }
 
+/// A call's answer read whole (or its body left unread when the caller
+/// needs none): what a generated call decodes, without awaiting anything.
+pub(crate) struct Fetched {
+    pub(crate) status: u16,
+    /// The server answered from its record of the idempotency key (V1).
+    #[cfg(feature = "v1")]
+    pub(crate) replayed: bool,
+    pub(crate) body: Bytes,
+}
+
 /// What a call came back with: a 2xx answer, its body not yet read.
 pub(crate) struct Answer {
     response: reqwest::Response,
@@ -149,28 +159,6 @@ impl Answer {
         Ok((status, body))
     }
 
-    /// The body as JSON, `null` when empty (a V1 `raw` call's answer).
-    #[cfg(feature = "v1")]
-    pub(crate) async fn finish_json(self) -> Result<serde_json::Value> {
-        let (status, body) = self.bytes().await?;
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(serde_json::Value::Null);
-        }
-        decode(Some(status), &body)
-    }
-}
-
-/// A call's answer read whole (or its body left unread when the caller
-/// needs none): what a generated call decodes, without awaiting anything.
-pub(crate) struct Fetched {
-    pub(crate) status: u16,
-    /// The server answered from its record of the idempotency key (V1).
-    #[cfg(feature = "v1")]
-    pub(crate) replayed: bool,
-    pub(crate) body: Bytes,
-}
-
-impl Answer {
     /// Reads the answer whole within the client's `max_response_bytes`, or
     /// drops an unneeded body unread.
     pub(crate) async fn fetch(self, read_body: bool) -> Result<Fetched> {
@@ -192,6 +180,16 @@ impl Answer {
             replayed,
             body,
         })
+    }
+
+    /// The body as JSON, `null` when empty (a V1 `raw` call's answer).
+    #[cfg(feature = "v1")]
+    pub(crate) async fn finish_json(self) -> Result<serde_json::Value> {
+        let (status, body) = self.bytes().await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(serde_json::Value::Null);
+        }
+        decode(Some(status), &body)
     }
 }
 
